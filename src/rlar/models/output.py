@@ -1,0 +1,40 @@
+"""What every rlar network returns, and how it exposes the shared representations regularisers act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class MultitaskOutput:
+    """Forward result of a multitask (or single-task) network.
+
+    mask_logits:  (B, 1, H, W) nodule logits, or None for a classification-only model.
+    class_logits: (B, C) TI-RADS logits, or None for a segmentation-only model.
+    h_tirads:     (B, 13) clinically guided part of the embedding (None when the model has none).
+    h_deep:       (B, D) free part of the embedding (None when the model has none).
+    features:     named intermediate representations, e.g. "enc1".."enc4", "bottleneck"; the tensors the
+                  task heads actually consumed (so gradients of task losses flow to them).
+    cut:          filled only when the forward was called with ``cut_at=<name>``: the boundary between the
+                  shared trunk and the task heads at that layer, as (trunk_tensor, head_leaf) pairs. The heads
+                  were computed from ``head_leaf`` (a detached copy with requires_grad=True), so
+                  ``torch.autograd.grad(loss, leaves)`` gives the partial derivatives at the boundary using the
+                  heads' backward only, and ``torch.autograd.backward(trunk_tensors, leaf_grads)`` finishes the
+                  trunk's backward exactly once. ``cut_layer`` names which leaf is the representation z.
+    """
+
+    mask_logits: torch.Tensor | None
+    class_logits: torch.Tensor | None
+    h_tirads: torch.Tensor | None = None
+    h_deep: torch.Tensor | None = None
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
+    cut: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    cut_layer: str | None = None
+
+    def z(self) -> torch.Tensor:
+        """The head-side leaf of the representation named by ``cut_layer`` (requires a cut forward)."""
+        if self.cut_layer is None:
+            raise RuntimeError("forward was not called with cut_at=...; no representation leaf to return")
+        return self.features[self.cut_layer]
