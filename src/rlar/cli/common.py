@@ -1,0 +1,34 @@
+"""Argument helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import yaml
+
+from rlar.data.sources import SOURCE_NAMES, Source, open_source
+from rlar.errors import ConfigError
+
+
+def parse_key_values(pairs: list[str] | None, what: str = "--option") -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are read as YAML scalars (``3`` -> int, ``[1,2]`` -> list)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(pair, f"{what} expects key=value")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", choices=SOURCE_NAMES, help="dataset layout")
+    parser.add_argument("--root", default=None, help="dataset folder (not needed for the phantom)")
+    parser.add_argument(
+        "--option", action="append", metavar="KEY=VALUE", help="source option, e.g. n_cases=50 (repeatable)"
+    )
+
+
+def source_from_args(args: argparse.Namespace) -> Source:
+    return open_source(args.source, args.root, **parse_key_values(args.option))
