@@ -1,0 +1,397 @@
+"""A folder of the user's own images: the adapter for data that is not one of the public datasets.
+
+Layout (``root`` is the folder you pass)::
+
+    root/
+      images/<image_id>.png|.jpg|.jpeg|.tif|.tiff|.dcm   one file per image (grey or RGB; DICOM first frame)
+      masks/<image_id>.png                               optional, per image; any non-zero pixel is nodule
+      labels.csv                                         optional; one row per image
+
+``labels.csv`` columns (header names are case-insensitive; extra columns are ignored):
+
+    image_id        required; the file name stem in ``images/`` (a full file name is accepted too)
+    patient_id      images of one patient share it, so that splits never put one patient on both sides
+    tirads          optional; ACR (1-5, TR1-TR5) or DDTI (2, 3, 4a, 4b, 4c, 5) scale, see below
+    composition, echogenicity, shape, margin, echogenic_foci (or calcifications)
+                    optional ACR TI-RADS lexicon words, e.g. "solid", "very hypoechoic", "taller-than-wide",
+                    "lobulated/irregular", "punctate"; case, spaces, hyphens and underscores do not matter.
+
+An empty cell means unknown. Decisions, each reported in ``source.notes`` or ``source.skips``:
+
+* TI-RADS scale: ``scale=`` wins when given; otherwise :func:`rlar.data.labels.detect_scale` reads the column:
+  any 4a/4b/4c means DDTI, any TRk or 1 means ACR, and values 2-5 alone are ambiguous and read as ACR
+  (the international standard) with a note asking the user to pass ``scale="ddti"`` if that is wrong.
+* A TI-RADS value not on the scale, or a descriptor word outside the lexicon: the label is left unknown and a
+  Skip names the image and the value (the image is still used, e.g. for segmentation). Never coerced.
+* No ``labels.csv``: every image is its own patient and has unknown labels (a note says so).
+* An image on disk but not in ``labels.csv``: kept with unknown labels and ``patient_id = image_id`` (a note
+  lists them). It still helps segmentation; dropping a user's annotated image silently would be worse.
+* A row in ``labels.csv`` with no image file: skipped with a reason. An empty ``patient_id``: the image is
+  its own patient (a note counts these).
+* Two image files with one stem (``a.png`` and ``a.jpg``): both skipped, since we cannot tell which is meant.
+* Conflicting duplicate rows for one ``image_id``: the image is skipped; identical duplicates are merged.
+* A mask whose size differs from its image: :class:`DataError` at load time naming both sizes.
+
+This module also holds :func:`normalise_descriptor`, the lexicon normaliser shared by the other adapters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from rlar.data.io import IMAGE_SUFFIXES, read_image, read_mask
+from rlar.data.labels import SCALE_LEVELS, canonical_level, detect_scale
+from rlar.data.record import DESCRIPTOR_VALUES, DESCRIPTORS, SampleInfo
+from rlar.data.sources.base import Source
+from rlar.errors import ConfigError, DataError
+
+# ---------------------------------------------------------------------------------------------------------
+# Descriptor lexicon normalisation (shared with the ThyroidXL and AIMI adapters)
+# ---------------------------------------------------------------------------------------------------------
+
+# Raw spellings seen in datasets and reports, keyed by their squashed form (see _squash), mapped to the
+# canonical value. Canonical values map to themselves implicitly. Anything absent is reported, not guessed;
+# combined ACR categories such as "hyperechoic or isoechoic" are deliberately absent because they do not
+# name one canonical value.
+_SYNONYMS: dict[str, dict[str, str]] = {
+    "composition": {
+        "almost_completely_cystic": "cystic",
+        "cystic_or_almost_completely_cystic": "cystic",
+        "purely_cystic": "cystic",
+        "predominantly_cystic": "mixed_cystic",
+        "mixed_predominantly_cystic": "mixed_cystic",
+        "predominantly_solid": "mixed_solid",
+        "mixed_predominantly_solid": "mixed_solid",
+        "mixed_cystic_and_solid": "mixed",
+        "mixed_solid_and_cystic": "mixed",
+        "almost_completely_solid": "solid",
+        "solid_or_almost_completely_solid": "solid",
+    },
+    "echogenicity": {
+        "markedly_hypoechoic": "very_hypoechoic",
+        "marked_hypoechoic": "very_hypoechoic",
+        "hyperechogenic": "hyperechoic",
+        "isoechogenic": "isoechoic",
+        "hypoechogenic": "hypoechoic",
+        # DDTI spellings, for users who label their own data in that style
+        "hyperechogenicity": "hyperechoic",
+        "isoechogenicity": "isoechoic",
+        "hypoechogenicity": "hypoechoic",
+        "marked_hypoechogenicity": "very_hypoechoic",
+    },
+    "shape": {
+        "wider": "wider_than_tall",
+        "not_taller_than_wide": "wider_than_tall",
+        "taller": "taller_than_wide",
+    },
+    "margin": {
+        "well_defined": "smooth",
+        "well_defined_smooth": "smooth",
+        "ill_defined_margin": "ill_defined",
+        "lobulated": "lobulated_irregular",
+        "irregular": "lobulated_irregular",
+        "lobulated_or_irregular": "lobulated_irregular",
+        "irregular_lobulated": "lobulated_irregular",
+        # ACR lists spiculated and microlobulated margins under "lobulated or irregular"
+        "spiculated": "lobulated_irregular",
+        "microlobulated": "lobulated_irregular",
+        "macrolobulated": "lobulated_irregular",
+        "extra_thyroidal_extension": "extrathyroidal_extension",
+        "extrathyroidal": "extrathyroidal_extension",
+        "ete": "extrathyroidal_extension",
+    },
+    "echogenic_foci": {
+        "no": "none",
+        "absent": "none",
+        "no_echogenic_foci": "none",
+        "large_comet_tail": "comet_tail",
+        "large_comet_tail_artifacts": "comet_tail",
+        "comet_tail_artifacts": "comet_tail",
+        "macrocalcification": "macrocalcifications",
+        "macro": "macrocalcifications",
+        "coarse_calcifications": "macrocalcifications",
+        "peripheral": "rim",
+        "rim_calcifications": "rim",
+        "peripheral_calcifications": "rim",
+        "peripheral_rim_calcifications": "rim",
+        "punctate_echogenic_foci": "punctate",
+        # ACR: punctate echogenic foci "may be" microcalcifications; reports still use the older word.
+        "microcalcifications": "punctate",
+        "microcalcification": "punctate",
+        "micro": "punctate",
+    },
+}
+
+# ACR points of each echogenic-foci category: with several categories we keep the most suspicious one.
+_FOCI_RANK: dict[str, int] = {"none": 0, "comet_tail": 0, "macrocalcifications": 1, "rim": 2, "punctate": 3}
+
+_MISSING_TEXT = frozenset({"", "nan", "na", "n_a", "unknown", "not_available", "missing"})
+
+
+def _squash(text: str) -> str:
+    """Lower-case and fold every run of non-alphanumerics to one underscore ("Wider-than tall" -> wider_than_tall)."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def normalise_descriptor(name: str, value: object) -> str | None:
+    """Map a raw descriptor value to the canonical vocabulary of ``DESCRIPTOR_VALUES[name]``.
+
+    Case, spaces, hyphens, slashes and underscores are ignored. Empty/missing values give None.
+    Echogenic foci may list several categories ("macrocalcifications, punctate"): ACR scores each, and the
+    single canonical slot keeps the most suspicious one (punctate > rim > macrocalcifications > comet tail/none).
+
+    Raises DataError (item = the raw value) for a value that does not name exactly one canonical term.
+    """
+    if name not in DESCRIPTOR_VALUES:
+        raise ConfigError("descriptor", f"unknown descriptor '{name}'; choose one of {', '.join(DESCRIPTORS)}")
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    raw = str(value).strip()
+    key = _squash(raw)
+    if key in _MISSING_TEXT:
+        return None
+    allowed = DESCRIPTOR_VALUES[name]
+    synonyms = _SYNONYMS[name]
+    if key in allowed:
+        return key
+    if key in synonyms:
+        return synonyms[key]
+    if name == "echogenic_foci":
+        parts = [p for p in re.split(r"\s*(?:[,;+&|]|\band\b)\s*", raw.lower()) if p.strip()]
+        if len(parts) > 1:
+            mapped = [normalise_descriptor(name, p) for p in parts]
+            if any(m is None for m in mapped):
+                raise DataError(raw, f"echogenic_foci list has an empty entry; expected terms among {', '.join(allowed)}")
+            if "none" in mapped:
+                raise DataError(raw, "echogenic_foci lists 'none' together with other foci (contradictory)")
+            return max(mapped, key=lambda m: _FOCI_RANK[m])  # type: ignore[arg-type]
+    raise DataError(raw, f"not a recognised {name} value (expected one of {', '.join(allowed)})")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The folder source
+# ---------------------------------------------------------------------------------------------------------
+
+_TIRADS_COLUMNS = ("tirads", "ti-rads", "ti_rads")
+_MASK_SUFFIX = ".png"
+_MAX_LISTED = 10  # how many item names a note spells out before summarising with a count
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:_MAX_LISTED])
+    return shown + (f", ... ({len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else "")
+
+
+class FolderSource(Source):
+    """Images (+ optional masks and labels.csv) in a plain folder. See the module docstring for the layout.
+
+    Args:
+        root: the folder holding ``images/``, optionally ``masks/`` and ``labels.csv``.
+        scale: "acr" or "ddti" to state the TI-RADS scale of the ``tirads`` column; None detects it.
+        labels_csv: file name (relative to root) or path of the label table.
+
+    Attributes beyond :class:`Source`: ``notes`` (human-readable decisions taken while scanning, e.g. which
+    TI-RADS scale was detected and why).
+    """
+
+    name = "folder"
+
+    def __init__(self, root: str | Path, scale: str | None = None, labels_csv: str | Path = "labels.csv") -> None:
+        if scale is not None and scale not in SCALE_LEVELS:
+            raise ConfigError("scale", f"unknown TI-RADS scale '{scale}'; choose one of {', '.join(SCALE_LEVELS)}")
+        self._requested_scale = scale
+        self._labels_csv = Path(labels_csv)
+        self.notes: list[str] = []
+        super().__init__(root)
+
+    # -- scanning ------------------------------------------------------------------------------------------
+    def _scan(self) -> Iterator[SampleInfo]:
+        assert self.root is not None
+        image_dir = self.root / "images"
+        if not image_dir.is_dir():
+            raise DataError(image_dir, "folder source needs an 'images/' folder under its root")
+        images = self._scan_images(image_dir)
+        masks = self._scan_masks(self.root / "masks", images)
+        csv_path = self._labels_csv if self._labels_csv.is_absolute() else self.root / self._labels_csv
+        rows = self._read_labels(csv_path, images) if csv_path.is_file() else None
+
+        if rows is None:
+            self.scale = self._requested_scale or "acr"
+            self.notes.append(
+                f"no {csv_path.name} found: every image is its own patient and all labels are unknown"
+            )
+            rows = {}
+        has_csv = csv_path.is_file()
+        not_in_csv: list[str] = []
+        no_patient: list[str] = []
+        for image_id, path in sorted(images.items()):
+            row = rows.get(image_id)
+            if row is None:
+                if has_csv:
+                    not_in_csv.append(image_id)
+                row = {}
+            patient_id = row.get("patient_id", "").strip()
+            if not patient_id:
+                if has_csv and row and "patient_id" in row:
+                    no_patient.append(image_id)
+                patient_id = image_id
+            tirads = self._level(image_id, row.get("tirads", ""))
+            descriptors = {name: self._descriptor(image_id, name, row.get(name, "")) for name in DESCRIPTORS}
+            mask_path = masks.get(image_id)
+            yield SampleInfo(
+                image_id=image_id,
+                patient_id=patient_id,
+                source=self.name,
+                tirads=tirads,
+                scale=self.scale,
+                descriptors=descriptors,
+                has_mask=mask_path is not None,
+                location=(path, mask_path),
+            )
+        if not_in_csv:
+            self.notes.append(
+                f"{len(not_in_csv)} image(s) not in {csv_path.name}, kept with unknown labels and each as its own "
+                f"patient: {_listing(not_in_csv)}"
+            )
+        if no_patient:
+            self.notes.append(
+                f"{len(no_patient)} row(s) with an empty patient_id: each image is its own patient: "
+                f"{_listing(no_patient)}"
+            )
+
+    def _scan_images(self, image_dir: Path) -> dict[str, Path]:
+        """image_id -> file; ids claimed by several files (a.png + a.jpg) are skipped with a reason."""
+        by_stem: dict[str, list[Path]] = defaultdict(list)
+        for path in sorted(image_dir.iterdir()):
+            if path.name.startswith(".") or not path.is_file():
+                continue  # hidden files (.DS_Store) and sub-folders are not data
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                self.skips.add(path, f"unsupported image file type '{path.suffix}' (use {', '.join(IMAGE_SUFFIXES)})")
+                continue
+            by_stem[path.stem].append(path)
+        images: dict[str, Path] = {}
+        for stem, paths in by_stem.items():
+            if len(paths) > 1:
+                names = ", ".join(p.name for p in paths)
+                self.skips.add(stem, f"several image files share this image id ({names}); rename all but one")
+                continue
+            images[stem] = paths[0]
+        return images
+
+    def _scan_masks(self, mask_dir: Path, images: dict[str, Path]) -> dict[str, Path]:
+        masks: dict[str, Path] = {}
+        if not mask_dir.is_dir():
+            self.notes.append("no 'masks/' folder: no image has a segmentation mask")
+            return masks
+        for path in sorted(mask_dir.iterdir()):
+            if path.name.startswith(".") or not path.is_file():
+                continue
+            if path.suffix.lower() != _MASK_SUFFIX:
+                self.skips.add(path, f"mask files must be lossless PNG named <image_id>{_MASK_SUFFIX}")
+                continue
+            if path.stem not in images:
+                self.skips.add(path, "mask has no image with the same id in images/")
+                continue
+            masks[path.stem] = path
+        return masks
+
+    def _read_labels(self, csv_path: Path, images: dict[str, Path]) -> dict[str, dict[str, str]]:
+        """Read labels.csv into image_id -> {column: raw text}; sets ``self.scale`` from its tirads column."""
+        import pandas as pd
+
+        try:
+            # dtype=str and no NA parsing: "4a" must not become NaN, "3" must not become 3.0.
+            table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            raise DataError(csv_path, f"cannot read label table ({exc.__class__.__name__}: {exc})") from exc
+        table.columns = [str(c).strip().lower() for c in table.columns]
+        if "image_id" not in table.columns:
+            raise DataError(csv_path, f"missing required column 'image_id' (found: {', '.join(table.columns)})")
+        renames = {c: "tirads" for c in _TIRADS_COLUMNS if c in table.columns and c != "tirads"}
+        if "tirads" not in table.columns and renames:
+            table = table.rename(columns={next(iter(renames)): "tirads"})
+        if "echogenic_foci" not in table.columns and "calcifications" in table.columns:
+            table = table.rename(columns={"calcifications": "echogenic_foci"})
+        elif "echogenic_foci" in table.columns and "calcifications" in table.columns:
+            self.notes.append("both 'echogenic_foci' and 'calcifications' columns present: used echogenic_foci")
+        if "patient_id" not in table.columns:
+            self.notes.append(f"{csv_path.name} has no patient_id column: every image is its own patient")
+
+        self._set_scale(list(table["tirads"]) if "tirads" in table.columns else [], csv_path.name)
+
+        # Resolve ids: accept "a.png" for image a; group duplicate rows per id.
+        stems_by_name = {path.name: stem for stem, path in images.items()}
+        grouped: dict[str, list[dict[str, str]]] = defaultdict(list)
+        for record in table.to_dict(orient="records"):
+            raw_id = str(record["image_id"]).strip()
+            if not raw_id:
+                self.skips.add(csv_path, "a row has an empty image_id")
+                continue
+            image_id = stems_by_name.get(raw_id, raw_id)
+            grouped[image_id].append({k: str(v).strip() for k, v in record.items()})
+
+        rows: dict[str, dict[str, str]] = {}
+        for image_id, records in grouped.items():
+            if image_id not in images:
+                self.skips.add(image_id, f"listed in {csv_path.name} but no image file for it in images/")
+                continue
+            distinct = {tuple(sorted((k, v) for k, v in r.items() if k != "image_id")) for r in records}
+            if len(distinct) > 1:
+                self.skips.add(image_id, f"{len(records)} conflicting rows in {csv_path.name}; keep one")
+                images.pop(image_id)  # the image itself is unusable until the user says which row is right
+                continue
+            rows[image_id] = records[0]
+        return rows
+
+    def _set_scale(self, values: list[str], csv_name: str) -> None:
+        present = [v.strip() for v in values if v.strip()]
+        if self._requested_scale is not None:
+            self.scale = self._requested_scale
+            self.notes.append(f"tirads column read on the {self.scale} scale (set explicitly)")
+            return
+        if not present:
+            self.scale = "acr"
+            self.notes.append(f"no TI-RADS values in {csv_name}: scale defaults to acr, all labels unknown")
+            return
+        self.scale = detect_scale(present)
+        lowered = sorted({v.lower() for v in present})
+        ddti_marks = [v for v in lowered if re.fullmatch(r"4[abc]", v)]
+        acr_marks = [v for v in lowered if v.startswith(("tr", "ti")) or re.fullmatch(r"1(\.0)?", v)]
+        if self.scale == "ddti":
+            self.notes.append(f"tirads column read on the ddti scale (found {'/'.join(ddti_marks)})")
+            if acr_marks:
+                self.notes.append(f"tirads column also holds ACR-style values ({', '.join(acr_marks)}): those are invalid")
+        elif acr_marks:
+            self.notes.append(f"tirads column read on the acr scale (found {', '.join(acr_marks)})")
+        else:
+            self.notes.append(
+                "tirads column is ambiguous (only values 2-5, no 1/TRk/4a-4c): read on the acr scale; "
+                "pass scale='ddti' if these are DDTI levels"
+            )
+
+    def _level(self, image_id: str, raw: str) -> str | None:
+        assert self.scale is not None
+        try:
+            return canonical_level(raw, self.scale)
+        except DataError as err:
+            self.skips.add(image_id, f"tirads value '{raw}' is {err.reason}; label left unknown")
+            return None
+
+    def _descriptor(self, image_id: str, name: str, raw: str) -> str | None:
+        try:
+            return normalise_descriptor(name, raw)
+        except DataError as err:
+            self.skips.add(image_id, f"{name} value '{raw}': {err.reason}; left unknown")
+            return None
+
+    # -- loading -------------------------------------------------------------------------------------------
+    def _load(self, info: SampleInfo) -> tuple[np.ndarray, np.ndarray | None, dict]:
+        image_path, mask_path = info.location
+        image = read_image(image_path)
+        mask = read_mask(mask_path, threshold=0, shape=image.shape) if mask_path is not None else None
+        return image, mask, {}
