@@ -1,0 +1,487 @@
+"""Synthesis of B-mode-like transverse thyroid ultrasound images with one nodule of known ACR descriptors.
+
+The renderer follows the image-formation chain of a linear-array B-mode scanner, coarsely, so that the
+artefacts radiologists use to read a nodule arise from the physics instead of being painted on:
+
+1. **Tissue maps** (geometry, drawn from ``rng``): backscatter in dB relative to thyroid parenchyma
+   (skin, subcutaneous fat, strap and sternocleidomastoid muscles with striations, the thyroid lobe with its
+   capsule, carotid artery and jugular vein, trachea, deep neck muscles, the nodule), *specular* reflectors
+   (skin line, fascia, capsule, vessel walls, calcifications) and a two-way attenuation map (tissue, fluid,
+   calcium, air).
+2. **Scattering**: complex circular Gaussian scatterers weighted by the square root of the backscatter,
+   plus the coherent specular amplitude, filtered by an anisotropic Gaussian point-spread function (longer
+   laterally than axially, as for a real beam) -> the envelope is Rayleigh-distributed speckle with a
+   realistic elongated grain, not smooth noise.
+3. **Propagation**: cumulative attenuation along depth. Calcium and air attenuate strongly, giving posterior
+   acoustic *shadows*; fluid barely attenuates, giving posterior *enhancement* below cysts and vessels. A
+   time-gain-compensation curve (with small slider errors) compensates most, not all, of the tissue loss,
+   so the image darkens gently with depth as on a scanner.
+4. **Display**: electronic noise floor, gain set on the parenchyma, log compression to a 55 dB dynamic range.
+
+Echogenicity is *relative to the parenchyma* as the ACR lexicon defines it: hyper +6 dB, iso 0 dB (with a thin
+hypoechoic halo that makes an isoechoic nodule visible, as in practice), hypo -7 dB, very hypo -15 dB (darker
+than the strap muscles at -9 dB, which is the ACR definition of "very hypoechoic"), anechoic (fluid) -40 dB.
+
+Composition values rendered: ``cystic``, ``spongiform``, ``mixed`` (the ACR category "mixed cystic and solid";
+the phantom writes ``mixed``, never the DDTI-only ``mixed_cystic``/``mixed_solid``), ``solid``. Margins:
+``smooth``, ``lobulated_irregular`` (radial harmonics), ``ill_defined`` (blurred boundary). Echogenic foci:
+``none``, ``macrocalcifications`` (with shadowing), ``rim`` (peripheral arc, partial shadowing),
+``punctate`` (tiny bright dots, no shadow). ``extrathyroidal_extension`` and ``comet_tail`` are not rendered.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from rlar.data.phantom.acr import acr_level, acr_points
+from rlar.data.record import DESCRIPTOR_VALUES
+from rlar.errors import DataError
+
+# The subset of the canonical vocabulary the phantom can render.
+PHANTOM_VALUES: dict[str, tuple[str, ...]] = {
+    "composition": ("cystic", "spongiform", "mixed", "solid"),
+    "echogenicity": ("anechoic", "hyperechoic", "isoechoic", "hypoechoic", "very_hypoechoic"),
+    "shape": ("wider_than_tall", "taller_than_wide"),
+    "margin": ("smooth", "lobulated_irregular", "ill_defined"),
+    "echogenic_foci": ("none", "macrocalcifications", "rim", "punctate"),
+}
+assert all(set(v) <= set(DESCRIPTOR_VALUES[k]) for k, v in PHANTOM_VALUES.items())
+
+# Prior used to draw descriptors. Chosen so that every ACR level is common (see sample_descriptors), not to
+# mimic clinical prevalence, where TR1/TR5 are rare.
+DESCRIPTOR_PRIOR: dict[str, dict[str, float]] = {
+    "composition": {"cystic": 0.08, "spongiform": 0.08, "mixed": 0.36, "solid": 0.48},
+    "echogenicity": {"hyperechoic": 0.12, "isoechoic": 0.38, "hypoechoic": 0.36, "very_hypoechoic": 0.14},
+    "shape": {"wider_than_tall": 0.78, "taller_than_wide": 0.22},
+    "margin": {"smooth": 0.60, "lobulated_irregular": 0.25, "ill_defined": 0.15},
+    "echogenic_foci": {"none": 0.60, "macrocalcifications": 0.15, "rim": 0.08, "punctate": 0.17},
+}
+
+# Backscatter of the nodule's solid tissue relative to parenchyma (dB).
+ECHO_DB: dict[str, float] = {
+    "hyperechoic": 6.0,
+    "isoechoic": 0.0,
+    "hypoechoic": -9.0,
+    "very_hypoechoic": -20.0,
+    "anechoic": -40.0,
+}
+FLUID_DB = -40.0
+MUSCLE_DB = -14.0  # strap muscles (mean of the striated pattern)
+DYNAMIC_RANGE_DB = 55.0
+PARENCHYMA_DISPLAY = 0.52  # display grey of the parenchyma after gain (scanner presets aim for mid-grey)
+
+
+@dataclass
+class PhantomCase:
+    """One rendered image and its ground truth.
+
+    image: float32 (H, W) in [0, 1]. mask: bool (H, W) true nodule extent. descriptors: the five ACR
+    descriptors (canonical values). points/level: ACR TI-RADS total and "TR1".."TR5". layers: boolean maps of
+    anatomy used to render (``gland``, ``cyst``, ``calcification``, ``vessel``), for tests and figures.
+    seed: integer identifying the case for simulated readers (None when rendered from a bare generator).
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    descriptors: dict[str, str]
+    points: int
+    level: str
+    layers: dict[str, np.ndarray] = field(default_factory=dict)
+    seed: int | None = None
+
+
+def validate_descriptors(descriptors: Mapping[str, Any]) -> dict[str, str]:
+    """Check that descriptors name only renderable values and are self-consistent; return a plain copy.
+
+    Raises DataError naming the key: unknown key/value, missing key, or cystic without anechoic (and the
+    reverse): ACR reserves "anechoic" for cystic or almost completely cystic nodules.
+    """
+    unknown = set(descriptors) - set(PHANTOM_VALUES)
+    if unknown:
+        raise DataError(sorted(unknown)[0], f"not a descriptor; expected keys {', '.join(PHANTOM_VALUES)}")
+    out: dict[str, str] = {}
+    for key, values in PHANTOM_VALUES.items():
+        value = descriptors.get(key)
+        if value is None:
+            raise DataError(key, "descriptor missing; the phantom needs all five")
+        if value not in values:
+            raise DataError(key, f"'{value}' cannot be rendered by the phantom; choose one of {', '.join(values)}")
+        out[key] = str(value)
+    if (out["composition"] == "cystic") != (out["echogenicity"] == "anechoic"):
+        raise DataError(
+            "echogenicity",
+            f"'{out['echogenicity']}' with composition '{out['composition']}': anechoic goes with cystic only",
+        )
+    return out
+
+
+def _draw(rng: np.random.Generator, key: str, allowed: tuple[str, ...] | None = None) -> str:
+    # One uniform draw against the cumulative prior: ~50x faster than rng.choice, which matters because
+    # level-conditioned sampling rejects many draws for each case.
+    probs = DESCRIPTOR_PRIOR[key]
+    names = [n for n in probs if allowed is None or n in allowed]
+    target = rng.random() * sum(probs[n] for n in names)
+    for name in names:
+        target -= probs[name]
+        if target < 0:
+            return name
+    return names[-1]
+
+
+def _draw_once(rng: np.random.Generator) -> dict[str, str]:
+    composition = _draw(rng, "composition")
+    if composition == "cystic":
+        # A simple cyst: anechoic, round, smooth, no foci -> TR1, as in practice.
+        return {
+            "composition": "cystic",
+            "echogenicity": "anechoic",
+            "shape": "wider_than_tall",
+            "margin": "smooth",
+            "echogenic_foci": "none",
+        }
+    if composition == "spongiform":
+        # ACR: "if there is concern for irregular margins or suspicious foci, reconsider spongiform".
+        return {
+            "composition": "spongiform",
+            "echogenicity": _draw(rng, "echogenicity", ("isoechoic", "hyperechoic")),
+            "shape": "wider_than_tall",
+            "margin": _draw(rng, "margin", ("smooth", "ill_defined")),
+            "echogenic_foci": "none",
+        }
+    return {
+        "composition": composition,
+        "echogenicity": _draw(rng, "echogenicity"),
+        "shape": _draw(rng, "shape"),
+        "margin": _draw(rng, "margin"),
+        "echogenic_foci": _draw(rng, "echogenic_foci"),
+    }
+
+
+def sample_descriptors(rng: np.random.Generator, level: str | None = None, max_tries: int = 10_000) -> dict[str, str]:
+    """Draw plausible descriptors from :data:`DESCRIPTOR_PRIOR`; with ``level``, draw until the ACR level matches.
+
+    Conditioning on a level drawn uniformly gives balanced classes while the descriptor combinations inside
+    each level keep the prior's proportions (rejection sampling; cheap: ~10 draws on average).
+    """
+    if level is not None and level not in ("TR1", "TR2", "TR3", "TR4", "TR5"):
+        raise DataError(str(level), "target level must be one of TR1..TR5")
+    for _ in range(max_tries):
+        descriptors = _draw_once(rng)
+        if level is None or acr_level(acr_points(descriptors)) == level:
+            return descriptors
+    raise DataError(str(level), f"no descriptors with this level found in {max_tries} draws")  # pragma: no cover
+
+
+# ----------------------------------------------------------------------------------------------------------
+# geometry helpers (float32 throughout: rendering speed matters, the training demo renders hundreds per epoch)
+
+
+def _radial_profile(rng: np.random.Generator, margin: str, theta: np.ndarray) -> np.ndarray:
+    """Relative boundary radius r(theta) of the nodule (1 = the ellipse) for a margin type."""
+    r = np.ones_like(theta)
+    if margin == "lobulated_irregular":
+        if rng.random() < 0.5:  # lobulated: a few large lobes
+            orders, amp = rng.choice(np.arange(3, 7), size=2, replace=False), (0.09, 0.16)
+        else:  # irregular: many small jagged bumps plus a large-scale dent
+            orders, amp = np.concatenate([[2], rng.choice(np.arange(7, 16), size=4, replace=False)]), (0.04, 0.08)
+        for k in orders:
+            r += np.float32(rng.uniform(*amp)) * np.cos(k * theta + np.float32(rng.uniform(0, 2 * np.pi)))
+    else:
+        for k in (2, 3):  # smooth and ill-defined: a gently deformed ellipse
+            r += np.float32(rng.uniform(0.0, 0.035)) * np.cos(k * theta + np.float32(rng.uniform(0, 2 * np.pi)))
+    return r
+
+
+@functools.lru_cache(maxsize=16)
+def _linear_upsampler(n_fine: int, n_coarse: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the lower neighbour and interpolation fractions to resample n_coarse -> n_fine points."""
+    pos = np.linspace(0, n_coarse - 1, n_fine)
+    lo = np.minimum(pos.astype(np.intp), n_coarse - 2)
+    return lo, (pos - lo).astype(np.float32)
+
+
+def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Smooth zero-mean, unit-std random field with correlation length ~``sigma`` pixels.
+
+    Drawn on a 4x coarser grid and upsampled bilinearly: the same look as filtering full-size noise at a
+    fraction of the cost. (Gathers, not matrix products: multithreaded BLAS on tiny matrices is slow on a
+    busy machine.)
+    """
+    h, w = shape[0] // 4 + 2, shape[1] // 4 + 2
+    coarse = ndimage.gaussian_filter(rng.standard_normal((h, w), dtype=np.float32), max(sigma / 4, 0.5))
+    ly, fy = _linear_upsampler(shape[0], h)
+    lx, fx = _linear_upsampler(shape[1], w)
+    rows = coarse[ly] * (1 - fy)[:, None] + coarse[ly + 1] * fy[:, None]  # (H, w)
+    fine = rows[:, lx] * (1 - fx)[None, :] + rows[:, lx + 1] * fx[None, :]
+    return (fine - fine.mean()) / (fine.std() + 1e-6)
+
+
+def _ellipse(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float) -> np.ndarray:
+    """Squared normalised radius of an axis-aligned ellipse (< 1 inside)."""
+    return ((yy - np.float32(cy)) / np.float32(ry)) ** 2 + ((xx - np.float32(cx)) / np.float32(rx)) ** 2
+
+
+def _psf(field_: np.ndarray, sig_ax: float, sig_lat: float) -> np.ndarray:
+    return ndimage.gaussian_filter(field_, (sig_ax, sig_lat), truncate=3.0)
+
+
+def render_case(
+    rng: np.random.Generator,
+    size: tuple[int, int] = (128, 128),
+    descriptors: Mapping[str, Any] | None = None,
+    *,
+    view_rng: np.random.Generator | None = None,
+    seed: int | None = None,
+) -> PhantomCase:
+    """Render one transverse thyroid image with one nodule.
+
+    rng: draws the descriptors (when not given) and the anatomy/nodule geometry.
+    view_rng: draws what changes between two acquisitions of the same nodule (speckle realisation, TGC
+        slider errors, gain); defaults to ``rng``. Two calls with equal ``rng`` state and different
+        ``view_rng`` give two images of the same nodule with the same true mask.
+    seed: stored on the case so simulated readers can derive their own streams from it.
+    """
+    H, W = int(size[0]), int(size[1])
+    if H < 32 or W < 32:
+        raise DataError(f"{H}x{W}", "phantom image size must be at least 32x32")
+    desc = validate_descriptors(descriptors) if descriptors is not None else sample_descriptors(rng)
+    view = rng if view_rng is None else view_rng
+    f32 = np.float32
+    u = min(H, W)  # length unit: anatomy scales with the smaller side
+    px = u / 128.0  # pixels per "reference pixel" (the look was tuned at 128x128)
+    # Broadcast coordinate grids (H, 1) and (1, W): full arrays only where an expression needs them.
+    yy, xx = np.arange(H, dtype=f32)[:, None], np.arange(W, dtype=f32)[None, :]
+    side = 1 if rng.random() < 0.5 else -1  # which lobe; the image is mirrored at the end for the left one
+
+    # ---- anatomy, drawn for a right lobe: trachea at the left edge, vessels at the right --------------------
+    db = -12.0 + 2.0 * smooth_noise(rng, (H, W), 6 * px)  # deep soft tissue, dB re parenchyma
+    spec = np.zeros((H, W), f32)  # coherent (specular) amplitude; speckle amplitude at 0 dB is ~1
+    alpha_unit = 16.0 / H  # two-way tissue attenuation, dB per pixel (16 dB over the image depth)
+    alpha = np.full((H, W), alpha_unit, f32)
+
+    skin = rng.uniform(0.02, 0.03) * H
+    fat_bottom = skin + rng.uniform(0.05, 0.08) * H
+    db = np.where(yy < fat_bottom, f32(-9.0), db)
+    spec += 3.0 * (np.abs(yy - skin) < 0.8 * px)
+    for _ in range(rng.integers(0, 3)):  # a few short connective-tissue septa in the subcutaneous fat
+        y0, x0 = rng.uniform(skin + 2 * px, fat_bottom), rng.uniform(0, 0.7) * W
+        septum = np.abs(yy - (y0 + 2 * px * np.sin(xx / W * rng.uniform(2, 6) + rng.uniform(0, 6.3)))) < 0.5 * px
+        spec += 0.7 * (septum & (xx > x0) & (xx < x0 + rng.uniform(0.15, 0.4) * W))
+
+    # Gland: an ovoid lobe, its outline deformed by low-order harmonics.
+    gcy, gcx = rng.uniform(0.50, 0.56) * H, rng.uniform(0.42, 0.48) * W
+    gry, grx = rng.uniform(0.24, 0.28) * H, rng.uniform(0.30, 0.34) * W
+    # r(theta) = 1 + c2 cos(2 theta + p2) + c3 cos(3 theta + p3), via polynomials in cos/sin theta (no arctan2).
+    gy_, gx_ = (yy - f32(gcy)) / f32(gry), (xx - f32(gcx)) / f32(grx)
+    gr2 = gy_**2 + gx_**2 + f32(1e-6)
+    c, s_ = gx_ / np.sqrt(gr2), gy_ / np.sqrt(gr2)
+    p2, p3 = rng.uniform(0, 2 * np.pi, size=2)
+    gprof = 1 + f32(0.07) * ((c * c - s_ * s_) * f32(np.cos(p2)) - 2 * c * s_ * f32(np.sin(p2)))
+    gprof += f32(0.05) * ((c**3 - 3 * c * s_ * s_) * f32(np.cos(p3)) - (3 * c * c * s_ - s_**3) * f32(np.sin(p3)))
+    grho = np.sqrt(gr2) / gprof
+
+    # Nodule geometry: ellipse with semi-axes (b, a) deformed by the margin's radial profile.
+    a = rng.uniform(0.10, 0.16) * u  # lateral (transverse) semi-axis
+    ratio = rng.uniform(0.6, 0.85) if desc["shape"] == "wider_than_tall" else rng.uniform(1.2, 1.5)
+    if desc["composition"] == "cystic":
+        ratio = rng.uniform(0.8, 0.95)
+    ncx = gcx + rng.uniform(-0.2, 0.2) * grx
+    ncy = gcy + rng.uniform(-0.1, 0.1) * gry
+    theta0 = np.arctan2(yy - f32(ncy), xx - f32(ncx))
+    profile = _radial_profile(rng, desc["margin"], theta0)
+    b = a * ratio
+    for _ in range(6):  # enforce the shape descriptor on the *mask*: lobulation changes the extents
+        rho = np.sqrt(_ellipse(yy, xx, ncy, ncx, b, a)) / profile
+        mask = rho < 1.0
+        rows, cols = np.nonzero(mask)
+        ap, tr = np.ptp(rows) + 1, np.ptp(cols) + 1
+        if (desc["shape"] == "taller_than_wide") == (ap > tr):
+            break
+        b *= 1.12 if desc["shape"] == "taller_than_wide" else 0.9
+    # The nodule always sits in parenchyma: a big nodule bulges the lobe (smoothly: an ellipse around it).
+    reach = float(profile.max()) + 6 * px / min(a, b)
+    grho = np.minimum(grho, np.sqrt(_ellipse(yy, xx, ncy, ncx, b * reach, a * reach)))
+    # The isthmus: a thin band of parenchyma crossing anterior to the trachea (at the medial edge).
+    tr_ = rng.uniform(0.17, 0.21) * u
+    tcx, tcy = -0.05 * W, gcy + 0.05 * H
+    isthmus_half = rng.uniform(0.025, 0.04) * H
+    isthmus = np.sqrt(_ellipse(yy, xx, tcy - tr_ - isthmus_half - 1.5 * px, tcx, isthmus_half, gcx - tcx))
+    gland = (grho < 1.0) | (isthmus < 1.0)
+
+    # Strap muscles cap the gland anteriorly (thickest over it); the sternocleidomastoid lies laterally.
+    gland_top = np.where(gland.any(axis=0), gland.argmax(axis=0), H).astype(f32)[None, :]
+    strap_top = fat_bottom + 1.5 * px + 1.5 * px * np.sin(xx / W * 3 + rng.uniform(0, 6.3))
+    thick = 0.14 * H * np.exp(-(((xx - gcx) / (1.25 * grx)) ** 4))
+    strap_bottom = np.minimum(gland_top - 1.5 * px, strap_top + thick)
+    strap = (yy > strap_top) & (yy < strap_bottom)
+    scm = _ellipse(yy, xx, fat_bottom + 0.1 * H, gcx + grx + 0.14 * W, 0.085 * H, 0.24 * W) < 1
+    muscle = (strap | scm) & ~gland
+    wavy = yy + 1.5 * px * np.sin(xx / W * 5 + rng.uniform(0, 6.3))  # fibres undulate gently
+    # Muscle: hypoechoic with thin echogenic striations (perimysium) running along the fibres.
+    fibres = np.sin(wavy / (1.1 * px) + 2.0 * smooth_noise(rng, (H, W), 8 * px))
+    db = np.where(muscle, MUSCLE_DB + 3.0 * fibres, db)
+    spec += 0.35 * (muscle & (fibres > 0.9))
+    fascia = (np.abs(yy - strap_top) < 0.6 * px) | (np.abs(yy - strap_bottom) < 0.6 * px) & (thick > 2 * px)
+    spec += 0.6 * (fascia & (strap_bottom > strap_top))
+
+    # Vessels: the common carotid (round, bright wall) and the jugular vein (flattened, anterolateral).
+    cr = rng.uniform(0.08, 0.1) * u
+    ccx, ccy = gcx + grx + rng.uniform(0.06, 0.1) * u, gcy + rng.uniform(0.0, 0.1) * H
+    crho = np.sqrt(_ellipse(yy, xx, ccy, ccx, cr, cr))
+    jugular = _ellipse(yy, xx, ccy - 1.25 * cr, ccx + 1.0 * cr, 0.4 * cr, 1.2 * cr) < 1
+    vessel = ((crho < 1) | jugular) & ~gland
+    db[vessel] = FLUID_DB
+    alpha[vessel] = 0.05 * alpha_unit
+    spec += 1.0 * (np.abs(crho - 1.05) < 0.7 * px / cr)
+
+    # Deep neck muscle (longus colli), posteromedial.
+    lc = (_ellipse(yy, xx, gcy + gry + 0.13 * H, gcx - 0.3 * grx, 0.08 * H, 0.22 * W) < 1) & ~gland
+    db = np.where(lc, MUSCLE_DB - 1.0 + 3.0 * fibres, db)
+
+    # Trachea at the medial edge: bright anterior air wall; air behind it blocks the beam (shadow), and the
+    # wall echo reverberates as fainter copies of the arc deeper down.
+    trho = np.sqrt(_ellipse(yy, xx, tcy, tcx, tr_, tr_))
+    anterior = yy < tcy
+    db = np.where(trho < 1 + 5 * px / tr_, -6.0, db)  # cartilage ring
+    tra_wall = (np.abs(trho - 1) < 1.0 * px / tr_) & anterior
+    spec += 5.0 * tra_wall
+    alpha[tra_wall] = 12.0 / px
+    db = np.where((trho < 1) & anterior, FLUID_DB, db)
+    reverb = np.zeros((H, W), f32)
+    for k in (1, 2, 3):
+        rk = np.sqrt(_ellipse(yy, xx, tcy + k * 8 * px, tcx, tr_, tr_))
+        reverb += f32(0.35 / k) * ((np.abs(rk - 1) < 0.8 * px / tr_) & (yy < tcy + k * 8 * px) & (trho < 1))
+
+    # Parenchyma: homogeneous fine texture, brighter than the surrounding muscles; thin bright capsule.
+    db = np.where(gland, 1.0 * smooth_noise(rng, (H, W), 4 * px), db)
+    capsule = gland & ~ndimage.binary_erosion(gland, iterations=max(1, round(px)))
+    spec += 0.6 * (capsule & ~vessel)
+
+    # ---- nodule --------------------------------------------------------------------------------------------
+    het = 1.5 * smooth_noise(rng, (H, W), 3 * px)
+    if desc["margin"] == "ill_defined":
+        # The boundary fades over ~a third of the radius: blend weight from a blurred, noisy edge.
+        weight = np.clip(0.5 + (1.0 - rho + 0.08 * het / 1.5) / 0.35, 0.0, 1.0)
+    else:
+        weight = np.clip(0.5 + (1.0 - rho) * f32(a / (0.7 * px)), 0.0, 1.0)  # ~1.5 px anti-aliased edge
+    nodule_db = ECHO_DB[desc["echogenicity"]] + het
+    if desc["echogenicity"] in ("isoechoic", "hyperechoic") and desc["margin"] != "ill_defined":
+        # Thin hypoechoic halo: how isoechoic nodules are seen at all.
+        nodule_db = np.where((rho > 1.0 - 1.8 * px / a) & mask, -12.0, nodule_db)
+    db = weight * nodule_db + (1.0 - weight) * db
+
+    cyst = np.zeros((H, W), dtype=bool)
+    inner = rho < 1.0 - 2.0 * px / a  # fluid spaces keep a wall of solid tissue
+    if desc["composition"] == "cystic":
+        cyst = rho < 1.0 - 0.6 * px / a
+        spec += 1.2 * (mask & ~cyst)  # the thin cyst wall
+    elif desc["composition"] == "mixed":
+        for _ in range(20):  # 1-3 eccentric fluid pockets covering 25-70 % of the nodule
+            cyst = np.zeros((H, W), dtype=bool)
+            for _ in range(rng.integers(1, 4)):
+                t, rr = rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.5)
+                py, px_ = ncy + rr * b * np.sin(t), ncx + rr * a * np.cos(t)
+                cyst |= _ellipse(yy, xx, py, px_, rng.uniform(0.35, 0.65) * b, rng.uniform(0.35, 0.65) * a) < 1
+            cyst &= inner
+            if 0.3 <= cyst.sum() / max(mask.sum(), 1) <= 0.7:
+                break
+    elif desc["composition"] == "spongiform":
+        # Many tiny cystic spaces (>50 % of the area) separated by echogenic septa: a honeycomb.
+        # Spaces on a jittered grid (spacing 2.2 radii -> ~60 % fluid) keep thin septa between them.
+        r_sp = max(1.3 * px, 0.1 * a)
+        step = 2.2 * r_sp
+        gy = np.arange(ncy - 1.3 * b, ncy + 1.3 * b, step)
+        gx = np.arange(ncx - 1.3 * a, ncx + 1.3 * a, step)
+        cy_, cx_ = np.meshgrid(gy, gx, indexing="ij")
+        cy_ = np.clip(np.rint(cy_ + rng.uniform(-0.2, 0.2, cy_.shape) * step), 0, H - 1).astype(int)
+        cx_ = np.clip(np.rint(cx_ + rng.uniform(-0.2, 0.2, cx_.shape) * step), 0, W - 1).astype(int)
+        seeds = np.ones((H, W), dtype=bool)
+        seeds[cy_.ravel(), cx_.ravel()] = False
+        cyst = (ndimage.distance_transform_edt(seeds) < r_sp) & inner
+        db = np.where(inner & ~cyst, db + 4.0, db)  # septa: bright walls of the microcysts
+    db[cyst] = FLUID_DB
+    alpha[cyst] = 0.05 * alpha_unit
+    spec[cyst] = 0.0
+
+    # Echogenic foci.
+    calc = np.zeros((H, W), dtype=bool)
+    foci = desc["echogenic_foci"]
+    solid_y, solid_x = np.nonzero(mask & (rho < 0.7) & ~cyst)  # calcifications sit in soft tissue
+    if foci == "macrocalcifications" and len(solid_y):
+        for _ in range(rng.integers(1, 3)):
+            pick = rng.integers(len(solid_y))
+            cy_, cx_ = solid_y[pick], solid_x[pick]
+            rad = max(2.0 * px, rng.uniform(0.14, 0.24) * a)
+            calc |= _ellipse(yy, xx, cy_, cx_, rad * rng.uniform(0.6, 0.9), rad) < 1
+        calc &= mask
+        spec += 9.0 * calc
+        alpha[calc] = 7.0 / px  # ~25 dB lost across the calcification: a dense posterior shadow
+    elif foci == "rim":
+        centre, span = rng.uniform(-np.pi, np.pi), rng.uniform(0.9, 1.6) * np.pi
+        dtheta = np.angle(np.exp(1j * (theta0 - centre)))
+        calc = mask & (rho > 1.0 - 1.8 * px / min(a, b)) & (np.abs(dtheta) < span / 2)
+        spec += 8.0 * calc
+        alpha[calc] = 4.0 / px  # partial shadow: the interior stays visible
+    elif foci == "punctate" and len(solid_y):
+        pick = rng.choice(len(solid_y), size=min(int(rng.integers(3, 9)), len(solid_y)), replace=False)
+        calc[solid_y[pick], solid_x[pick]] = True
+        spec += 22.0 * calc  # sub-resolution: spread by the PSF into small bright dots, no shadow
+
+    # ---- acoustics: scatter, blur by the PSF, attenuate, compensate, compress -----------------------------
+    sig_ax, sig_lat = 0.55 * px, 1.0 * px  # the beam is wider laterally than the pulse is long
+    # Electronic noise floor (-30 dB) joins the scatterers: it is filtered by the same receive chain.
+    amp = np.sqrt((np.exp(db.astype(f32) * f32(np.log(10) / 10)) + f32(1e-3)) / 2)
+    intensity = np.zeros((H, W), f32)
+    looks = 2  # spatial compounding: two independent looks soften the speckle's dark cracks, as scanners do
+    for _ in range(looks):
+        noise = view.standard_normal((2, H, W), dtype=f32)
+        re = _psf(amp * noise[0] + spec, sig_ax, sig_lat)
+        im = _psf(amp * noise[1], sig_ax, sig_lat)
+        intensity += re * re + im * im
+    env = np.sqrt(intensity / looks)
+    # Propagation loss above each pixel (exclusive cumulative sum: a reflector is not shadowed by itself),
+    # blurred laterally because the beam has a finite width, so shadow edges are soft.
+    loss = np.cumsum(alpha, axis=0) - alpha
+    loss = ndimage.gaussian_filter1d(loss, sig_lat * 1.5, axis=1)
+    tgc_err = view.normal(0.0, 1.0, size=6)  # slider positions are never perfectly even
+    tgc = 0.65 * alpha_unit * yy + np.interp(yy[:, :1] / H, np.linspace(0, 1, 6), tgc_err).astype(f32)
+    lateral = -2.0 * (2 * xx / W - 1) ** 4  # slight fall-off at the ends of the array
+    gain_db = tgc + lateral - loss
+    env = env * np.exp(gain_db * f32(np.log(10) / 20)) + f32(0.35) * reverb * env.mean()
+    parenchyma = gland & ~mask & (gain_db > -6)
+    ref = np.median(env[parenchyma]) if parenchyma.any() else np.median(env)
+    env_db = 20.0 * np.log10(env / ref + f32(1e-4))
+    env_db += f32(view.normal(0.0, 0.8))  # gain knob jitter between acquisitions
+    image = np.clip(PARENCHYMA_DISPLAY + env_db / DYNAMIC_RANGE_DB, 0.0, 1.0).astype(np.float32)
+
+    layers = {"gland": gland, "cyst": cyst, "calcification": calc, "vessel": vessel}
+    if side < 0:  # left lobe: mirror everything (anatomy and beam are left-right symmetric)
+        image, mask = image[:, ::-1], mask[:, ::-1]
+        layers = {k: v[:, ::-1] for k, v in layers.items()}
+    points = acr_points(desc)
+    return PhantomCase(
+        image=np.ascontiguousarray(image),
+        mask=np.ascontiguousarray(mask),
+        descriptors=desc,
+        points=points,
+        level=acr_level(points),
+        layers={k: np.ascontiguousarray(v) for k, v in layers.items()},
+        seed=seed,
+    )
+
+
+__all__ = [
+    "DESCRIPTOR_PRIOR",
+    "ECHO_DB",
+    "PHANTOM_VALUES",
+    "PhantomCase",
+    "render_case",
+    "sample_descriptors",
+    "validate_descriptors",
+]
