@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     stats = frame.attrs.get("cache", {})
     print(f"wrote {len(frame)} rows x {frame.shape[1]} features to {out}")
     if stats:
-        print("cache: " + ", ".join(f"{k} {v}" for k, v in stats.items()) + f" ({cache_dir})")
+        print(f"cache: {stats.get('hits', 0)} hits, {stats.get('misses', 0)} misses ({cache_dir})")
     skips = frame.attrs.get("skips", [])
     if skips:
         print(f"skipped {len(skips)} item(s):")
