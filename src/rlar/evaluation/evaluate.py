@@ -1,0 +1,217 @@
+"""Run a model over a dataset: per-image predictions, all metrics, and the model-selection score.
+
+Predictions follow the :class:`~rlar.models.output.MultitaskOutput` contract: the nodule mask is
+``sigmoid(mask_logits) > 0.5`` and the class probabilities are ``softmax(class_logits)``. A segmentation-only
+model (``class_logits`` None) yields only segmentation metrics, a classification-only model (``mask_logits``
+None) only classification metrics. Segmentation metrics are computed at the dataset's network resolution
+(aspect-preserving resize + padding, see :mod:`rlar.data.dataset`), in pixels of that grid.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from rlar.data.dataset import ThyroidDataset, collate
+from rlar.evaluation.metrics import aggregate_segmentation, classification_metrics, per_image_segmentation
+
+#: Probability threshold applied to sigmoid(mask_logits).
+MASK_THRESHOLD = 0.5
+
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def class_names_of(dataset: ThyroidDataset, num_classes: int) -> list[str]:
+    """The dataset's class names, or ``class_0 ..`` when it has no label space; checks the model's width."""
+    label_space = getattr(dataset, "label_space", None)
+    if label_space is None:
+        return [f"class_{k}" for k in range(num_classes)]
+    names = list(label_space.class_names)
+    if len(names) != num_classes:
+        raise ValueError(
+            f"model predicts {num_classes} classes but the dataset's label space "
+            f"({label_space.scale}, {label_space.task}) has {len(names)}: {names}"
+        )
+    return names
+
+
+def prob_column(name: str) -> str:
+    """Name of the probability column of class ``name`` in a :func:`predict` frame."""
+    return f"prob_{name}"
+
+
+def _mask_filename(image_id: str) -> str:
+    return _UNSAFE_FILENAME.sub("_", image_id) + ".png"
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    dataset: ThyroidDataset,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    output_dir: str | Path | None = None,
+    keep_masks: bool = True,
+    num_workers: int = 0,
+) -> pd.DataFrame:
+    """Per-image predictions and per-image segmentation scores, in dataset order.
+
+    Columns: ``image_id``, ``patient_id``, ``label`` (-1 unknown), ``has_mask``; with a classification head
+    ``pred_class``, ``pred_class_name``, ``confidence`` and one ``prob_<class name>`` column per class; with a
+    segmentation head ``dice``, ``iou``, ``hd95_px`` (NaN where the image is unannotated or its ground truth
+    is empty), ``has_truth``, ``empty_pred``, plus ``pred_mask`` (bool (H, W) arrays) when ``keep_masks`` and
+    ``pred_mask_path`` when ``output_dir`` is given (masks written there as 0/255 PNGs named by image id).
+    The model is run in eval mode and put back in its previous mode afterwards.
+    """
+    if getattr(dataset, "augment", False):
+        warnings.warn("predict() was given a dataset with augment=True; metrics will be on augmented images")
+    out_dir = Path(output_dir) if output_dir is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    rows: list[dict[str, Any]] = []
+    class_names: list[str] | None = None
+    written: dict[str, str] = {}
+    try:
+        for batch in tqdm(loader, desc="predicting", disable=not progress, unit="batch"):
+            out = model(batch["image"].to(device))
+            base = [
+                {"image_id": i, "patient_id": p, "label": int(y), "has_mask": bool(m)}
+                for i, p, y, m in zip(batch["image_id"], batch["patient_id"], batch["label"], batch["has_mask"])
+            ]
+            if out.class_logits is not None:
+                probs = torch.softmax(out.class_logits.float(), dim=1).cpu().numpy()
+                if class_names is None:
+                    class_names = class_names_of(dataset, probs.shape[1])
+                pred = probs.argmax(axis=1)
+                for row, p, k in zip(base, probs, pred):
+                    row["pred_class"] = int(k)
+                    row["pred_class_name"] = class_names[k]
+                    row["confidence"] = float(p[k])
+                    row.update({prob_column(name): float(v) for name, v in zip(class_names, p)})
+            if out.mask_logits is not None:
+                pred_masks = (torch.sigmoid(out.mask_logits.float()) > MASK_THRESHOLD)[:, 0].cpu().numpy()
+                true_masks = batch["mask"][:, 0].numpy() > 0.5
+                scores = per_image_segmentation(pred_masks, true_masks)
+                annotated = batch["has_mask"].numpy()
+                for j, row in enumerate(base):
+                    has_truth = bool(annotated[j] and scores["has_truth"][j])
+                    row["has_truth"] = has_truth
+                    row["empty_pred"] = bool(scores["empty_pred"][j])
+                    for key in ("dice", "iou", "hd95_px"):
+                        row[key] = float(scores[key][j]) if has_truth else float("nan")
+                    if keep_masks:
+                        row["pred_mask"] = pred_masks[j]
+                    if out_dir is not None:
+                        name = _mask_filename(row["image_id"])
+                        if name in written:
+                            raise ValueError(
+                                f"image ids '{written[name]}' and '{row['image_id']}' map to the same file {name}"
+                            )
+                        written[name] = row["image_id"]
+                        path = out_dir / name
+                        Image.fromarray(pred_masks[j].astype(np.uint8) * 255).save(path)
+                        row["pred_mask_path"] = str(path)
+            rows.extend(base)
+    finally:
+        model.train(was_training)
+    return pd.DataFrame(rows)
+
+
+def metrics_from_predictions(
+    frame: pd.DataFrame, class_names: Sequence[str] | None = None, n_bins: int = 15
+) -> dict[str, Any]:
+    """All metrics (flat dict) from a :func:`predict` frame; see :mod:`rlar.evaluation.metrics` conventions.
+
+    Segmentation keys (when the frame has them): ``dice``, ``iou``, ``hd95_px`` (+ ``_median``), ``n_evaluated``,
+    ``n_empty_truth``, ``n_false_positive_on_empty_truth``, ``n_missed``, ``n_unannotated``, ``hd95_worst_case``.
+    Classification keys (when the frame has probability columns): those of :func:`classification_metrics`.
+    ``n_images`` is always present. ``class_names`` defaults to the frame's ``prob_*`` columns in order.
+    """
+    metrics: dict[str, Any] = {"n_images": len(frame)}
+    if "dice" in frame.columns:
+        annotated = frame[frame["has_mask"]]
+        seg = aggregate_segmentation(
+            {key: annotated[key].to_numpy(dtype=np.float64) for key in ("dice", "iou", "hd95_px")}
+            | {
+                "has_truth": annotated["has_truth"].to_numpy(dtype=bool),
+                "empty_pred": annotated["empty_pred"].to_numpy(dtype=bool),
+            }
+        )
+        seg["n_unannotated"] = int((~frame["has_mask"]).sum())
+        metrics.update(seg)
+    if "pred_class" in frame.columns:
+        if class_names is None:
+            class_names = [c[len("prob_") :] for c in frame.columns if c.startswith("prob_")]
+        probs = frame[[prob_column(name) for name in class_names]].to_numpy(dtype=np.float64)
+        metrics.update(
+            classification_metrics(probs, frame["label"].to_numpy(dtype=np.int64), class_names, n_bins=n_bins)
+        )
+    return metrics
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: ThyroidDataset,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    output_dir: str | Path | None = None,
+    n_bins: int = 15,
+    num_workers: int = 0,
+) -> dict[str, Any]:
+    """Every segmentation and classification metric of ``model`` on ``dataset`` (flat dict).
+
+    Runs :func:`predict` (masks are not kept in memory; they are written as PNGs when ``output_dir`` is given)
+    and :func:`metrics_from_predictions`. Only the tasks the model has are reported.
+    """
+    frame = predict(
+        model,
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        output_dir=output_dir,
+        keep_masks=False,
+        num_workers=num_workers,
+    )
+    class_names = None
+    if "pred_class" in frame.columns:
+        n_classes = sum(c.startswith("prob_") for c in frame.columns)
+        class_names = class_names_of(dataset, n_classes)
+    return metrics_from_predictions(frame, class_names, n_bins=n_bins)
+
+
+def validation_score(metrics: Mapping[str, Any]) -> float:
+    """Model-selection score (higher is better): mean of Dice and macro-F1 when both exist, else the one present.
+
+    A metric that is NaN (e.g. Dice on a validation fold without masks) counts as absent. Raises ValueError
+    when neither is available, because a NaN score would silently never (or always) select a checkpoint.
+    """
+    parts = []
+    for key in ("dice", "macro_f1"):
+        value = metrics.get(key)
+        if value is not None and isinstance(value, (int, float, np.floating)) and math.isfinite(float(value)):
+            parts.append(float(value))
+    if not parts:
+        raise ValueError(
+            "validation_score needs a finite 'dice' or 'macro_f1' in the metrics; got "
+            f"dice={metrics.get('dice')!r}, macro_f1={metrics.get('macro_f1')!r}"
+        )
+    return float(np.mean(parts))
