@@ -1,0 +1,32 @@
+"""Radiomics guidance L_rad: h_tirads should match the standardised 13-feature TI-RADS radiomics vector."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._common import graph_zero
+
+
+class RadiomicsGuidanceLoss(nn.Module):
+    """Mean squared error between ``h_tirads`` and the radiomics target over the samples that have one.
+
+    The mean runs over valid samples and feature dimensions. Radiomics are computed from image + mask, so samples
+    without a target (no mask, or extraction impossible) contribute nothing; a batch with none gives an exact 0
+    still attached to the graph.
+    """
+
+    def forward(self, h_tirads: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``h_tirads``: (B, D); ``target``: (B, D) standardised features; ``valid``: (B,) bool."""
+        if h_tirads.ndim != 2:
+            raise ValueError(f"h_tirads must have shape (B, D), got {tuple(h_tirads.shape)}")
+        if target.shape != h_tirads.shape:
+            raise ValueError(
+                f"batch['radiomics'] has shape {tuple(target.shape)} but h_tirads has shape {tuple(h_tirads.shape)}; "
+                "tirads_dim must equal the number of radiomics features"
+            )
+        valid = valid.bool()
+        if not bool(valid.any()):
+            return graph_zero(h_tirads)
+        return F.mse_loss(h_tirads[valid], target[valid].to(h_tirads.dtype))

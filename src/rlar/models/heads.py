@@ -1,0 +1,74 @@
+"""Classification branch: pooled shared features -> embedding h = [h_tirads | h_deep] -> TI-RADS logits.
+
+The embedding is split so that the first ``tirads_dim`` coordinates can be supervised to match the 13 TI-RADS-aligned
+radiomics features (L_rad, :mod:`rlar.losses.guidance`) while the remaining ``deep_dim`` coordinates stay free. The
+TI-RADS head reads the *whole* embedding, so the guided part is used for the decision rather than being a side
+output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class ClassificationBranch(nn.Module):
+    """Global-average-pool the chosen feature maps, embed, and classify.
+
+    Args:
+        in_channels: channels of each pooled feature map (same order as the maps passed to ``forward``).
+        num_classes: TI-RADS classes.
+        tirads_dim: size of the radiomics-guided part of the embedding (0: none).
+        deep_dim: size of the free part of the embedding (0: none).
+        head_hidden: hidden width of an MLP TI-RADS head; None for a linear head.
+        dropout: dropout applied to the pooled features and before the TI-RADS head (training only).
+        pooled_norm: LayerNorm on the pooled vector (ConvNeXt's final norm; harmless elsewhere).
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        num_classes: int,
+        tirads_dim: int = 13,
+        deep_dim: int = 32,
+        head_hidden: int | None = None,
+        dropout: float = 0.0,
+        pooled_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if tirads_dim < 0 or deep_dim < 0 or tirads_dim + deep_dim == 0:
+            raise ValueError(f"tirads_dim ({tirads_dim}) and deep_dim ({deep_dim}) must be >= 0 with a positive sum")
+        pooled = int(sum(in_channels))
+        self.tirads_dim = int(tirads_dim)
+        self.deep_dim = int(deep_dim)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.norm = nn.LayerNorm(pooled) if pooled_norm else nn.Identity()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        # No activation on the embedding: h_tirads regresses standardised (signed, unbounded) radiomics.
+        self.embed = nn.Linear(pooled, tirads_dim + deep_dim)
+        emb = tirads_dim + deep_dim
+        if head_hidden:
+            self.head: nn.Module = nn.Sequential(
+                nn.Linear(emb, head_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(head_hidden, num_classes)
+            )
+        else:
+            drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+            self.head = nn.Sequential(drop, nn.Linear(emb, num_classes))
+
+    def forward(
+        self, features: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Return (class_logits, h_tirads, h_deep) from the feature maps to pool."""
+        pooled = torch.cat([self.pool(f).flatten(1) for f in features], dim=1)
+        h = self.embed(self.dropout(self.norm(pooled)))
+        h_tirads = h[:, : self.tirads_dim] if self.tirads_dim > 0 else None
+        h_deep = h[:, self.tirads_dim :] if self.deep_dim > 0 else None
+        # The head reads the two parts re-joined (same values as h), so that h_tirads and h_deep are themselves
+        # nodes of the graph: gradients of the TI-RADS loss w.r.t. either part can be taken directly.
+        parts = [p for p in (h_tirads, h_deep) if p is not None]
+        joined = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        return self.head(joined), h_tirads, h_deep
