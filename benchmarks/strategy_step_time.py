@@ -1,0 +1,107 @@
+"""Time one training step (forward + backward, no optimiser) of each multitask strategy on the same model and batch.
+
+Prints seconds (median over repeats, after warm-up) and the ratio to the vanilla multitask step ("sum") measured in
+the same run. Repeats are interleaved across methods (sum, rlar, ..., sum, rlar, ...) so that load from other
+processes on a shared machine hits every method alike; the ratios are the meaningful output.
+
+    python benchmarks/strategy_step_time.py --size 128 --batch 8 --repeats 7 --warmup 1 --threads 1
+
+Methods: the registry names (sum, rlar, repmtl, pcgrad, cagrad, nashmtl, uncertainty; each with its default options,
+for rlar the exact gradient, penalty_through_heads=True) plus RLAR variants: "rlar-trunk"
+(penalty_through_heads=False: the penalty shapes only the trunk), "rlar-oneside" (constant_directions=["seg"]:
+the segmentation direction is a stop-gradient target) and "rlar-naive" (the reference implementation of the exact
+gradient: plain forward, autograd.grad(create_graph=True) at z, then (total + lambda P).backward()).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+import warnings
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from rlar.losses import MultitaskLoss
+from rlar.models import build_model
+from rlar.strategies import STRATEGY_NAMES, get_strategy
+
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {name: (name, {}) for name in STRATEGY_NAMES}
+VARIANTS["rlar-trunk"] = ("rlar", {"penalty_through_heads": False})
+VARIANTS["rlar-oneside"] = ("rlar", {"constant_directions": ["seg"]})
+VARIANTS["rlar-naive"] = ("rlar", {"naive": True})
+DEFAULT_METHODS = ["sum", "rlar", "rlar-trunk", "rlar-oneside", "rlar-naive", "repmtl", "pcgrad", "cagrad", "nashmtl",
+                   "uncertainty"]
+
+
+def make_batch(batch: int, size: int, num_classes: int, seed: int = 0) -> dict[str, Any]:
+    """A synthetic batch with every supervision present (masks, labels, radiomics), like the collated dataset."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    centres = torch.randint(size // 4, 3 * size // 4, (batch, 2), generator=g)
+    radius = size / 6
+    mask = torch.stack([((yy - cy) ** 2 + (xx - cx) ** 2 < radius**2) for cy, cx in centres.tolist()]).float()
+    image = (0.5 + 0.2 * torch.randn(batch, size, size, generator=g) - 0.2 * mask).clamp(0, 1)
+    return {
+        "image": image[:, None], "mask": mask[:, None], "has_mask": torch.ones(batch, dtype=torch.bool),
+        "label": torch.randint(0, num_classes, (batch,), generator=g),
+        "radiomics": torch.randn(batch, 13, generator=g), "has_radiomics": torch.ones(batch, dtype=torch.bool),
+        "image_id": [f"b{i}" for i in range(batch)], "patient_id": [f"p{i}" for i in range(batch)],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=128, help="square input side (pixels)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=7, help="timed steps per method (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per method first")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch.set_num_threads")
+    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=sorted(VARIANTS))
+    parser.add_argument("--backbone", default="compact")
+    args = parser.parse_args(argv)
+    if "sum" not in args.methods:
+        args.methods = ["sum", *args.methods]  # the reference of the ratios
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message="You are solving a parameterized problem")  # cvxpy via NashMTL
+
+    torch.manual_seed(0)
+    num_classes = 5
+    model = build_model("multitask", args.backbone, num_classes=num_classes)
+    model.train()
+    loss_fn = MultitaskLoss()
+    batch = make_batch(args.batch, args.size, num_classes)
+    strategies = {m: get_strategy(VARIANTS[m][0], **VARIANTS[m][1]) for m in args.methods}
+
+    def run(method: str, step: int) -> float:
+        model.zero_grad(set_to_none=True)
+        strategies[method].zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        strategies[method].step(model, batch, loss_fn, step)
+        return time.perf_counter() - start
+
+    for method in args.methods:
+        for i in range(args.warmup):
+            run(method, 100 + i)  # a step past any warm-up of lambda
+    times: dict[str, list[float]] = {m: [] for m in args.methods}
+    for r in tqdm(range(args.repeats), desc="repeats", leave=False):
+        for method in args.methods:
+            times[method].append(run(method, 100 + r))
+
+    n_params = sum(p.numel() for p in model.parameters())
+    cpu = platform.processor() or platform.machine()
+    print(f"model: multitask/{args.backbone} ({n_params / 1e6:.2f} M parameters), input {args.batch}x1x{args.size}x"
+          f"{args.size}, CPU threads {args.threads}, torch {torch.__version__}, {cpu}")
+    print(f"median of {args.repeats} interleaved repeats after {args.warmup} warm-up steps per method")
+    base = statistics.median(times["sum"])
+    print(f"{'method':<14}{'median s':>10}{'min s':>9}{'x sum':>8}")
+    for method in args.methods:
+        med = statistics.median(times[method])
+        print(f"{method:<14}{med:>10.3f}{min(times[method]):>9.3f}{med / base:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""RLAR: the penalty's value and gradient (hand-computed, finite differences), zero-gradient safety, and the
+efficient cut implementation against the naive one (autograd.grad(create_graph=True) + total.backward())."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from rlar.models.output import MultitaskOutput
+from rlar.strategies import get_strategy, rlar_penalty
+
+from ._tiny import TinyNet, make_batch, simple_loss
+
+
+def test_penalty_hand_computed_value_and_gradient() -> None:
+    # sample 0: cos = 1/sqrt(2); sample 1: opposite directions, cos = -1 (clamped to 0 by max(0, c - 0)).
+    g_a = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    g_b = torch.tensor([[1.0, 1.0], [-1.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    pen, cos, valid = rlar_penalty(g_a, g_b, eps=1e-30)
+    torch.testing.assert_close(cos.detach(), torch.tensor([1 / math.sqrt(2), -1.0], dtype=torch.float64))
+    assert valid.all()
+    assert float(pen.detach()) == pytest.approx(0.25)  # ((1/sqrt 2)^2 + 0) / 2
+    (grad_b,) = torch.autograd.grad(pen, g_b)
+    # d(c^2)/dg_b = 2c (delta_a - c delta_b)/||g_b||, halved by the batch mean.
+    torch.testing.assert_close(grad_b, torch.tensor([[0.25, -0.25], [0.0, 0.0]], dtype=torch.float64))
+    assert float(rlar_penalty(g_a, g_b, absolute=True)[0].detach()) == pytest.approx(0.75)  # (0.5 + 1) / 2
+    assert float(rlar_penalty(g_a, g_b, tau=0.8)[0].detach()) == 0.0
+    assert float(rlar_penalty(g_a, g_b, p=1.0)[0].detach()) == pytest.approx(1 / (2 * math.sqrt(2)))
+
+
+def test_penalty_gradcheck_float64() -> None:
+    g = torch.Generator().manual_seed(0)
+    g_a = torch.randn(3, 2, 2, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    g_b = (g_a.detach() + 0.7 * torch.randn(3, 2, 2, 2, generator=g, dtype=torch.float64)).requires_grad_()
+    for kw in ({}, {"absolute": True, "p": 3.0}, {"tau": -0.5}):
+        assert torch.autograd.gradcheck(lambda a, b, kw=kw: rlar_penalty(a, b, **kw)[0], (g_a, g_b))
+
+
+def test_penalty_zero_gradient_sample_is_excluded_without_nan() -> None:
+    g_a = torch.tensor([[1.0, 0.0], [0.0, 0.0]], requires_grad=True)
+    g_b = torch.tensor([[1.0, 1.0], [2.0, 3.0]], requires_grad=True)
+    pen, _, valid = rlar_penalty(g_a, g_b)
+    assert valid.tolist() == [True, False]
+    assert float(pen.detach()) == pytest.approx(0.5)  # mean over the one valid sample
+    grads = torch.autograd.grad(pen, (g_a, g_b))
+    assert all(torch.isfinite(t).all() for t in grads)
+    assert float(grads[1][1].abs().sum()) == 0.0
+
+
+class LinearNet(nn.Module):
+    """z = W x; L_seg = mean_i a.z_i; L_cls = mean_i (b.z_i)^2 / 2, so g_seg,i = a/B and g_cls,i = (b.z_i) b/B."""
+
+    representation_names = ("z",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.W = nn.Parameter(torch.tensor([[1.0, 0.5], [-0.3, 1.0]], dtype=torch.float64))
+        self.a = nn.Parameter(torch.tensor([1.0, 0.2], dtype=torch.float64))
+        self.b = nn.Parameter(torch.tensor([0.6, 0.8], dtype=torch.float64))
+
+    def head_parameters(self, cut_at: str = "z") -> list[nn.Parameter]:
+        return [self.a, self.b]
+
+    def forward(self, x: torch.Tensor, cut_at: str | None = None) -> MultitaskOutput:
+        z = x @ self.W.T
+        cut = []
+        if cut_at == "z":
+            leaf = z.detach().requires_grad_()
+            cut.append((z, leaf))
+            z = leaf
+        return MultitaskOutput(z @ self.a, z @ self.b, features={"z": z}, cut=cut, cut_layer=cut_at)
+
+
+def linear_loss(out: MultitaskOutput, batch: dict) -> dict[str, torch.Tensor]:
+    return {"seg": out.mask_logits.mean(), "cls": (0.5 * out.class_logits**2).mean()}
+
+
+@pytest.mark.parametrize("through_heads", [True, False])
+def test_rlar_step_on_analytic_model(through_heads: bool) -> None:
+    model = LinearNet()
+    x = torch.tensor([[1.0, 2.0], [2.0, -3.0], [0.5, 0.5]], dtype=torch.float64)
+    lam = 0.3
+    strategy = get_strategy("rlar", representation="z", lambda_rlar=lam, penalty_through_heads=through_heads)
+    report = strategy.step(model, {"image": x}, linear_loss, 10)
+    a, b, W = model.a.detach(), model.b.detach(), model.W.detach()
+    z = x @ W.T
+    s = torch.sign(z @ b)
+    c = s * (a @ b) / (a.norm() * b.norm())  # per-sample cosine, constant in z up to its sign
+    assert report.cosine == pytest.approx(float(c.mean()))
+    pen = torch.clamp(c, min=0) ** 2
+    assert report.extra["penalty"] == pytest.approx(float(pen.mean()))
+    # Plain task gradients: dL_seg/da = mean z, dL_cls/db = mean (b.z) z, dL/dW = mean (a + (b.z) b) x^T.
+    grad_a = z.mean(0)
+    grad_b = ((z @ b)[:, None] * z).mean(0)
+    grad_W = ((a[None] + (z @ b)[:, None] * b[None])[:, :, None] * x[:, None, :]).mean(0)
+    if through_heads:  # d(c^2)/da = 2c s (b^ - (a^.b^) a^)/|a| (and symmetrically for b), zero where c <= 0
+        ah, bh = a / a.norm(), b / b.norm()
+        dca = (s[:, None] * (bh - (ah @ bh) * ah)[None]) / a.norm()
+        dcb = (s[:, None] * (ah - (ah @ bh) * bh)[None]) / b.norm()
+        w = (2 * torch.clamp(c, min=0))[:, None]
+        grad_a = grad_a + lam * (w * dca).mean(0)
+        grad_b = grad_b + lam * (w * dcb).mean(0)
+    torch.testing.assert_close(model.a.grad, grad_a)
+    torch.testing.assert_close(model.b.grad, grad_b)
+    torch.testing.assert_close(model.W.grad, grad_W)  # c is piecewise constant in z: no penalty gradient on W
+
+
+def _grads(model: nn.Module) -> list[torch.Tensor]:
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"layers": ["enc1", "bottleneck"], "tau": 0.1, "p": 1.5},
+    {"absolute": True, "representation": "enc1", "layers": "enc1"},
+    {"constant_directions": ["seg"]},
+])
+def test_efficient_equals_naive(options: dict) -> None:
+    torch.manual_seed(1)
+    model = TinyNet().double()
+    batch = make_batch(b=5, seed=2, dtype=torch.float64)
+    efficient = get_strategy("rlar", lambda_rlar=5.0, penalty_through_heads=True, **options)
+    rep_eff = efficient.step(model, batch, simple_loss, 0)
+    got = _grads(model)
+    model.zero_grad()
+    rep_naive = get_strategy("rlar", lambda_rlar=5.0, naive=True, **options).step(model, batch, simple_loss, 0)
+    for g, w in zip(got, _grads(model), strict=True):
+        torch.testing.assert_close(g, w)
+    assert rep_eff.extra["penalty"] == pytest.approx(rep_naive.extra["penalty"])
+    assert rep_eff.extra["penalty"] > 0
+    assert rep_eff.cosine == pytest.approx(rep_naive.cosine)
+
+
+@pytest.mark.parametrize("layers", [["bottleneck"], ["enc1", "bottleneck"]])
+def test_through_heads_false_shapes_only_the_trunk(layers: list[str]) -> None:
+    """penalty_through_heads=False: pure head parameters get the plain loss gradient; everything below z the exact one (with two
+    layers, the stage between them is on the head side of the cut but below the higher z: exact too)."""
+    torch.manual_seed(1)
+    model = TinyNet().double()
+    batch = make_batch(b=5, seed=2, dtype=torch.float64)
+    cheap_strategy = get_strategy("rlar", lambda_rlar=5.0, layers=layers, penalty_through_heads=False)
+    cheap_strategy.step(model, batch, simple_loss, 0)
+    cheap = _grads(model)
+    model.zero_grad()
+    get_strategy("rlar", lambda_rlar=5.0, naive=True, layers=layers).step(model, batch, simple_loss, 0)
+    exact = _grads(model)
+    model.zero_grad()
+    get_strategy("sum").step(model, batch, simple_loss, 0)
+    plain = _grads(model)
+    head = {id(p) for p in model.head_parameters("bottleneck")}
+    for p, c, e, s in zip(model.parameters(), cheap, exact, plain, strict=True):
+        torch.testing.assert_close(c, s if id(p) in head else e)  # heads: plain gradient; trunk: exact
+
+
+def test_full_gradient_against_finite_differences() -> None:
+    """Directional derivative of J = sum L + lambda P (computed from scratch) vs the strategy's .grad."""
+    torch.manual_seed(2)
+    model = TinyNet().double()
+    batch = make_batch(b=4, seed=5, dtype=torch.float64)
+    strategy = get_strategy("rlar", lambda_rlar=3.0, layers=["enc1", "bottleneck"], penalty_through_heads=True)
+    strategy.step(model, batch, simple_loss, 0)
+    grads = _grads(model)
+
+    def objective() -> float:
+        model.zero_grad()
+        rep = strategy.step(model, batch, simple_loss, 0)
+        return rep.total
+
+    g = torch.Generator().manual_seed(0)
+    params = list(model.parameters())
+    for _ in range(2):
+        direction = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
+        h = 1e-6
+        with torch.no_grad():
+            for p, d in zip(params, direction, strict=True):
+                p.add_(h * d)
+        up = objective()
+        with torch.no_grad():
+            for p, d in zip(params, direction, strict=True):
+                p.sub_(2 * h * d)
+        down = objective()
+        with torch.no_grad():
+            for p, d in zip(params, direction, strict=True):
+                p.add_(h * d)
+        fd = (up - down) / (2 * h)
+        analytic = sum(float((gr * d).sum()) for gr, d in zip(grads, direction, strict=True))
+        assert analytic == pytest.approx(fd, rel=1e-5, abs=1e-8)
+
+
+def test_no_masks_no_labels_no_nan_penalty_zero() -> None:
+    torch.manual_seed(0)
+    model = TinyNet()
+    report = get_strategy("rlar", lambda_rlar=1.0).step(model, make_batch(masks=False), simple_loss, 0)
+    assert report.extra["penalty"] == 0.0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    model.zero_grad()
+    report = get_strategy("rlar", lambda_rlar=1.0).step(model, make_batch(labels=False, masks=False), simple_loss, 0)
+    assert report.extra["penalty"] == 0.0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_warmup_is_linear() -> None:
+    strategy = get_strategy("rlar", lambda_rlar=0.2, warmup_steps=10)
+    assert [strategy.current_lambda(s) for s in (0, 5, 10, 50)] == pytest.approx([0.0, 0.1, 0.2, 0.2])
+    torch.manual_seed(0)
+    model = TinyNet()
+    report = strategy.step(model, make_batch(), simple_loss, 0)
+    assert report.extra["lambda"] == 0.0 and report.extra["penalty"] > 0  # logged, not applied
+    assert report.total == pytest.approx(sum(report.losses.values()))
