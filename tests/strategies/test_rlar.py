@@ -210,3 +210,30 @@ def test_warmup_is_linear() -> None:
     report = strategy.step(model, make_batch(), simple_loss, 0)
     assert report.extra["lambda"] == 0.0 and report.extra["penalty"] > 0  # logged, not applied
     assert report.total == pytest.approx(sum(report.losses.values()))
+
+
+def test_lazy_regularisation_applies_n_lambda_every_n_steps() -> None:
+    """every_n_steps=3: steps 1, 2 are plain weighted-sum steps; step 3 is an exact RLAR step with 3 * lambda."""
+    torch.manual_seed(3)
+    model = TinyNet().double()
+    batch = make_batch(b=4, seed=5, dtype=torch.float64)
+    lazy = get_strategy("rlar", lambda_rlar=0.5, every_n_steps=3)
+
+    def grads_of(strategy, step):
+        model.zero_grad()
+        report = strategy.step(model, batch, simple_loss, step)
+        return _grads(model), report
+
+    for off_step in (1, 2):
+        got, report = grads_of(lazy, off_step)
+        want, _ = grads_of(get_strategy("sum"), off_step)
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w)
+        assert report.extra["lambda"] == 0.0 and report.extra["penalty"] > 0  # measured, not applied
+    got, report = grads_of(lazy, 3)
+    want, _ = grads_of(get_strategy("rlar", lambda_rlar=1.5), 3)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
+    assert report.extra["lambda"] == pytest.approx(1.5)
+    with pytest.raises(Exception, match="every_n_steps"):
+        get_strategy("rlar", every_n_steps=0)
