@@ -1,0 +1,93 @@
+"""``rlar train``: train one fold (or every fold) from a YAML config or a shipped config name.
+
+Examples::
+
+    rlar train --config phantom --size cpu                      # shipped config, CPU size
+    rlar train --config ddti:paper --set data.root=/data/ddti   # name:size shorthand
+    rlar train --config my.yaml --set optim.lr=3e-4 --fold 2 --out runs/x
+    rlar train --config phantom --fold all                      # every fold, then a mean/std summary
+    torchrun --nproc_per_node=2 -m rlar.cli.main train --config ddti --set data.root=...   # data parallel
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rlar.errors import ConfigError
+from rlar.training.config import RlarConfig, find_config, load_config, shipped_config_names
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model (one fold or all folds)",
+        description="Train from a YAML config file or a shipped config "
+        f"({', '.join(shipped_config_names())}); NAME:SIZE selects a size, e.g. ddti:cpu.",
+    )
+    parser.add_argument("--config", required=True, metavar="FILE_OR_NAME", help="config file or shipped name[:size]")
+    parser.add_argument("--size", default=None, help="size from the config's 'sizes' section (e.g. cpu, paper)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set optim.lr=3e-4 (repeatable; value read as YAML)")
+    parser.add_argument("--fold", default=None, help="fold index (default: data.fold) or 'all'")
+    parser.add_argument("--out", default=None, help="run folder (default: the config's 'output'/<method>/fold_<k>)")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None,
+                        help="override training.device")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. for log files)")
+    parser.set_defaults(func=run)
+
+
+def resolve_config(args: argparse.Namespace) -> RlarConfig:
+    path, size = find_config(args.config)
+    overrides = list(args.overrides)
+    if args.device is not None:
+        overrides.append(f"training.device={args.device}")
+    return load_config(path, overrides, size=args.size or size)
+
+
+def fold_dir(cfg: RlarConfig, out: str | None, fold: int, all_folds: bool) -> Path:
+    base = Path(out) if out is not None else Path(cfg.output) / cfg.method
+    return base / f"fold_{fold}" if (all_folds or out is None) else base
+
+
+def run(args: argparse.Namespace) -> int:
+    from rlar.training.run import run_training
+
+    cfg = resolve_config(args)
+    all_folds = args.fold == "all"
+    if all_folds:
+        folds = list(range(cfg.data.n_folds))
+    elif args.fold is None:
+        folds = [cfg.data.fold]
+    else:
+        try:
+            folds = [int(args.fold)]
+        except ValueError:
+            raise ConfigError("--fold", f"expected a fold number or 'all', got '{args.fold}'") from None
+    results: list[dict[str, Any]] = []
+    for fold in folds:
+        out_dir = fold_dir(cfg, args.out, fold, all_folds)
+        metrics = run_training(cfg, out_dir, fold=fold, resume=args.resume, progress=not args.no_progress)
+        if metrics:  # rank 0 only
+            results.append(metrics)
+            print(f"fold {fold}: {_headline(metrics)} -> {out_dir}")
+    if all_folds and results:
+        from rlar.evaluation.metrics import summarise_folds
+
+        summary = summarise_folds([{k: v for k, v in r.items() if k != "run"} for r in results])
+        base = Path(args.out) if args.out is not None else Path(cfg.output) / cfg.method
+        (base / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        print(f"summary over {len(results)} folds written to {base / 'summary.json'}")
+    return 0
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    parts = []
+    for key in ("dice", "macro_f1", "accuracy", "auroc", "quadratic_kappa"):
+        value = metrics.get(key)
+        if isinstance(value, int | float):
+            parts.append(f"{key} {value:.4f}")
+    return ", ".join(parts) or "no metrics"

@@ -1,0 +1,70 @@
+"""Training checkpoints: atomic writes, safe loads.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads with
+``torch.load(weights_only=True)`` (no arbitrary pickles executed when a clinician opens a shared file). Keys:
+
+``format``, ``version``, ``model``, ``optimizer``, ``scheduler``, ``strategy`` (state dicts), ``rng``
+(see :mod:`rlar.training.seeding`), ``epoch`` (completed epochs), ``global_step``, ``best_score``,
+``best_epoch``, ``bad_validations`` (early-stopping counter), ``config`` (the resolved config as a plain dict),
+``standardiser`` (radiomics standardisation as plain lists, or None), ``label_space`` ({scale, task}),
+``history`` (per-epoch log rows).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlar.errors import DataError
+
+CHECKPOINT_FORMAT = "rlar-checkpoint"
+CHECKPOINT_VERSION = 1
+REQUIRED_KEYS = ("model", "config", "epoch")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, then os.replace.
+
+    A run killed mid-write therefore leaves either the previous complete checkpoint or the new one, never a
+    truncated file (os.replace is atomic on POSIX and Windows when both paths are on one file system).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
+
+    Raises DataError naming the file when it is missing, unreadable, or not an rlar checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "checkpoint file does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... depending on the damage
+        raise DataError(path, f"not a readable rlar checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(path, "not an rlar checkpoint (no 'format: rlar-checkpoint' entry)")
+    if state.get("version", 0) > CHECKPOINT_VERSION:
+        raise DataError(path, f"checkpoint version {state['version']} is newer than this rlar ({CHECKPOINT_VERSION})")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise DataError(path, f"checkpoint lacks {', '.join(missing)}")
+    return state

@@ -1,0 +1,139 @@
+"""Config loading: errors name the bad key; presets, sizes and overrides resolve as documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlar.errors import ConfigError
+from rlar.training.config import (
+    METHOD_NAMES,
+    PRESETS,
+    dump_config,
+    find_config,
+    load_config,
+    parse_override,
+    shipped_config_names,
+)
+
+
+def write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_unknown_key_in_file_names_full_dotted_key(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", {"optim": {"lr": 1e-3, "learning_rate": 2}})
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == "optim.learning_rate"
+    assert "unknown key" in str(info.value)
+
+
+def test_unknown_key_in_override_and_unknown_section() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["training.seeed=3"])
+    assert info.value.key == "training.seeed"
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["trainer.seed=3"])
+    assert info.value.key == "trainer"
+
+
+def test_wrong_type_names_key_and_value() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["optim.batch_size=eight"])
+    assert info.value.key == "optim.batch_size"
+    assert "eight" in info.value.reason
+
+
+def test_bad_method_name_lists_choices() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["method=rlarr"])
+    assert info.value.key == "method"
+    assert "guided_mtl" in info.value.reason and "rlarr" in info.value.reason
+
+
+@pytest.mark.parametrize("item", ["optim.lr", "=3", "optim..lr=3"])
+def test_bad_set_syntax(item: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_override(item)
+
+
+def test_override_values_are_yaml() -> None:
+    assert parse_override("optim.lr=3e-4") == (["optim", "lr"], 3e-4)
+    assert parse_override("data.image_size=[64, 96]")[1] == [64, 96]
+    assert parse_override("optim.grad_clip=null")[1] is None
+    cfg = load_config(None, ["data.image_size=64", "optim.grad_clip=null", "loss.class_weights=[1, 2, 3]"])
+    assert cfg.data.image_size == (64, 64) and cfg.optim.grad_clip is None
+    assert cfg.loss.class_weights == [1.0, 2.0, 3.0]
+
+
+def test_cross_field_errors_name_the_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["data.n_folds=3", "data.fold=3"])
+    assert info.value.key == "data.fold"
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["method=vanilla_mtl", "loss.weights.rad=0.5"])
+    assert info.value.key == "loss.weights.rad"
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["strategy.options.pcgradd={}"])
+    assert info.value.key == "strategy.options.pcgradd"
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_presets_fill_unset_fields(method: str) -> None:
+    cfg = load_config(None, [f"method={method}"])
+    preset = PRESETS[method]
+    assert (cfg.model.arch, cfg.model.backbone, cfg.strategy.name) == (preset.arch, preset.backbone, preset.strategy)
+    assert cfg.radiomics.enabled == preset.guided
+    assert (cfg.loss.weights.rad > 0) == preset.guided
+    assert ("seg" in cfg.strategy.tasks) == (preset.arch != "classification")
+
+
+def test_user_values_win_over_preset() -> None:
+    cfg = load_config(None, ["method=rlar", "model.backbone=resnet18", "loss.weights.rad=0.3", "strategy.name=pcgrad"])
+    assert cfg.model.backbone == "resnet18" and cfg.loss.weights.rad == 0.3 and cfg.strategy.name == "pcgrad"
+    # guidance can be switched on for a method whose preset has it off
+    cfg = load_config(None, ["method=pcgrad", "radiomics.enabled=true"])
+    assert cfg.loss.weights.rad == 1.0 and cfg.strategy.tasks["cls"] == ["cls", "rad"]
+
+
+def test_sizes_select_and_overrides_apply_last(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", {
+        "size": "small",
+        "optim": {"epochs": 100, "lr": 1e-4},
+        "sizes": {"small": {"optim": {"epochs": 2}}, "big": {"optim": {"epochs": 500, "lr": 5e-4}}},
+    })
+    assert load_config(path).optim.epochs == 2
+    cfg = load_config(path, ["optim.lr=1e-2"], size="big")
+    assert (cfg.optim.epochs, cfg.optim.lr, cfg.size) == (500, 1e-2, "big")
+    assert load_config(path, ["size=big"]).optim.epochs == 500
+    with pytest.raises(ConfigError) as info:
+        load_config(path, size="huge")
+    assert info.value.key == "size" and "small" in info.value.reason
+
+
+def test_dump_roundtrip(tmp_path: Path) -> None:
+    cfg = load_config(None, ["method=guided_mtl", "optim.lr=2e-3", "strategy.options.rlar={tau: 0.2}"])
+    dump_config(cfg, tmp_path / "out.yaml")
+    again = load_config(tmp_path / "out.yaml")
+    assert again == cfg
+
+
+@pytest.mark.parametrize("name", ["phantom", "ddti", "thyroidxl", "aimi"])
+def test_shipped_configs_load_in_both_sizes(name: str) -> None:
+    assert name in shipped_config_names()
+    path, _ = find_config(name)
+    paper = load_config(path, size="paper")
+    assert (paper.optim.lr, paper.optim.batch_size, paper.optim.epochs) == (1e-4, 8, 500)
+    cpu = load_config(*find_config(f"{name}:cpu")[:1], size=find_config(f"{name}:cpu")[1])
+    assert cpu.size == "cpu" and cpu.training.device == "cpu"
+    assert cpu.method == "rlar" and cpu.strategy.selected_options  # rlar options are shipped
+
+
+def test_find_config_unknown_name() -> None:
+    with pytest.raises(ConfigError) as info:
+        find_config("no-such-config")
+    assert "phantom" in info.value.reason
