@@ -1,0 +1,61 @@
+"""``rlar demo``: the paper's comparison in miniature, on the built-in phantom, in a few minutes on a CPU.
+
+Trains vanilla multitask and clinically guided multitask + RLAR on the synthetic thyroid phantom whose masks
+and TI-RADS levels come from simulated readers (each image annotated by a randomly chosen reader with its own
+contour style and grading noise: the inconsistent supervision the paper is about), then prints one row of
+validation metrics per method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+DEMO_METHODS: tuple[str, ...] = ("vanilla_mtl", "rlar")
+# Simulated annotator noise: every image's mask and level come from one randomly drawn reader of the panel.
+NOISY_READERS: tuple[str, ...] = ("data.options.mask_from=random_reader", "data.options.label_from=random_reader")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="train vanilla multitask and RLAR on the synthetic phantom and compare them"
+    )
+    parser.add_argument("--out", default="runs/demo", help="folder for the two runs (default: runs/demo)")
+    parser.add_argument("--size", default="cpu", help="config size (cpu: minutes on 2 cores; paper: GPU)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config override applied to both runs, e.g. --set optim.epochs=2")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rlar.training.config import find_config, load_config
+    from rlar.training.run import run_training
+
+    path, _ = find_config("phantom")
+    rows = []
+    for method in DEMO_METHODS:
+        cfg = load_config(path, [f"method={method}", *NOISY_READERS, *args.overrides], size=args.size)
+        print(f"== {method}: {cfg.data.options.get('n_cases')} phantom cases, {cfg.optim.epochs} epochs, "
+              f"image {cfg.data.image_size[0]}x{cfg.data.image_size[1]}, device {cfg.training.device}")
+        start = time.perf_counter()
+        metrics = run_training(cfg, Path(args.out) / method, progress=not args.no_progress)
+        rows.append((method, metrics, time.perf_counter() - start))
+    print()
+    print(format_rows(rows))
+    print(f"\nrun folders (config.yaml, splits.json, log.csv, checkpoints, metrics.json): {args.out}/<method>")
+    return 0
+
+
+def format_rows(rows: list[tuple[str, dict, float]]) -> str:
+    """One line per method: validation Dice, IoU, HD95, macro-F1, balanced accuracy, QWK, and wall time."""
+    header = f"{'method':<12} {'Dice':>6} {'IoU':>6} {'HD95px':>7} {'macroF1':>8} {'balAcc':>7} {'QWK':>6} {'time':>7}"
+    lines = [header, "-" * len(header)]
+    for method, m, seconds in rows:
+        lines.append(
+            f"{method:<12} {m.get('dice', float('nan')):>6.3f} {m.get('iou', float('nan')):>6.3f} "
+            f"{m.get('hd95_px', float('nan')):>7.2f} {m.get('macro_f1', float('nan')):>8.3f} "
+            f"{m.get('balanced_accuracy', float('nan')):>7.3f} {m.get('qwk', float('nan')):>6.3f} {seconds:>6.0f}s"
+        )
+    return "\n".join(lines)
