@@ -203,3 +203,18 @@ def test_multitask_with_real_model_backward() -> None:
     assert all(torch.isfinite(v) for v in losses.values())
     assert model.classifier.embed.weight.grad.abs().sum() > 0
     assert model.decoder.head.conv.weight.grad.abs().sum() > 0
+
+
+def test_guidance_feature_mask_supervises_only_kept_features() -> None:
+    """Leave-one-feature-out: a left-out dimension gets no gradient and does not enter the MSE."""
+    from rlar.losses.guidance import RadiomicsGuidanceLoss
+
+    h = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], requires_grad=True)
+    target = torch.tensor([[0.0, 0.0, 10.0], [1.0, 1.0, 10.0]])
+    valid = torch.tensor([True, True])
+    loss = RadiomicsGuidanceLoss(feature_mask=[True, True, False])(h, target, valid)
+    assert loss.item() == pytest.approx((1 + 4 + 1 + 1) / 4)
+    loss.backward()
+    assert h.grad[:, 2].abs().sum() == 0 and h.grad[:, :2].abs().sum() > 0
+    with pytest.raises(ValueError, match="at least one"):
+        RadiomicsGuidanceLoss(feature_mask=[False, False, False])

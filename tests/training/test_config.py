@@ -137,3 +137,19 @@ def test_find_config_unknown_name() -> None:
     with pytest.raises(ConfigError) as info:
         find_config("no-such-config")
     assert "phantom" in info.value.reason
+
+
+def test_leave_one_feature_out_masks_the_guidance_loss() -> None:
+    from rlar.radiomics import FEATURE_NAMES
+    from rlar.training.run import build_components, rad_feature_mask
+
+    assert rad_feature_mask(load_config(None, [])) is None
+    cfg = load_config(None, ["method=guided_mtl", "radiomics.exclude_feature=taller_than_wide"])
+    mask = rad_feature_mask(cfg)
+    assert sum(mask) == 12 and not mask[FEATURE_NAMES.index("taller_than_wide")]
+    _, _, loss_fn = build_components(cfg, num_classes=5, class_weights=None)
+    assert loss_fn.rad_loss.feature_mask.tolist() == mask
+    family = rad_feature_mask(load_config(None, ["radiomics.exclude_feature=shape_margin"]))
+    assert sum(family) == 13 - 6
+    with pytest.raises(ConfigError, match="radiomics.exclude_feature"):
+        rad_feature_mask(load_config(None, ["radiomics.exclude_feature=not_a_feature"]))

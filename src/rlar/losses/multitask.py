@@ -32,6 +32,7 @@ class MultitaskLoss(nn.Module):
         class_weights: optional per-class cross-entropy weights.
         label_smoothing: cross-entropy label smoothing in [0, 1).
         dice_weight, bce_weight: mix of Dice and BCE inside the segmentation loss.
+        rad_feature_mask: (13,) bool, radiomics features supervised by L_rad (leave-one-feature-out studies).
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class MultitaskLoss(nn.Module):
         label_smoothing: float = 0.0,
         dice_weight: float = 1.0,
         bce_weight: float = 1.0,
+        rad_feature_mask: Sequence[bool] | torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("seg_weight", seg_weight), ("cls_weight", cls_weight), ("rad_weight", rad_weight)):
@@ -53,7 +55,7 @@ class MultitaskLoss(nn.Module):
         self.rad_weight = float(rad_weight)
         self.seg_loss = SegmentationLoss(dice_weight=dice_weight, bce_weight=bce_weight)
         self.cls_loss = ClassificationLoss(class_weights=class_weights, label_smoothing=label_smoothing)
-        self.rad_loss = RadiomicsGuidanceLoss()
+        self.rad_loss = RadiomicsGuidanceLoss(feature_mask=rad_feature_mask)
 
     def forward(self, out: MultitaskOutput, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """Weighted losses for the tasks ``out`` supports (see class docstring)."""

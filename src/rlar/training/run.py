@@ -93,34 +93,37 @@ def prepare_radiomics(cfg: RlarConfig, source: Source, train_ids: list[str],
                       progress: bool) -> tuple[pd.DataFrame | None, dict[str, Any] | None]:
     """Standardised radiomics targets (fit on the training fold only) and the standardiser state, or (None, None).
 
-    Leave-one-out ablation (``radiomics.exclude_feature``): the left-out columns are set to 0 after
-    standardisation, i.e. to the training mean, so they carry no information while h_tirads keeps its size.
+    Leave-one-out ablation (``radiomics.exclude_feature``) is applied in the loss (see :func:`rad_feature_mask`):
+    the targets keep all 13 columns, and the left-out ones are simply not supervised.
     """
     if not cfg.radiomics.enabled:
         return None, None
-    from rlar.radiomics import FEATURE_NAMES, RadiomicsParams, Standardiser, compute_targets, feature_subset
+    from rlar.radiomics import RadiomicsParams, Standardiser, compute_targets
 
     try:
         params = RadiomicsParams(**cfg.radiomics.params)
     except Exception as exc:  # pydantic ValidationError, TypeError: report under the config key
         raise ConfigError("radiomics.params", str(exc).splitlines()[0] + f" ({exc})") from None
-    kept: tuple[str, ...] = tuple(FEATURE_NAMES)
-    if cfg.radiomics.exclude_feature is not None:
-        try:
-            kept = tuple(feature_subset(cfg.radiomics.exclude_feature))
-        except (KeyError, ValueError) as exc:
-            raise ConfigError("radiomics.exclude_feature", str(exc)) from None
+    rad_feature_mask(cfg)  # validate radiomics.exclude_feature before the (long) extraction
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else default_cache_dir()
     targets = compute_targets(source, cache_dir, params=params, progress=progress)
     train_rows = targets.loc[targets.index.intersection(pd.Index(train_ids))]
     if len(train_rows) == 0:
         raise DataError("radiomics", "no training image has a mask, so radiomics targets cannot be standardised")
     standardiser = Standardiser().fit(train_rows)
-    frame = standardiser.transform(targets)
-    for name in FEATURE_NAMES:
-        if name not in kept:
-            frame[name] = 0.0
-    return frame, standardiser.state_dict()
+    return standardiser.transform(targets), standardiser.state_dict()
+
+
+def rad_feature_mask(cfg: RlarConfig) -> list[bool] | None:
+    """Which of the 13 radiomics features L_rad supervises, for ``radiomics.exclude_feature`` (None: all)."""
+    if cfg.radiomics.exclude_feature is None:
+        return None
+    from rlar.radiomics import feature_mask
+
+    try:
+        return feature_mask(cfg.radiomics.exclude_feature)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError("radiomics.exclude_feature", str(exc)) from None
 
 
 def class_weights_for(cfg: RlarConfig, labels: np.ndarray, num_classes: int) -> torch.Tensor | None:
@@ -178,6 +181,7 @@ def build_components(cfg: RlarConfig, num_classes: int, class_weights: torch.Ten
     loss_fn = MultitaskLoss(
         seg_weight=weights.seg, cls_weight=weights.cls, rad_weight=weights.rad,
         class_weights=class_weights, label_smoothing=cfg.loss.label_smoothing,
+        rad_feature_mask=rad_feature_mask(cfg),
     )
     return model, strategy, loss_fn
 
