@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rlar.data.descriptors import normalise_descriptor
 from rlar.data.record import DESCRIPTORS
 from rlar.data.sources import open_source
-from rlar.data.sources.folder import FolderSource, normalise_descriptor
+from rlar.data.sources.folder import FolderSource
 from rlar.errors import ConfigError, DataError
 
 HEADER = ["image_id", "patient_id", "tirads", "composition", "echogenicity", "shape", "margin", "echogenic_foci", "notes"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from conftest import TINY_OVERRIDES
+
 from rlar.training.checkpoint import load_checkpoint
 
 

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from rlar.models import build_model
     from rlar.training.checkpoint import load_checkpoint
     from rlar.training.config import validate_config
-    from rlar.training.run import to_jsonable, label_space_for
+    from rlar.training.run import label_space_for, to_jsonable
     from rlar.training.trainer import resolve_device
 
     device = resolve_device(args.device)

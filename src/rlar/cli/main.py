@@ -10,7 +10,7 @@ from rlar import __version__
 from rlar.errors import RlarError
 
 # Subcommand modules, each exposing add_parser(subparsers); imported here, in the order shown by --help.
-_COMMANDS = ("demo", "data", "radiomics", "train", "evaluate")
+_COMMANDS = ("demo", "data", "radiomics", "train", "evaluate", "plot")
 
 
 def build_parser() -> argparse.ArgumentParser:

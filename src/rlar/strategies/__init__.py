@@ -12,7 +12,7 @@ from typing import Any
 
 from rlar.errors import ConfigError
 
-from .base import DEFAULT_TASKS, Strategy, StepReport
+from .base import DEFAULT_TASKS, StepReport, Strategy
 from .cagrad import CAGrad
 from .nashmtl import NashMTL
 from .pcgrad import PCGrad

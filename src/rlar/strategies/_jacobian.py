@@ -30,7 +30,7 @@ from torchjd.autojac import jac_to_grad, mtl_backward
 from rlar.errors import ConfigError
 
 from ._cut import CutPass, cut_backward, floats, mean_cosine, params_reached, per_sample_cosine
-from .base import LossFn, Strategy, StepReport
+from .base import LossFn, StepReport, Strategy
 
 
 class JacobianStrategy(Strategy):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from torchjd.aggregation import Aggregator, CAGrad as _CAGrad
+from torchjd.aggregation import Aggregator
+from torchjd.aggregation import CAGrad as _CAGrad
 
 from rlar.errors import ConfigError
 

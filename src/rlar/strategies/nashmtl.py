@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from torchjd.aggregation import Aggregator, NashMTL as _NashMTL
+from torchjd.aggregation import Aggregator
+from torchjd.aggregation import NashMTL as _NashMTL
 
 from rlar.errors import ConfigError
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from torchjd.aggregation import Aggregator, PCGrad as _PCGrad
+from torchjd.aggregation import Aggregator
+from torchjd.aggregation import PCGrad as _PCGrad
 
 from ._jacobian import JacobianStrategy
 

@@ -45,7 +45,7 @@ from torch import nn
 from rlar.errors import ConfigError
 
 from ._cut import CutPass, cut_backward, floats, pair_cosine
-from .base import LossFn, Strategy, StepReport
+from .base import LossFn, StepReport, Strategy
 
 
 def spatial_saliency(s: torch.Tensor, eps: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,7 +27,7 @@ from torch import nn
 from rlar.errors import ConfigError
 
 from ._cut import CutPass, cut_backward, floats, group_losses, mean_cosine, per_sample_cosine
-from .base import LossFn, Strategy, StepReport
+from .base import LossFn, StepReport, Strategy
 
 
 def rlar_penalty(g_a: torch.Tensor | None, g_b: torch.Tensor | None, *, tau: float = 0.0, p: float = 2.0,

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ._cut import CutPass, cut_backward, floats, pair_cosine
-from .base import LossFn, Strategy, StepReport
+from .base import LossFn, StepReport, Strategy
 
 
 class UncertaintyWeighting(Strategy):

@@ -10,7 +10,7 @@ from torch import nn
 from rlar.errors import ConfigError
 
 from ._cut import CutPass, cut_backward, floats, pair_cosine
-from .base import LossFn, Strategy, StepReport
+from .base import LossFn, StepReport, Strategy
 
 
 class WeightedSum(Strategy):

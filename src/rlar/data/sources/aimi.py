@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
+from rlar.data.descriptors import normalise_descriptor
 from rlar.data.labels import canonical_level
 from rlar.data.record import DESCRIPTORS, SampleInfo
 from rlar.data.sources.base import Source
-from rlar.data.sources.folder import normalise_descriptor
 from rlar.errors import ConfigError, DataError
 
 MASK_THRESHOLD = 127  # masks are stored 0/255

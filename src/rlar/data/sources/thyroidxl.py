@@ -45,11 +45,11 @@ from typing import Any
 
 import numpy as np
 
+from rlar.data.descriptors import normalise_descriptor
 from rlar.data.io import IMAGE_SUFFIXES, read_image, read_mask
 from rlar.data.labels import canonical_level
 from rlar.data.record import DESCRIPTORS, SampleInfo
 from rlar.data.sources.base import Source
-from rlar.data.sources.folder import normalise_descriptor
 from rlar.errors import ConfigError, DataError
 
 SPLITS: tuple[str, ...] = ("train", "test")
