@@ -23,7 +23,8 @@ def test_train_then_evaluate_cli(tmp_path: Path, tiny_source, tiny_overrides, ca
     out = tmp_path / "run"
     assert main(["train", "--config", str(config), *sets, "--fold", "1", "--out", str(out), "--no-progress"]) == 0
 
-    for name in ("config.yaml", "splits.json", "metrics.json", "log.csv", "checkpoints/best.pt", "checkpoints/last.pt"):
+    for name in ("config.yaml", "splits.json", "metrics.json", "log.csv", "checkpoints/best.pt", "checkpoints/last.pt",
+                 "curves.png"):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").iterdir())
     resolved = load_config(out / "config.yaml")

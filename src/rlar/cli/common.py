@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import warnings
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -32,3 +34,14 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 def source_from_args(args: argparse.Namespace) -> Source:
     return open_source(args.source, args.root, **parse_key_values(args.option))
+
+
+def write_curves(run_dirs: list[Path], out: Path, labels: list[str] | None = None) -> Path | None:
+    """Draw training curves to ``out`` after a run; a plotting failure only warns (the run itself succeeded)."""
+    try:
+        from rlar.reporting.curves import plot_runs
+
+        return plot_runs(run_dirs, out, labels=labels)
+    except Exception as exc:  # noqa: BLE001 - matplotlib, fonts, disk: never fail a finished training run
+        warnings.warn(f"could not draw {out}: {type(exc).__name__}: {exc}", stacklevel=2)
+        return None

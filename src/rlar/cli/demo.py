@@ -12,6 +12,8 @@ import argparse
 import time
 from pathlib import Path
 
+from rlar.cli.common import write_curves
+
 DEMO_METHODS: tuple[str, ...] = ("vanilla_mtl", "rlar")
 # Simulated annotator noise: every image's mask and level come from one randomly drawn reader of the panel.
 NOISY_READERS: tuple[str, ...] = ("data.options.mask_from=random_reader", "data.options.label_from=random_reader")
@@ -44,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
         rows.append((method, metrics, time.perf_counter() - start))
     print()
     print(format_rows(rows))
+    curves = write_curves([Path(args.out) / m for m in DEMO_METHODS], Path(args.out) / "curves.png", list(DEMO_METHODS))
     print(f"\nrun folders (config.yaml, splits.json, log.csv, checkpoints, metrics.json): {args.out}/<method>")
+    if curves is not None:
+        print(f"training curves of both methods (losses, gradient cosine at z, validation Dice/F1): {curves}")
     return 0
 
 

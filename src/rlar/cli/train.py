@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rlar.cli.common import write_curves
 from rlar.errors import ConfigError
 from rlar.training.config import RlarConfig, find_config, load_config, shipped_config_names
 
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = run_training(cfg, out_dir, fold=fold, resume=args.resume, progress=not args.no_progress)
         if metrics:  # rank 0 only
             results.append(metrics)
+            write_curves([out_dir], out_dir / "curves.png")
             print(f"fold {fold}: {_headline(metrics)} -> {out_dir}")
     if all_folds and results:
         from rlar.evaluation.metrics import summarise_folds

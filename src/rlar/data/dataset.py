@@ -53,7 +53,7 @@ from rlar.errors import DataError
 #: below the radiomics layer, so the number is repeated here rather than imported.
 RADIOMICS_DIM = 13
 
-#: Keys of the batch dict built by :func:`collate` (docs/dev-contracts.md).
+#: Keys of the batch dict built by :func:`collate` (docs/interfaces.md).
 BATCH_KEYS: tuple[str, ...] = (
     "image",
     "mask",
@@ -357,7 +357,7 @@ class ThyroidDataset(Dataset):
 
 
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Batch dataset items into the batch dict of docs/dev-contracts.md (usable as a DataLoader collate_fn)."""
+    """Batch dataset items into the batch dict of docs/interfaces.md (usable as a DataLoader collate_fn)."""
     if not items:
         raise ValueError("cannot collate an empty list of items")
     return {

@@ -23,7 +23,7 @@ class MultitaskLoss(nn.Module):
     Keys are present only for losses the model produces: "seg" needs ``out.mask_logits``, "cls" needs
     ``out.class_logits``, "rad" needs ``out.h_tirads`` and ``rad_weight > 0`` (guidance off otherwise). Values are
     scalar tensors, already weighted; a loss with no valid sample in the batch is an exact 0 that is still part of
-    the graph. Batch keys (see docs/dev-contracts.md): ``mask``, ``has_mask`` (seg); ``label`` (cls);
+    the graph. Batch keys (see docs/interfaces.md): ``mask``, ``has_mask`` (seg); ``label`` (cls);
     ``radiomics``, ``has_radiomics`` (rad; samples must also have ``has_mask`` when the batch carries it, since
     radiomics are only defined from a mask).
 

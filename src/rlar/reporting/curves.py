@@ -61,7 +61,8 @@ PANELS: tuple[Panel, ...] = (
     Panel("loss_seg", "Segmentation loss (Dice + BCE)", "loss", "no segmentation task in these runs"),
     Panel("loss_cls", "Classification loss (cross-entropy)", "loss", "no classification task in these runs"),
     Panel("loss_rad", "Radiomics guidance loss $L_{rad}$", "loss", "no radiomics guidance in these runs"),
-    Panel("cosine", r"Gradient cosine at $z$: cos($\nabla_z L_{seg}$, $\nabla_z L_{cls}$)", "cosine",
+    Panel("cosine", r"Gradient cosine at $z$: cos($\nabla_z L_{seg}$, $\nabla_z L_{cls}$)",
+          "cosine (> 0 aligned, < 0 conflicting)",
           "no cosine measured (single-task runs)"),
     Panel("val_dice", "Validation Dice", "Dice", "no segmentation validation in these runs"),
     Panel("val_macro_f1", "Validation macro-F1 (TI-RADS)", "macro-F1", "no classification validation in these runs"),
@@ -230,18 +231,19 @@ def _decorate_cosine(ax: Axes, runs: list[RunCurves], colours: list[Any], has_da
     if not has_data:
         return
     handles: list[Line2D] = [ax.axhline(0.0, color="0.3", linestyle="--", linewidth=1.0, zorder=0)]
-    names = ["0: orthogonal (no competition)"]
+    names = ["0: orthogonal directions"]
+    refs = [0.0]
     for run, colour in zip(runs, colours, strict=True):
         if _series(run.log, "cosine") is None:
-            continue
+            continue  # no measured cosine to compare this run's tau with
         for tau in run.tau:
+            refs.append(tau)
             line = ax.axhline(tau, color=colour, linestyle=":", linewidth=1.4, zorder=0)
             handles.append(line)
             names.append(f"tau = {tau:g} ({run.label})")
     ax.legend(handles, names, fontsize=7, loc="best", framealpha=0.8)
     # Keep the reference lines in view even when the measured cosines sit far from them.
     low, high = ax.get_ylim()
-    refs = [0.0] + [t for run in runs for t in run.tau]
     pad = 0.05 * max(high - low, 1e-3)
     ax.set_ylim(min(low, min(refs) - pad), max(high, max(refs) + pad))
 

@@ -39,7 +39,7 @@ MethodName = Literal[
 
 
 class MethodPreset(BaseModel):
-    """One row of the method table in docs/dev-contracts.md."""
+    """One row of the method table in docs/interfaces.md."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -8,7 +8,6 @@ Files written into ``out_dir`` (rank 0 only):
 - ``log.csv`` and ``tensorboard/``: per-epoch (and per-step) scalars;
 - ``checkpoints/last.pt`` (resume) and ``checkpoints/best.pt`` (best validation score);
 - ``metrics.json``: the validation-fold metrics of the best checkpoint, plus a ``run`` section.
-- ``curves.png``: training curves (losses, gradient cosine at z, validation Dice / macro-F1, lr); see ``rlar plot``.
 """
 
 from __future__ import annotations
@@ -335,12 +334,6 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
         "world_size": ctx.world_size,
     }
     (out_dir / METRICS_FILE).write_text(json.dumps(to_jsonable(result), indent=1))
-    try:  # curves.png is a convenience: a plotting failure must never fail a finished training run
-        from rlar.reporting.curves import plot_runs  # lazy: reporting sits above training (see docs/dev-contracts)
-
-        plot_runs([out_dir], out_dir / "curves.png")
-    except Exception as exc:  # noqa: BLE001 - any failure (matplotlib, fonts, disk) only warns
-        warnings.warn(f"could not draw {out_dir / 'curves.png'}: {type(exc).__name__}: {exc}", stacklevel=2)
     return result
 
 

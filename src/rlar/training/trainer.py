@@ -111,7 +111,7 @@ class Trainer:
     """Runs epochs of ``strategy.step`` + optimiser step, validates, checkpoints.
 
     Args:
-        model, strategy, loss_fn: as in docs/dev-contracts.md (the strategy fills ``.grad``).
+        model, strategy, loss_fn: as in docs/interfaces.md (the strategy fills ``.grad``).
         train_loader: yields collated batch dicts; its sampler may be a DistributedSampler.
         optim, training: the config sections.
         out_dir: where ``log.csv``, ``tensorboard/`` and ``checkpoints/`` go (rank 0 only writes).
