@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import pytest
 import torch
 import torch.multiprocessing as mp
 from conftest import TINY_OVERRIDES
@@ -19,7 +18,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.slow  # two fresh interpreters importing torch + monai: ~15 s idle, over a minute on a busy machine
+# Two fresh interpreters importing torch + monai (~15 s on an idle 2-core machine); kept in CI: DDP is tested nowhere else.
 def test_two_rank_gloo_run_keeps_ranks_identical(tmp_path: Path) -> None:
     import _ddp_worker
 

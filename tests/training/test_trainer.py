@@ -131,7 +131,7 @@ run_module.run_training(load_config(None, {overrides!r}), {out!r}, progress=Fals
 """
 
 
-@pytest.mark.slow  # a fresh interpreter importing torch + monai, killed and resumed
+# A fresh interpreter importing torch + monai, SIGKILLed after its first checkpoint and resumed (kept in CI).
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path, tiny_source, tiny_overrides) -> None:
     import os
     import signal
