@@ -42,9 +42,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"== {method}: {cfg.data.options.get('n_cases')} phantom cases, {cfg.optim.epochs} epochs, "
               f"image {cfg.data.image_size[0]}x{cfg.data.image_size[1]}, device {cfg.training.device}")
         start = time.perf_counter()
-        metrics = run_training(cfg, Path(args.out) / method, progress=not args.no_progress)
-        rows.append((method, metrics, time.perf_counter() - start))
+        run_dir = Path(args.out) / method
+        metrics = run_training(cfg, run_dir, progress=not args.no_progress)
+        seconds = time.perf_counter() - start
+        rows.append((f"{method} vs readers", metrics, seconds))
+        rows.append((f"{method} vs truth", evaluate_against_truth(run_dir), seconds))
     print()
+    print("validation fold; 'readers' = the simulated readers' masks and levels the model was trained on,")
+    print("'truth' = the phantom's true masks and ACR levels of the same images")
     print(format_rows(rows))
     curves = write_curves([Path(args.out) / m for m in DEMO_METHODS], Path(args.out) / "curves.png", list(DEMO_METHODS))
     print(f"\nrun folders (config.yaml, splits.json, log.csv, checkpoints, metrics.json): {args.out}/<method>")
@@ -53,13 +58,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate_against_truth(run_dir: Path) -> dict:
+    """Metrics of the run's best checkpoint on its validation images, scored against the phantom's ground truth."""
+    from rlar.data.dataset import ThyroidDataset
+    from rlar.data.sources import open_source
+    from rlar.data.splits import load_splits
+    from rlar.evaluation.evaluate import evaluate
+    from rlar.inference.loading import load_trained_model
+    from rlar.training.run import SPLITS_FILE
+
+    trained = load_trained_model(run_dir / "checkpoints" / "best.pt")
+    cfg = trained.config
+    options = {**cfg.data.options, "mask_from": "truth", "label_from": "truth"}
+    source = open_source(cfg.data.source, cfg.data.root, **options)
+    val_ids = load_splits(run_dir / SPLITS_FILE)[cfg.data.fold]["val"]
+    dataset = ThyroidDataset(source, val_ids, image_size=tuple(cfg.data.image_size), label_space=trained.label_space)
+    return evaluate(trained.model, dataset, progress=False)
+
+
 def format_rows(rows: list[tuple[str, dict, float]]) -> str:
     """One line per method: validation Dice, IoU, HD95, macro-F1, balanced accuracy, QWK, and wall time."""
-    header = f"{'method':<12} {'Dice':>6} {'IoU':>6} {'HD95px':>7} {'macroF1':>8} {'balAcc':>7} {'QWK':>6} {'time':>7}"
+    header = f"{'method':<22} {'Dice':>6} {'IoU':>6} {'HD95px':>7} {'macroF1':>8} {'balAcc':>7} {'QWK':>6} {'time':>7}"
     lines = [header, "-" * len(header)]
     for method, m, seconds in rows:
         lines.append(
-            f"{method:<12} {m.get('dice', float('nan')):>6.3f} {m.get('iou', float('nan')):>6.3f} "
+            f"{method:<22} {m.get('dice', float('nan')):>6.3f} {m.get('iou', float('nan')):>6.3f} "
             f"{m.get('hd95_px', float('nan')):>7.2f} {m.get('macro_f1', float('nan')):>8.3f} "
             f"{m.get('balanced_accuracy', float('nan')):>7.3f} {m.get('qwk', float('nan')):>6.3f} {seconds:>6.0f}s"
         )

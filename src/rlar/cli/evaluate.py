@@ -43,15 +43,13 @@ def run(args: argparse.Namespace) -> int:
     from rlar.data.splits import check_splits, load_splits
     from rlar.errors import ConfigError
     from rlar.evaluation.evaluate import class_names_of, metrics_from_predictions, predict
-    from rlar.models import build_model
-    from rlar.training.checkpoint import load_checkpoint
-    from rlar.training.config import validate_config
+    from rlar.inference.loading import load_trained_model
     from rlar.training.run import label_space_for, to_jsonable
     from rlar.training.trainer import resolve_device
 
     device = resolve_device(args.device)
-    ckpt = load_checkpoint(args.checkpoint, map_location=device)
-    cfg = validate_config(ckpt["config"])
+    trained_model = load_trained_model(args.checkpoint, device=device)
+    cfg, model = trained_model.config, trained_model.model
     name = args.source or cfg.data.source
     if args.source is None:
         root, options = cfg.data.root, dict(cfg.data.options)
@@ -60,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
     options.update(parse_key_values(args.option))
     source = open_source(name, root, **options)
 
-    trained = LabelSpace(**ckpt["label_space"]) if ckpt.get("label_space") else LabelSpace(
-        label_space_for(source, cfg.data.task).scale, cfg.data.task)
+    trained = trained_model.label_space
     label_space: LabelSpace | None = trained
     here = label_space_for(source, trained.task)
     if here.scale != trained.scale:
@@ -79,11 +76,6 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--fold", f"fold {args.fold} does not exist in {args.splits} ({len(folds)} folds)")
         image_ids = folds[args.fold]["val"]
 
-    model = build_model(arch=cfg.model.arch, backbone=cfg.model.backbone, num_classes=trained.num_classes,
-                        in_channels=1, tirads_dim=cfg.model.tirads_dim, deep_dim=cfg.model.deep_dim,
-                        **cfg.model.options)
-    model.load_state_dict(ckpt["model"])
-    model.to(device)
     dataset = ThyroidDataset(source, image_ids, image_size=tuple(cfg.data.image_size), label_space=label_space)
     out = Path(args.out) if args.out is not None else None
     mask_dir = out / "masks" if (out is not None and args.save_masks) else None
