@@ -73,3 +73,17 @@ def test_run_training_on_the_phantom_source(tmp_path: Path, tiny_overrides) -> N
     assert {"dice", "macro_f1", "run"} <= set(metrics)
     assert json.loads((tmp_path / "metrics.json").read_text())["run"]["epochs_run"] == 1
     assert (tmp_path / "log.csv").is_file() and (tmp_path / "splits.json").is_file()
+
+
+def test_train_all_folds_prints_mean_and_std(tmp_path: Path, tiny_source, tiny_overrides,
+                                              capsys: pytest.CaptureFixture) -> None:
+    sets = [a for o in [*tiny_overrides, "optim.epochs=1", "method=vanilla_mtl"] for a in ("--set", o)]
+    out = tmp_path / "cv"
+    assert main(["train", "--config", "phantom", *sets, "--fold", "all", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    folds = [json.loads((out / f"fold_{k}" / "metrics.json").read_text()) for k in range(2)]
+    summary = json.loads((out / "summary.json").read_text())
+    dice = [f["dice"] for f in folds]
+    assert summary["dice"]["mean"] == pytest.approx(sum(dice) / 2)
+    assert summary["dice"]["std"] == pytest.approx(abs(dice[0] - dice[1]) / 2**0.5)  # sample std of two values
+    assert "mean ± std over 2 folds" in printed and f"{summary['dice']['mean']:.3f} ± " in printed

@@ -77,18 +77,25 @@ def run(args: argparse.Namespace) -> int:
             write_curves([out_dir], out_dir / "curves.png")
             print(f"fold {fold}: {_headline(metrics)} -> {out_dir}")
     if all_folds and results:
-        from rlar.evaluation.metrics import summarise_folds
+        from rlar.evaluation.metrics import format_mean_std, summarise_folds
 
         summary = summarise_folds([{k: v for k, v in r.items() if k != "run"} for r in results])
         base = Path(args.out) if args.out is not None else Path(cfg.output) / cfg.method
         (base / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        print(f"mean ± std over {len(results)} folds (sample std):")
+        for key in HEADLINE_METRICS:
+            if key in summary:
+                print(f"  {key:>10}: {format_mean_std(summary[key]['mean'], summary[key]['std'])}")
         print(f"summary over {len(results)} folds written to {base / 'summary.json'}")
     return 0
 
 
+HEADLINE_METRICS: tuple[str, ...] = ("dice", "iou", "hd95_px", "macro_f1", "balanced_accuracy", "auroc", "qwk")
+
+
 def _headline(metrics: dict[str, Any]) -> str:
     parts = []
-    for key in ("dice", "macro_f1", "accuracy", "auroc", "quadratic_kappa"):
+    for key in HEADLINE_METRICS:
         value = metrics.get(key)
         if isinstance(value, int | float):
             parts.append(f"{key} {value:.4f}")
