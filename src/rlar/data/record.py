@@ -73,6 +73,16 @@ class Skip:
     reason: str
 
 
+#: How many item names a source note spells out before summarising the rest with a count.
+MAX_LISTED = 10
+
+
+def listing(names: list[str], limit: int = MAX_LISTED) -> str:
+    """``"a, b, c, ... (7 more)"``: item names for a human-readable note, truncated after ``limit``."""
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
 class SkipLog(list[Skip]):
     """Ordered list of skips with a helper that records one."""
 

@@ -43,7 +43,7 @@ import numpy as np
 
 from rlar.data.descriptors import normalise_descriptor
 from rlar.data.labels import canonical_level
-from rlar.data.record import DESCRIPTORS, SampleInfo
+from rlar.data.record import DESCRIPTORS, SampleInfo, listing
 from rlar.data.sources.base import Source
 from rlar.errors import ConfigError, DataError
 
@@ -182,7 +182,7 @@ class AIMISource(Source):
         unlabelled = sorted((c for c in rows_by_clip if c not in labels), key=_natural_key)
         if unlabelled:
             self.notes.append(
-                f"{len(unlabelled)} clip(s) have no metadata row: kept with unknown labels: {', '.join(unlabelled[:10])}"
+                f"{len(unlabelled)} clip(s) have no metadata row: kept with unknown labels: {listing(unlabelled)}"
             )
         for clip in sorted(labels, key=_natural_key):
             if clip not in rows_by_clip:

@@ -47,7 +47,7 @@ import numpy as np
 from rlar.data.descriptors import normalise_descriptor
 from rlar.data.io import IMAGE_SUFFIXES, read_image, read_mask
 from rlar.data.labels import SCALE_LEVELS, canonical_level, detect_scale
-from rlar.data.record import DESCRIPTORS, SampleInfo
+from rlar.data.record import DESCRIPTORS, SampleInfo, listing
 from rlar.data.sources.base import Source
 from rlar.errors import ConfigError, DataError
 
@@ -57,14 +57,6 @@ from rlar.errors import ConfigError, DataError
 
 _TIRADS_COLUMNS = ("tirads", "ti-rads", "ti_rads")
 _MASK_SUFFIX = ".png"
-_MAX_LISTED = 10  # how many item names a note spells out before summarising with a count
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_MAX_LISTED])
-    return shown + (f", ... ({len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else "")
-
-
 class FolderSource(Source):
     """Images (+ optional masks and labels.csv) in a plain folder. See the module docstring for the layout.
 
@@ -134,12 +126,12 @@ class FolderSource(Source):
         if not_in_csv:
             self.notes.append(
                 f"{len(not_in_csv)} image(s) not in {csv_path.name}, kept with unknown labels and each as its own "
-                f"patient: {_listing(not_in_csv)}"
+                f"patient: {listing(not_in_csv)}"
             )
         if no_patient:
             self.notes.append(
                 f"{len(no_patient)} row(s) with an empty patient_id: each image is its own patient: "
-                f"{_listing(no_patient)}"
+                f"{listing(no_patient)}"
             )
 
     def _scan_images(self, image_dir: Path) -> dict[str, Path]:

@@ -48,7 +48,7 @@ import numpy as np
 from rlar.data.descriptors import normalise_descriptor
 from rlar.data.io import IMAGE_SUFFIXES, read_image, read_mask
 from rlar.data.labels import canonical_level
-from rlar.data.record import DESCRIPTORS, SampleInfo
+from rlar.data.record import DESCRIPTORS, SampleInfo, listing
 from rlar.data.sources.base import Source
 from rlar.errors import ConfigError, DataError
 
@@ -57,9 +57,6 @@ MASK_THRESHOLD = 127  # masks are 8-bit 0/255; > 127 tolerates resampling/JPEG n
 _ID_KEYS = ("patient_id", "patientid", "id", "patient")
 _TIRADS_KEYS = ("tirads", "ti-rads", "ti_rads")
 _DESCRIPTOR_KEYS = {name: (name,) for name in DESCRIPTORS} | {"echogenic_foci": ("echogenic_foci", "calcifications")}
-_MAX_LISTED = 10
-
-
 def _get(entry: dict[str, Any], keys: tuple[str, ...]) -> Any:
     """Case-insensitive lookup of the first present key."""
     lowered = {str(k).lower(): v for k, v in entry.items()}
@@ -147,10 +144,9 @@ class ThyroidXLSource(Source):
                 location=(path, mask_path),
             )
         if no_info:
-            shown = ", ".join(no_info[:_MAX_LISTED]) + (" ..." if len(no_info) > _MAX_LISTED else "")
             self.notes.append(
                 f"{len(no_info)} image(s) have no patient entry: kept with unknown TI-RADS, each its own patient "
-                f"(patient-level splitting cannot be guaranteed for them): {shown}"
+                f"(patient-level splitting cannot be guaranteed for them): {listing(no_info)}"
             )
 
     def _find_mask(self, split: str, image_path: Path) -> Path | None:
@@ -231,7 +227,7 @@ class ThyroidXLSource(Source):
         if differing_nodules:
             self.notes.append(
                 f"{len(differing_nodules)} patient(s) have nodules with different TI-RADS levels; images take "
-                f"nodule_1's level: {', '.join(differing_nodules[:_MAX_LISTED])}"
+                f"nodule_1's level: {listing(differing_nodules)}"
             )
         return owner, claimed_twice
 
