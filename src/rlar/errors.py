@@ -25,3 +25,7 @@ class ConfigError(RlarError):
         self.key = key
         self.reason = reason
         super().__init__(f"config key '{key}': {reason}")
+
+
+class DataWarning(UserWarning):
+    """A data item is used, but something about it is probably not what its author meant (e.g. its bit depth)."""

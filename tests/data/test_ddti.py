@@ -206,7 +206,7 @@ def test_real_ddti_samples_load_cropped(ddti_root: Path) -> None:
         assert sample.extras["original_shape"] == (360, 560)
         assert sample.image.shape == (bottom - top, right - left)
         assert left >= 30, "the left margin (grey-scale bar, depth dots) must be cropped"
-        assert 0.0 <= sample.image.min() and sample.image.max() <= 1.0
+        assert sample.image.min() >= 0.0 and sample.image.max() <= 1.0
         if sample.mask is not None:
             assert sample.mask.shape == sample.image.shape and sample.mask.any()
             assert sample.extras["mask_pixels_cropped"] == 0

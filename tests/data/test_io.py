@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rlar.data.io import read_array, read_image, read_mask, to_grey_unit
-from rlar.errors import DataError
+from rlar.data.io import (
+    dicom_calibration,
+    read_array,
+    read_frames,
+    read_header,
+    read_image,
+    read_mask,
+    sniff_format,
+    to_grey_unit,
+)
+from rlar.errors import DataError, DataWarning
 
 
 def _png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
@@ -103,7 +112,9 @@ def test_dim_16bit_png_not_stretched(tmp_path: Path) -> None:
     # Two 16-bit images with the same pixel value must map to the same grey, whatever their maximum.
     low = _png(tmp_path / "low.png", np.array([[1000, 2000]], dtype=np.uint16))
     high = _png(tmp_path / "high.png", np.array([[1000, 60000]], dtype=np.uint16))
-    assert read_image(low)[0, 0] == pytest.approx(read_image(high)[0, 0])
+    with pytest.warns(DataWarning, match="11 of the 16 bits"):  # a dim image is reported, never rescaled
+        dim = read_image(low)[0, 0]
+    assert dim == pytest.approx(read_image(high)[0, 0])
 
 
 def test_rgba_png_drops_alpha(tmp_path: Path) -> None:
@@ -188,6 +199,56 @@ def test_not_a_dicom_with_dcm_suffix(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a dicom file" * 10)
     with pytest.raises(DataError, match="fake.dcm: cannot read DICOM"):
         read_image(path)
+
+
+# ------------------------------------------------------------------------------------ frames (path or bytes)
+
+
+def test_read_frames_from_bytes_equals_the_file_and_first_frame_is_read_image(tmp_path: Path) -> None:
+    frames = [Image.fromarray(np.full((20, 30), v, dtype=np.uint8)) for v in (10, 128, 250)]
+    path = tmp_path / "clip.tif"
+    frames[0].save(path, format="TIFF", save_all=True, append_images=frames[1:])
+    from_file = read_frames(path)
+    from_bytes = read_frames(path.read_bytes(), name="upload.tif")
+    assert from_file.format == from_bytes.format == "tiff" and len(from_file.frames) == 3
+    for a, b in zip(from_file.frames, from_bytes.frames, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [round(float(f.mean()) * 255) for f in from_file.frames] == [10, 128, 250]
+    first = read_frames(path, all_frames=False)
+    assert len(first.frames) == 1
+    np.testing.assert_array_equal(first.frames[0], read_image(path))
+    assert read_header(path.read_bytes()).frames == 3
+
+
+def test_pixel_cap_counts_every_decoded_frame(tmp_path: Path) -> None:
+    frames = [Image.fromarray(np.zeros((20, 30), dtype=np.uint8)) for _ in range(3)]
+    path = tmp_path / "clip.tif"
+    frames[0].save(path, format="TIFF", save_all=True, append_images=frames[1:])
+    assert read_image(path, max_pixels=1000).shape == (20, 30)  # one frame: 600 values
+    with pytest.raises(DataError, match=r"3 frame\(s\) = 1,800 values .*refused before decoding") as info:
+        read_frames(path.read_bytes(), name="clip-upload", max_pixels=1000)
+    assert info.value.item == "clip-upload"
+
+
+def test_dicom_bytes_give_spacing_origin_and_the_file_rule(tmp_path: Path) -> None:
+    pixels = (np.arange(12 * 16) * 20).astype(np.uint16).reshape(12, 16)
+    path = _dicom(tmp_path / "a.dcm", pixels, bits_stored=12)
+    assert sniff_format(path.read_bytes()[:132]) == "dicom" and sniff_format(b"GIF89a") is None
+    from_bytes = read_frames(path.read_bytes(), name="a-upload")
+    assert from_bytes.format == "dicom" and from_bytes.spacing_source == "none"
+    np.testing.assert_allclose(from_bytes.frames[0], read_image(path), rtol=0, atol=0)
+
+    class Calibrated:
+        PixelSpacing = (0.1, 0.1)
+
+    assert dicom_calibration(Calibrated()) == ((0.1, 0.1), "PixelSpacing", [])
+
+
+def test_empty_bytes_and_unknown_content(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="upload: empty file"):
+        read_frames(b"")
+    with pytest.raises(DataError, match="x.bin: cannot decode image"):
+        read_frames(b"not an image at all" * 10, name="x.bin")
 
 
 # ------------------------------------------------------------------------------------------- masks

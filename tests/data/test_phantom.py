@@ -121,7 +121,7 @@ def test_render_output_contract_and_determinism() -> None:
     b = render_case(rng(5), (96, 112))
     assert a.image.dtype == np.float32 and a.image.shape == (96, 112)
     assert a.mask.dtype == bool and a.mask.shape == (96, 112) and a.mask.any()
-    assert 0.0 <= a.image.min() and a.image.max() <= 1.0
+    assert a.image.min() >= 0.0 and a.image.max() <= 1.0
     assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
     assert a.descriptors == b.descriptors and a.level == acr_level(acr_points(a.descriptors))
     c = render_case(rng(6), (96, 112))

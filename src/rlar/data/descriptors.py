@@ -1,6 +1,7 @@
 """Normalise raw TI-RADS descriptor words (any dataset's or report's spelling) to the canonical vocabulary
 in :data:`rlar.data.record.DESCRIPTOR_VALUES`. Shared by the adapters that read free-text descriptors
-(folder, ThyroidXL, AIMI); DDTI keeps its own closed table of the database's exact spellings.
+(folder, ThyroidXL, AIMI) and DDTI, so a DDTI spelling written in a folder's labels.csv (e.g. the calcification
+value ``non``) means the same there as in the database.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ _SYNONYMS: dict[str, dict[str, str]] = {
         "mixed_solid_and_cystic": "mixed",
         "almost_completely_solid": "solid",
         "solid_or_almost_completely_solid": "solid",
+        # DDTI's "dense": compact tissue without fluid, i.e. ACR "solid" (see rlar.data.sources.ddti)
+        "dense": "solid",
     },
     "echogenicity": {
         "markedly_hypoechoic": "very_hypoechoic",
@@ -65,6 +68,8 @@ _SYNONYMS: dict[str, dict[str, str]] = {
     },
     "echogenic_foci": {
         "no": "none",
+        "non": "none",  # DDTI's spelling
+        "no_calcifications": "none",
         "absent": "none",
         "no_echogenic_foci": "none",
         "large_comet_tail": "comet_tail",
@@ -127,5 +132,5 @@ def normalise_descriptor(name: str, value: object) -> str | None:
                 raise DataError(raw, f"echogenic_foci list has an empty entry; expected terms among {', '.join(allowed)}")
             if "none" in mapped:
                 raise DataError(raw, "echogenic_foci lists 'none' together with other foci (contradictory)")
-            return max(mapped, key=lambda m: _FOCI_RANK[m])  # type: ignore[arg-type]
+            return max((m for m in mapped if m is not None), key=lambda m: _FOCI_RANK[m])
     raise DataError(raw, f"not a recognised {name} value (expected one of {', '.join(allowed)})")

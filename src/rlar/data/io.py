@@ -8,95 +8,394 @@ Intensity rule (one rule, no guessing from pixel content):
   shifted by the smallest representable value first. Dividing by the declared depth, rather than by the
   image's own maximum, keeps the grey scale comparable between images of one acquisition.
   (An earlier heuristic -- "a 16-bit image whose maximum lies in 256..4095 is 12-bit" -- was dropped: it
-  made the scale depend on pixel content, so two frames of one PNG series could be scaled differently.)
+  made the scale depend on pixel content, so two frames of one PNG series could be scaled differently.
+  Such an image now keeps the rule but raises a :class:`rlar.errors.DataWarning`, see below.)
 * Float pixels already inside [0, 1] are kept as they are; any other float range is min-max normalised
   (there is no declared range to divide by). NaN or infinite values are an error.
 * Colour is averaged to grey (B-mode ultrasound is grey; colour Doppler overlays are out of scope);
   alpha channels are dropped; palette images are expanded through their palette first.
+
+Bit-depth surprises are never silent: a 16-bit PNG/TIFF whose values all fit in 12 bits or fewer (it comes out
+nearly black under the rule above) raises a :class:`~rlar.errors.DataWarning`; a DICOM whose data exceed its
+declared ``BitsStored`` keeps its high bits (pydicom would mask them off) and is scaled by the bits the data
+really use, with a warning.
+
+Memory: the pixel count is read from the header and checked against ``max_pixels`` (default
+:data:`MAX_PIXELS`) *before* any pixel is decoded (a 200 KB compressed DICOM can declare 14000 x 14000 pixels),
+and decoding goes straight from the file's integer type to float32 without float64 copies (about 4 bytes per
+pixel plus the decoded integers). :func:`read_image` decodes only the first frame of a multi-frame DICOM or TIFF
+(training sources are stills), so the cap counts Rows x Columns x SamplesPerPixel of that frame;
+:func:`read_frames` (prediction) decodes every frame, from a path or from in-memory bytes, and the cap counts
+all of them.
+
+This module is the one decoder of the package: :mod:`rlar.inference.images` only adds the upload policy
+(formats accepted by content) and array inputs on top of :func:`read_frames`.
 """
 
 from __future__ import annotations
 
+import io
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from rlar.errors import DataError
+from rlar.errors import DataError, DataWarning
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm")
 _DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
 _DICOM_MAGIC_OFFSET = 128  # DICOM Part 10 files: 128-byte preamble, then b"DICM"
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+)
+
+#: Most decoded pixel values (width x height x samples of the one decoded frame) an image may declare. About
+#: 160 MB of float32 output; ultrasound frames are well under 2 megapixels. Pass ``max_pixels`` to change it.
+MAX_PIXELS: int = 40_000_000
+
+#: A 16-bit PNG/TIFF whose largest value needs at most this many bits is reported as probably low-bit data.
+LOW_BIT_WARNING_BITS: int = 12
+
+# DICOM ultrasound region calibration (PS3.3 C.8.5.5.1.15): PhysicalUnitsX/YDirection code 3 is centimetres.
+_US_UNITS_CM = 3
 
 # Pillow modes converted before handing pixels to numpy, so that every array is grey, RGB(A), or 16-bit.
 _TO_RGB_MODES = frozenset({"CMYK", "YCbCr", "LAB", "HSV", "RGBX"})
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file's header says, read without decoding pixels.
+
+    ``spacing_mm`` is (row, column) pixel spacing in millimetres (DICOM only; None when not declared).
+    ``bits_stored`` is DICOM BitsStored (None for other formats).
+    """
+
+    path: Path
+    format: str  # "dicom" or the Pillow format name ("PNG", "JPEG", "TIFF", ...)
+    width: int
+    height: int
+    samples: int = 1
+    frames: int = 1
+    bits_stored: int | None = None
+    spacing_mm: tuple[float, float] | None = None
+
+    @property
+    def decoded_values(self) -> int:
+        """Values decoded for this file: one frame, every sample (what :data:`MAX_PIXELS` caps)."""
+        return self.width * self.height * self.samples
 
 
 def to_grey_unit(array: np.ndarray, item: str | Path, bits: int | None = None) -> np.ndarray:
     """Convert a pixel array (H,W), (H,W,2) grey+alpha, (H,W,3) or (H,W,4) to float32 grey (H, W) in [0, 1].
 
     ``bits``: the number of significant bits of integer data when the file declares it (DICOM BitsStored);
-    otherwise the dtype's full range is used. See the module docstring for the rule.
+    otherwise the dtype's full range is used. See the module docstring for the rule. Integer input goes to
+    float32 directly (float64 only for containers wider than 16 bits, which float32 cannot hold exactly).
     """
+    channels = 1
     if array.ndim == 3 and array.shape[-1] in (2, 3, 4):
         # (H,W,2) is grey+alpha, (H,W,4) RGB+alpha: drop alpha, average colour channels.
         channels = 1 if array.shape[-1] == 2 else 3
-        dtype = array.dtype
-        array = array[..., :channels].astype(np.float64).mean(axis=-1)
-        if np.issubdtype(dtype, np.integer):
-            # Keep integer semantics (range from the dtype) while avoiding a lossy cast back to integers.
-            return _scale_integer(array, dtype, bits, item)
-    if array.ndim != 2:
+        if channels == 1:
+            array = array[..., 0]
+    elif array.ndim != 2:
         raise DataError(item, f"expected a 2D grey or RGB(A) image, got array of shape {array.shape}")
     if array.dtype == bool:
-        return array.astype(np.float32)
+        return _channel_sum(array, channels, np.dtype(np.float32)) / np.float32(channels)
     if np.issubdtype(array.dtype, np.integer):
-        return _scale_integer(array.astype(np.float64), array.dtype, bits, item)
+        return _scale_integer(array, channels, bits, item)
     if np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all():
+        grey = _channel_sum(array, channels, np.dtype(np.float32))
+        if channels > 1:
+            grey /= np.float32(channels)
+        if not np.isfinite(grey).all():
             raise DataError(item, "image contains NaN or infinite values")
-        lo, hi = float(array.min()), float(array.max())
+        lo, hi = float(grey.min()), float(grey.max())
         if lo >= 0.0 and hi <= 1.0:
-            return array.astype(np.float32)
-        out = (array - lo) / (hi - lo) if hi > lo else np.zeros(array.shape, dtype=np.float64)
-        return np.clip(out, 0.0, 1.0).astype(np.float32)
+            return grey
+        if hi <= lo:
+            return np.zeros(grey.shape, dtype=np.float32)
+        grey -= np.float32(lo)
+        grey /= np.float32(hi - lo)
+        return np.clip(grey, 0.0, 1.0, out=grey)
     raise DataError(item, f"unsupported pixel type {array.dtype}")
 
 
-def _scale_integer(values: np.ndarray, dtype: np.dtype, bits: int | None, item: str | Path) -> np.ndarray:
-    """Map integer pixel values (given as float64) to [0, 1] by the declared bit depth or the dtype's range."""
-    info = np.iinfo(dtype)
+def _channel_sum(array: np.ndarray, channels: int, dtype: np.dtype) -> np.ndarray:
+    """Sum of the first ``channels`` channels (or the 2D array itself) as a new array of ``dtype``."""
+    if channels == 1:
+        return array.astype(dtype)
+    out = array[..., 0].astype(dtype)
+    for c in range(1, channels):
+        out += array[..., c]
+    return out
+
+
+def _scale_integer(array: np.ndarray, channels: int, bits: int | None, item: str | Path) -> np.ndarray:
+    """Map integer pixels (``channels`` colour channels to average) to [0, 1] by the declared or dtype's depth."""
+    info = np.iinfo(array.dtype)
     signed = info.min < 0
     if bits is None:
         bits = info.bits
     if not 1 <= bits <= info.bits:
-        raise DataError(item, f"declared bit depth {bits} does not fit the {dtype} pixel container")
+        raise DataError(item, f"declared bit depth {bits} does not fit the {array.dtype} pixel container")
     lo = -(2 ** (bits - 1)) if signed else 0
-    span = float(2**bits - 1)
-    out = (values - lo) / span
-    if out.size and (out.min() < -1e-9 or out.max() > 1 + 1e-9):
-        raise DataError(item, f"pixel values {values.min():g}..{values.max():g} exceed the declared {bits}-bit range")
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    span = 2**bits - 1
+    if array.size:
+        vmin, vmax = int(array.min()), int(array.max())  # on the integers: no float copy for the check
+        if vmin < lo or vmax > lo + span:
+            raise DataError(item, f"pixel values {vmin}..{vmax} exceed the declared {bits}-bit range")
+    # float32 holds every integer up to 2**24 exactly: sums of three 16-bit channels included.
+    dtype = np.dtype(np.float32) if info.bits <= 16 else np.dtype(np.float64)
+    out = _channel_sum(array, channels, dtype)
+    if lo:
+        out -= dtype.type(lo * channels)
+    out /= dtype.type(span * channels)  # one rounding: (sum - channels*lo) / (channels*span)
+    np.clip(out, 0.0, 1.0, out=out)
+    return out.astype(np.float32, copy=False)
 
 
-def read_array(path: str | Path) -> np.ndarray:
-    """Read the raw pixel array of an image file, raising DataError for missing/empty/corrupt files."""
-    return _read_with_depth(Path(path))[0]
+def sniff_format(head: bytes) -> str | None:
+    """The format of a file from its first 132 bytes ("png", "jpeg", "tiff", "dicom"), or None when unknown.
+
+    Content decides, never the name: a PNG called ``scan.dcm`` is a PNG. DICOM Part 10 is recognised by the
+    b"DICM" magic after its 128-byte preamble.
+    """
+    if head[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM":
+        return "dicom"
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
 
 
-def read_image(path: str | Path) -> np.ndarray:
+@dataclass(frozen=True)
+class _Input:
+    """One encoded image: a file on disk or bytes in memory (uploads are never written to disk), and its label."""
+
+    label: Path
+    path: Path | None = None
+    data: bytes | None = None
+
+    def open(self) -> BinaryIO:
+        """A fresh binary stream over the encoded bytes (the caller closes it)."""
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        return (self.path or self.label).open("rb")
+
+    def pillow_source(self) -> Path | BinaryIO:
+        """What to hand Image.open: the path itself (so Pillow closes the file it opened) or an in-memory stream."""
+        return self.path if self.path is not None else self.open()
+
+    def head(self) -> bytes:
+        if self.data is not None:
+            return self.data[: _DICOM_MAGIC_OFFSET + 4]
+        try:
+            with self.open() as handle:
+                return handle.read(_DICOM_MAGIC_OFFSET + 4)
+        except OSError as exc:
+            raise DataError(self.label, f"cannot read file ({exc.__class__.__name__}: {exc})") from exc
+
+    @property
+    def is_dicom(self) -> bool:
+        """DICOM by content; unrecognised content with a DICOM suffix too (no Part 10 preamble: pydicom says why).
+
+        Content wins over the name: a PNG called ``scan.dcm`` is decoded as the PNG it is.
+        """
+        kind = sniff_format(self.head())
+        if kind is not None:
+            return kind == "dicom"
+        return self.path is not None and self.path.suffix.lower() in _DICOM_SUFFIXES
+
+
+def _as_input(source: str | Path | bytes, name: str | Path | None) -> _Input:
+    """Check that a path names a non-empty file (or bytes are non-empty) and label it for messages."""
+    if isinstance(source, bytes | bytearray):
+        label = Path(name) if name is not None else Path("upload")
+        if not source:
+            raise DataError(label, "empty file")
+        return _Input(label=label, data=bytes(source))
+    path = Path(source)
+    label = Path(name) if name is not None else path
+    if not path.is_file():
+        raise DataError(label, "file not found" if not path.exists() else "not a file")
+    if path.stat().st_size == 0:
+        raise DataError(label, "zero-byte file")
+    return _Input(label=label, path=path)
+
+
+def read_header(source: str | Path | bytes, name: str | Path | None = None) -> ImageHeader:
+    """Size, samples, frames, DICOM BitsStored and pixel spacing from a file's (or bytes') header, no pixels decoded."""
+    src = _as_input(source, name)
+    if src.is_dicom:
+        return _dicom_image_header(src.label, _dicom_header(src))
+    try:
+        with Image.open(src.pillow_source()) as img:
+            return _pillow_header(src.label, img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise _pillow_error(src, exc) from exc
+
+
+def _pillow_error(src: _Input, exc: Exception) -> DataError:
+    """The DataError for a file Pillow cannot read; a header Pillow does not recognise is called corrupt."""
+    if isinstance(exc, UnidentifiedImageError):
+        kind = (sniff_format(src.head()) or "image").upper()
+        return DataError(src.label, f"cannot decode image: corrupt or truncated {kind} data (the header cannot be read)")
+    return DataError(src.label, f"cannot decode image ({exc.__class__.__name__}: {exc})")
+
+
+def _pillow_header(label: Path, img: Image.Image) -> ImageHeader:
+    return ImageHeader(
+        path=label,
+        format=str(img.format or label.suffix.lstrip(".").upper()),
+        width=int(img.size[0]),
+        height=int(img.size[1]),
+        samples=len(img.getbands()),
+        frames=int(getattr(img, "n_frames", 1) or 1),
+    )
+
+
+def dicom_calibration(ds: Any) -> tuple[tuple[float, float] | None, str, list[str]]:
+    """(row, column) pixel spacing in mm from a DICOM dataset, where it came from, and notes for the user.
+
+    ``PixelSpacing`` (row, column, mm) first; otherwise the first ultrasound region of
+    ``SequenceOfUltrasoundRegions`` whose X and Y units are centimetres (code 3): PhysicalDeltaY/X are cm per
+    pixel, so spacing = 10 x (|delta Y|, |delta X|). Regions in other units (seconds, Hz: Doppler/M-mode) are
+    not spatial and are ignored. The origin is "PixelSpacing", "SequenceOfUltrasoundRegions" or "none".
+    """
+    spacing = getattr(ds, "PixelSpacing", None)
+    if spacing is not None and len(spacing) == 2:
+        row, col = float(spacing[0]), float(spacing[1])
+        if row > 0 and col > 0 and np.isfinite(row) and np.isfinite(col):
+            return (row, col), "PixelSpacing", []
+    regions = getattr(ds, "SequenceOfUltrasoundRegions", None) or []
+    for region in regions:
+        units = (getattr(region, "PhysicalUnitsXDirection", None), getattr(region, "PhysicalUnitsYDirection", None))
+        dx, dy = getattr(region, "PhysicalDeltaX", None), getattr(region, "PhysicalDeltaY", None)
+        if units == (_US_UNITS_CM, _US_UNITS_CM) and dx is not None and dy is not None:
+            row, col = abs(float(dy)) * 10.0, abs(float(dx)) * 10.0
+            if row > 0 and col > 0 and np.isfinite(row) and np.isfinite(col):
+                notes = [f"{len(regions)} ultrasound regions; spacing taken from the first calibrated one"]
+                return (row, col), "SequenceOfUltrasoundRegions", notes if len(regions) > 1 else []
+    return None, "none", []
+
+
+def dicom_spacing(ds: Any) -> tuple[float, float] | None:
+    """(row, column) pixel spacing in mm from a DICOM dataset, or None (see :func:`dicom_calibration`)."""
+    return dicom_calibration(ds)[0]
+
+
+def declared_spacing(path: str | Path) -> tuple[float, float] | None:
+    """(row, column) pixel spacing in mm a DICOM file declares, for a source's scan; None for other formats
+    and for unreadable files (decoding them later reports the file with its reason)."""
+    path = Path(path)
+    try:
+        if not path.is_file() or not _as_input(path, None).is_dicom:
+            return None
+        return read_header(path).spacing_mm
+    except DataError:
+        return None
+
+
+def check_pixel_budget(header: ImageHeader, max_pixels: int = MAX_PIXELS, frames: int = 1) -> None:
+    """Raise DataError when decoding ``frames`` frames of ``header`` would give more than ``max_pixels`` values.
+
+    Called with the header only, so a file declaring a huge image is refused before any pixel is decoded.
+    """
+    values = header.decoded_values * frames
+    if values > max_pixels:
+        raise DataError(
+            header.path,
+            f"{header.format} header declares {header.width}x{header.height} pixels x {header.samples} sample(s) x "
+            f"{frames} frame(s) = {values:,} values ({header.width * header.height * frames:,} pixels), more than "
+            f"the limit of {max_pixels:,} (rlar.data.io.MAX_PIXELS); refused before decoding",
+        )
+
+
+@dataclass
+class DecodedFrames:
+    """Grey frames of one file and what its header says about geometry.
+
+    frames: float32 (H, W) arrays in [0, 1], one per decoded frame (a still image has one).
+    spacing_mm: (row, column) pixel spacing in millimetres, or None when the file does not declare it.
+    spacing_source: "PixelSpacing", "SequenceOfUltrasoundRegions" or "none".
+    format: "dicom" or Pillow's format name in lower case ("png", "jpeg", "tiff", ...).
+    notes: facts worth telling a user (several calibrated regions, unequal row/column spacing).
+    """
+
+    frames: list[np.ndarray]
+    format: str
+    spacing_mm: tuple[float, float] | None = None
+    spacing_source: str = "none"
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Raw:
+    """Undecoded-to-grey result: integer/float pixel arrays, their declared bit depth (DICOM), the header."""
+
+    arrays: list[np.ndarray]
+    bits: int | None
+    format: str
+    dataset: Any = None
+
+
+def read_frames(
+    source: str | Path | bytes, name: str | Path | None = None, max_pixels: int = MAX_PIXELS, all_frames: bool = True
+) -> DecodedFrames:
+    """Decode a file path or in-memory file bytes into grey frames with the spacing its header declares.
+
+    Args:
+        source: a path, or the bytes of a file (uploads are decoded from memory, never written to disk).
+        name: how to call the input in errors (default: the path, or "upload" for bytes).
+        max_pixels: refuse files whose header declares more decoded values than this (all decoded frames
+            together), before any pixel is decoded.
+        all_frames: every frame of a multi-frame DICOM or TIFF clip (prediction), or only the first (training).
+
+    Raises:
+        DataError naming the input: missing/empty file, corrupt or truncated data, too many pixels, DICOM without
+        pixel data.
+    """
+    src = _as_input(source, name)
+    raw = _decode(src, max_pixels, all_frames)
+    frames = [to_grey_unit(array, src.label, bits=raw.bits) for array in raw.arrays]
+    if raw.dataset is None:
+        return DecodedFrames(frames=frames, format=raw.format)
+    spacing, origin, notes = dicom_calibration(raw.dataset)
+    if spacing is not None and not np.isclose(spacing[0], spacing[1], rtol=1e-3):
+        notes.append(f"unequal row/column spacing ({spacing[0]:.4g} vs {spacing[1]:.4g} mm): measurements use both")
+    return DecodedFrames(frames=frames, format="dicom", spacing_mm=spacing, spacing_source=origin, notes=notes)
+
+
+def read_array(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read the raw pixel array of an image file, raising DataError for missing/empty/corrupt/oversized files."""
+    return _decode(_as_input(path, None), max_pixels, all_frames=False).arrays[0]
+
+
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as float32 grey (H, W) in [0, 1] (see the module docstring for the scaling rule)."""
-    array, bits = _read_with_depth(Path(path))
-    return to_grey_unit(array, path, bits=bits)
+    raw = _decode(_as_input(path, None), max_pixels, all_frames=False)
+    if raw.bits is None:
+        _warn_low_bit_depth(raw.arrays[0], path)
+    return to_grey_unit(raw.arrays[0], path, bits=raw.bits)
 
 
-def read_mask(path: str | Path, threshold: int = 0, shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_mask(
+    path: str | Path, threshold: int = 0, shape: tuple[int, int] | None = None, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
     """Read a mask file as bool (H, W): pixel value > ``threshold`` is nodule.
 
     Colour masks count a pixel as nodule when any colour channel exceeds the threshold (alpha is ignored).
     ``shape`` (H, W), if given, is the image's size; a mask of another size is a DataError naming both.
     """
-    array = read_array(path)
+    array = read_array(path, max_pixels)
     if array.ndim == 3 and array.shape[-1] in (2, 3, 4):
         channels = 1 if array.shape[-1] == 2 else 3
         array = array[..., :channels].max(axis=-1)
@@ -111,82 +410,154 @@ def read_mask(path: str | Path, threshold: int = 0, shape: tuple[int, int] | Non
     return mask
 
 
-def _read_with_depth(path: Path) -> tuple[np.ndarray, int | None]:
-    """Pixel array plus the declared bit depth (DICOM only; None means 'use the dtype's range')."""
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise DataError(path, "zero-byte file")
-    if path.suffix.lower() in _DICOM_SUFFIXES or _has_dicom_magic(path):
-        return _read_dicom(path)
-    return _read_pillow(path), None
+def _warn_low_bit_depth(array: np.ndarray, path: str | Path) -> None:
+    """Warn when a 16-bit (or wider) container holds values that fit in few bits: the image comes out dark."""
+    if not np.issubdtype(array.dtype, np.unsignedinteger) or array.dtype.itemsize < 2 or not array.size:
+        return
+    vmax = int(array.max())
+    used = vmax.bit_length()
+    container = array.dtype.itemsize * 8
+    if 0 < used <= LOW_BIT_WARNING_BITS:
+        warnings.warn(
+            f"{path}: values 0..{vmax} use only {used} of the {container} bits of the file, so under the bit-depth "
+            f"rule the image is nearly black (brightest grey {vmax / (2**container - 1):.3f}); if this is {used}-bit "
+            f"data, store it scaled to the full range (multiply by {2 ** (container - used)}) or as DICOM with "
+            "BitsStored",
+            DataWarning,
+            stacklevel=3,
+        )
 
 
-def _has_dicom_magic(path: Path) -> bool:
-    # DICOM files often come without a suffix; the Part 10 magic identifies them regardless of name.
+def _decode(src: _Input, max_pixels: int, all_frames: bool) -> _Raw:
+    """The one decoder: header, pixel cap, then the pixels of the first or of every frame."""
+    if src.is_dicom:
+        return _read_dicom(src, max_pixels, all_frames)
+    return _read_pillow(src, max_pixels, all_frames)
+
+
+def _read_pillow(src: _Input, max_pixels: int, all_frames: bool) -> _Raw:
     try:
-        with path.open("rb") as handle:
-            head = handle.read(_DICOM_MAGIC_OFFSET + 4)
-    except OSError as exc:
-        raise DataError(path, f"cannot read file ({exc.__class__.__name__}: {exc})") from exc
-    return head[_DICOM_MAGIC_OFFSET:] == b"DICM"
-
-
-def _read_pillow(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as img:
-            img.load()  # decode now so that truncated/corrupt data fails here, with the file's name
-            mode = img.mode
-            if mode in ("P", "PA"):
-                img = img.convert("RGBA" if mode == "PA" or "transparency" in img.info else "RGB")
-            elif mode in _TO_RGB_MODES:
-                img = img.convert("RGB")
-            elif mode.startswith("I;16") and mode != "I;16":
-                img = img.convert("I;16")  # big-endian / other 16-bit layouts -> native uint16
-            array = np.asarray(img)
+        with Image.open(src.pillow_source()) as img:
+            # Image.open reads only the header: check the size before load() decodes anything.
+            header = _pillow_header(src.label, img)
+            check_pixel_budget(header, max_pixels, frames=header.frames if all_frames else 1)
+            frames = ImageSequence.Iterator(img) if all_frames else [img]
+            arrays = [_pillow_array(frame, src.label) for frame in frames]
+            fmt = str(img.format or "image").lower()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(path, f"cannot decode image ({exc.__class__.__name__}: {exc})") from exc
+        raise _pillow_error(src, exc) from exc
+    if not arrays:
+        raise DataError(src.label, "image has no frames")
+    return _Raw(arrays=arrays, bits=None, format=fmt)
+
+
+def _pillow_array(frame: Image.Image, label: Path) -> np.ndarray:
+    """One decoded Pillow frame as a grey, RGB(A) or 16-bit array (the layouts :func:`to_grey_unit` takes)."""
+    frame.load()  # decode now so that truncated/corrupt data fails here, with the file's name
+    mode = frame.mode
+    converted: Image.Image = frame
+    if mode in ("P", "PA"):
+        converted = frame.convert("RGBA" if mode == "PA" or "transparency" in frame.info else "RGB")
+    elif mode in _TO_RGB_MODES:
+        converted = frame.convert("RGB")
+    elif mode.startswith("I;16") and mode != "I;16":
+        converted = frame.convert("I;16")  # big-endian / other 16-bit layouts -> native uint16
+    array = np.asarray(converted)
     if mode == "I":
         # Pillow's 32-bit integer mode: accept it only when the values fit 16 bits (old 16-bit decoders);
         # there is no declared depth to scale genuine 32-bit data by.
         if array.size and (array.min() < 0 or array.max() > np.iinfo(np.uint16).max):
-            raise DataError(path, "32-bit integer pixels outside the 16-bit range are not supported")
+            raise DataError(label, "32-bit integer pixels outside the 16-bit range are not supported")
         array = array.astype(np.uint16)
     return array
 
 
-def _read_dicom(path: Path) -> tuple[np.ndarray, int | None]:
+def _dicom_header(src: _Input) -> Any:
+    """The DICOM dataset without its pixel data (cheap even for a huge image)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError) as exc:
-        raise DataError(path, f"cannot read DICOM ({exc.__class__.__name__}: {exc})") from exc
-    if "PixelData" not in ds:
-        raise DataError(path, "DICOM file has no pixel data (PixelData element missing)")
+        with src.open() as handle:
+            return pydicom.dcmread(handle, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as exc:
+        raise DataError(src.label, f"cannot read DICOM ({exc.__class__.__name__}: {exc})") from exc
+
+
+def _dicom_image_header(path: Path, ds: Any) -> ImageHeader:
+    if "Rows" not in ds or "Columns" not in ds:
+        raise DataError(path, "DICOM file has no pixel data (no Rows/Columns, so no image)")
     try:
-        array = ds.pixel_array
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        bits_stored = getattr(ds, "BitsStored", None)
+    except (TypeError, ValueError) as exc:
+        raise DataError(path, f"DICOM image size unreadable ({exc})") from exc
+    return ImageHeader(
+        path=path,
+        format="DICOM",
+        width=cols,
+        height=rows,
+        samples=samples,
+        frames=frames,
+        bits_stored=int(bits_stored) if bits_stored is not None else None,
+        spacing_mm=dicom_spacing(ds),
+    )
+
+
+def _read_dicom(src: _Input, max_pixels: int, all_frames: bool) -> _Raw:
+    from pydicom.pixels import pixel_array
+
+    ds = _dicom_header(src)
+    header = _dicom_image_header(src.label, ds)
+    check_pixel_budget(header, max_pixels, frames=header.frames if all_frames else 1)
+    try:
+        # index=0 decodes only the first frame; correct_unused_bits=False keeps bits above BitsStored so that
+        # data understating its depth is seen (and kept) rather than masked off.
+        with src.open() as handle:
+            array = pixel_array(handle, index=None if all_frames else 0, correct_unused_bits=False)
     except Exception as exc:  # pydicom raises many types for unsupported transfer syntaxes / bad headers
-        raise DataError(path, f"cannot decode DICOM pixels ({exc.__class__.__name__}: {exc})") from exc
-    samples = int(getattr(ds, "SamplesPerPixel", 1))
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    if frames > 1:
-        array = array[0]  # multi-frame: first frame; cine handling belongs to video sources
-    if array.ndim == 3 and samples == 1:
-        raise DataError(path, f"unexpected DICOM pixel array shape {array.shape}")
-    bits_stored = getattr(ds, "BitsStored", None)
-    bits = int(bits_stored) if bits_stored is not None and np.issubdtype(array.dtype, np.integer) else None
-    if bits is not None and bits > np.iinfo(array.dtype).bits:
-        raise DataError(path, f"BitsStored {bits} exceeds the {array.dtype} pixel container")
-    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1" and np.issubdtype(array.dtype, np.integer):
+        if "pixel data" in str(exc).lower() and "no " in str(exc).lower():
+            raise DataError(src.label, f"DICOM file has no pixel data ({exc})") from exc
+        raise DataError(src.label, f"cannot decode DICOM pixels ({exc.__class__.__name__}: {exc})") from exc
+    stack = array if all_frames and header.frames > 1 else array[None]
+    if stack.ndim != (4 if header.samples > 1 else 3):
+        raise DataError(src.label, f"unexpected DICOM pixel array shape {array.shape}")
+    integer = np.issubdtype(stack.dtype, np.integer)
+    bits = header.bits_stored if integer else None
+    if bits is not None:
+        if bits > np.iinfo(stack.dtype).bits:
+            raise DataError(src.label, f"BitsStored {bits} exceeds the {stack.dtype} pixel container")
+        bits = _real_bits(stack, bits, src.label)
+    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1" and integer:
         # MONOCHROME1 stores inverted grey: invert within the declared range, not the image's own maximum
         # (which would shift the grey scale image by image).
-        info = np.iinfo(array.dtype)
+        info = np.iinfo(stack.dtype)
         depth = bits if bits is not None else info.bits
-        if info.min < 0:
-            lo, hi = -(2 ** (depth - 1)), 2 ** (depth - 1) - 1
-        else:
-            lo, hi = 0, 2**depth - 1
-        array = (hi + lo - array.astype(np.int64)).astype(array.dtype)
-    return array, bits
+        lo, hi = (-(2 ** (depth - 1)), 2 ** (depth - 1) - 1) if info.min < 0 else (0, 2**depth - 1)
+        inverted = np.subtract(hi + lo, stack, dtype=np.int32 if info.bits <= 16 else np.int64)
+        stack = inverted.astype(stack.dtype)
+    return _Raw(arrays=list(stack), bits=bits, format="dicom", dataset=ds)
+
+
+def _real_bits(array: np.ndarray, bits_stored: int, path: Path) -> int:
+    """BitsStored, or the bits the data really use when they exceed it (with a warning: no silent masking)."""
+    if not array.size:
+        return bits_stored
+    vmin, vmax = int(array.min()), int(array.max())
+    signed = np.iinfo(array.dtype).min < 0
+    if signed:
+        needed = max(vmax.bit_length(), (-vmin - 1).bit_length() if vmin < 0 else 0) + 1
+    else:
+        needed = vmax.bit_length()
+    if needed <= bits_stored:
+        return bits_stored
+    warnings.warn(
+        f"{path}: BitsStored is {bits_stored} but pixel values reach {vmax if vmax >= 0 else vmin}, which needs "
+        f"{needed} bits; the high bits are kept and the image is scaled by {needed} bits (fix the header if "
+        "the extra bits are not image data)",
+        DataWarning,
+        stacklevel=4,
+    )
+    return needed

@@ -13,6 +13,7 @@ ignores it. A value that is not on the scale is an error, never coerced.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rlar.errors import ConfigError, DataError
@@ -54,7 +55,7 @@ def canonical_level(value: object, scale: str) -> str | None:
     raise DataError(text, f"not a TI-RADS level on the {scale} scale ({', '.join(SCALE_LEVELS[scale])})")
 
 
-def detect_scale(values: list[object]) -> str:
+def detect_scale(values: Sequence[object]) -> str:
     """Decide whether raw values are on the ACR (1-5, TR1-TR5) or DDTI (2,3,4a,4b,4c,5) scale.
 
     Any 4a/4b/4c means DDTI; any TRk or a 1 means ACR; plain 2..5 only is ambiguous and read as ACR

@@ -36,6 +36,9 @@ class SampleInfo:
     clip_id: str | None = None  # video sources only
     frame: int | None = None  # video sources only
     location: Any = None  # source-private handle used by the adapter to load pixels (path, hdf5 index, seed ...)
+    # (row, column) pixel spacing in millimetres when the file declares it (DICOM PixelSpacing or ultrasound
+    # region calibration); None means unknown, and physical measurements then stay in pixels.
+    spacing_mm: tuple[float, float] | None = None
 
 
 @dataclass
@@ -63,6 +66,10 @@ class Sample:
     @property
     def tirads(self) -> str | None:
         return self.info.tirads
+
+    @property
+    def spacing_mm(self) -> tuple[float, float] | None:
+        return self.info.spacing_mm
 
 
 @dataclass(frozen=True)

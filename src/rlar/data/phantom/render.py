@@ -429,8 +429,8 @@ def render_case(
         spec += 8.0 * calc
         alpha[calc] = 4.0 / px  # partial shadow: the interior stays visible
     elif foci == "punctate" and len(solid_y):
-        pick = rng.choice(len(solid_y), size=min(int(rng.integers(3, 9)), len(solid_y)), replace=False)
-        calc[solid_y[pick], solid_x[pick]] = True
+        picks = rng.choice(len(solid_y), size=min(int(rng.integers(3, 9)), len(solid_y)), replace=False)
+        calc[solid_y[picks], solid_x[picks]] = True
         spec += 22.0 * calc  # sub-resolution: spread by the PSF into small bright dots, no shadow
 
     # ---- acoustics: scatter, blur by the PSF, attenuate, compensate, compress -----------------------------

@@ -1,39 +1,95 @@
-"""Dataset adapters, one file per layout, looked up by name.
+"""Dataset adapters, one file per layout, looked up by name in :data:`SOURCES`.
 
-Adding a source: write ``sources/<name>.py`` with a :class:`Source` subclass and add one line to ``_REGISTRY``.
+Adding a source: write ``sources/<name>.py`` with a :class:`Source` subclass (its ``__init__(root, ...)``
+keyword arguments are its options) and add one line to :data:`SOURCES`. ``open_source``, the CLI's source
+choices and docs/data-formats.md (a test checks it has a row per source) all read this one table.
 """
 
 from __future__ import annotations
 
-import importlib
+import difflib
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
+from rlar.data.sources.aimi import AIMISource
 from rlar.data.sources.base import Source
+from rlar.data.sources.ddti import DDTISource
+from rlar.data.sources.folder import FolderSource
+from rlar.data.sources.phantom import PhantomSource
+from rlar.data.sources.thyroidxl import ThyroidXLSource
 from rlar.errors import ConfigError
 
-# name -> "module:ClassName"; imported lazily so that e.g. h5py is loaded only for the AIMI source.
-_REGISTRY: dict[str, str] = {
-    "ddti": "rlar.data.sources.ddti:DDTISource",
-    "thyroidxl": "rlar.data.sources.thyroidxl:ThyroidXLSource",
-    "aimi": "rlar.data.sources.aimi:AIMISource",
-    "folder": "rlar.data.sources.folder:FolderSource",
-    "phantom": "rlar.data.sources.phantom:PhantomSource",
+#: name -> Source class: the one registry of dataset layouts.
+SOURCES: dict[str, type[Source]] = {
+    "ddti": DDTISource,
+    "thyroidxl": ThyroidXLSource,
+    "aimi": AIMISource,
+    "folder": FolderSource,
+    "phantom": PhantomSource,
 }
 
-SOURCE_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+#: The registered names at import time (kept for callers that read a constant; prefer ``list(SOURCES)``).
+SOURCE_NAMES: tuple[str, ...] = tuple(SOURCES)
 
 
 def get_source_class(name: str) -> type[Source]:
-    if name not in _REGISTRY:
-        raise ConfigError("source", f"unknown source '{name}'; choose one of {', '.join(SOURCE_NAMES)}")
-    module_name, class_name = _REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    """The class registered as ``name``; ConfigError (key ``data.source``) naming the choices otherwise."""
+    if name not in SOURCES:
+        close = difflib.get_close_matches(str(name), list(SOURCES), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError("data.source", f"unknown source '{name}'; {hint}choose one of {', '.join(SOURCES)}")
+    return SOURCES[name]
+
+
+def validate_source_options(name: str, raw: dict[str, Any]) -> BaseModel:
+    """Check ``raw`` options against the source's option model; ConfigError naming ``data.options.<key>``.
+
+    Unknown keys get a "did you mean" suggestion and the list of accepted options.
+    """
+    cls = get_source_class(name)
+    model = cls.options_model()
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"]) or "?"
+        accepted = list(model.model_fields)
+        if error["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            listed = ", ".join(accepted) if accepted else "none"
+            reason = f"unknown option of the {name} source; {hint}accepted options: {listed}"
+        else:
+            reason = f"{error['msg']} (got {error.get('input')!r})"
+        raise ConfigError(f"data.options.{key}", reason) from None
 
 
 def open_source(name: str, root: str | Path | None = None, **options: Any) -> Source:
-    """Open a data source by name. ``root`` may be None only for the synthetic phantom."""
-    return get_source_class(name)(root, **options)
+    """Open a data source by name. ``root`` may be None only for the synthetic phantom.
+
+    Options are validated first (:func:`validate_source_options`); errors are ConfigError / DataError.
+    """
+    validated = validate_source_options(name, options)
+    cls = get_source_class(name)
+    cls.check_root(root)  # before the constructor, which may derive paths from the root
+    # Pass only the keys the user gave (validated and converted); the constructor keeps its own defaults.
+    given = {key: getattr(validated, key) for key in options}
+    return cls(root, **given)
 
 
-__all__ = ["Source", "SOURCE_NAMES", "get_source_class", "open_source"]
+def source_names() -> list[str]:
+    """The registered source names, read at call time (for CLI choices and docs)."""
+    return list(SOURCES)
+
+
+__all__ = [
+    "SOURCES",
+    "SOURCE_NAMES",
+    "Source",
+    "get_source_class",
+    "open_source",
+    "source_names",
+    "validate_source_options",
+]

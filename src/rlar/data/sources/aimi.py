@@ -115,6 +115,7 @@ class AIMISource(Source):
     """
 
     name = "aimi"
+    needs_root = True
     scale = "acr"
 
     def __init__(
@@ -126,9 +127,9 @@ class AIMISource(Source):
         chunk_rows: int = 65536,
     ) -> None:
         if not isinstance(frame_stride, int) or isinstance(frame_stride, bool) or frame_stride < 1:
-            raise ConfigError("frame_stride", f"must be a positive integer, got {frame_stride!r}")
+            raise ConfigError("data.options.frame_stride", f"must be a positive integer, got {frame_stride!r}")
         if chunk_rows < 1:
-            raise ConfigError("chunk_rows", f"must be a positive integer, got {chunk_rows!r}")
+            raise ConfigError("data.options.chunk_rows", f"must be a positive integer, got {chunk_rows!r}")
         self.frame_stride = frame_stride
         self.chunk_rows = chunk_rows
         self.hdf5_path = Path(root) / hdf5_name

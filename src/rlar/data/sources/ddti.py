@@ -17,8 +17,9 @@ image of a case shares them; splits must group by ``patient_id``.
 TI-RADS is on DDTI's own 2/3/4a/4b/4c/5 scale (``scale = "ddti"``), spelled by
 :func:`rlar.data.labels.canonical_level`.
 
-Descriptor mapping (raw DDTI value -> ``rlar.data.record.DESCRIPTOR_VALUES``); values are compared after
-lower-casing, turning hyphens into spaces and collapsing whitespace (so ``ill- defined`` = ``ill defined``):
+Descriptor mapping (raw DDTI value -> ``rlar.data.record.DESCRIPTOR_VALUES``), done by the normaliser every
+source shares (:func:`rlar.data.descriptors.normalise_descriptor`: case, spaces, hyphens and underscores do not
+matter, so ``ill- defined`` = ``ill defined``):
 
 =================  ==========================  =================================================================
 DDTI field         raw value                   canonical (key: value)
@@ -57,9 +58,12 @@ An empty value means "not recorded" and becomes None. Every other decision is re
   classification) and a Skip says the mark has no region;
 * a mark naming a missing image file (e.g. DDTI's 142_2): Skip;
 * an XML file that does not parse: Skip naming the file (its images then also get a Skip, below);
-* a malformed region (unreadable JSON, points that are not numbers, fewer than 3 points): the region is
+* a malformed region (unreadable JSON, points that are not numbers, fewer than 3 points, collinear points,
+  a polygon wholly outside the image; :func:`rlar.data.sources.masks.polygon_problem`): the region is
   dropped with a Skip; when no valid region remains the image is kept with ``mask=None``;
-* points outside the image: clipped to the image border, with a Skip saying so;
+* some points outside the image: clipped to the image border, with a Skip saying so;
+* a united mask below the minimum nodule size (:mod:`rlar.data.sources.masks`): the image is kept with
+  ``mask=None`` and a Skip starting "mask too small";
 * a second mark for the same image: ignored with a Skip (the first one is used);
 * an image file with no ``<mark>`` pointing at it: Skip ``image with no annotation entry``.
 
@@ -81,63 +85,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from skimage.draw import polygon as fill_polygon
 
 from rlar.data.crop import CropParams, crop_with_mask
-from rlar.data.io import read_image
+from rlar.data.descriptors import normalise_descriptor
+from rlar.data.io import read_header, read_image
 from rlar.data.labels import canonical_level
 from rlar.data.record import DESCRIPTORS, SampleInfo
 from rlar.data.sources.base import Source
+from rlar.data.sources.masks import mask_problem, polygon_problem
 from rlar.errors import DataError
 
-# (DDTI XML tag, canonical descriptor key, {normalised raw value: canonical value}).
-DDTI_DESCRIPTOR_MAP: tuple[tuple[str, str, dict[str, str]], ...] = (
-    (
-        "composition",
-        "composition",
-        {
-            "solid": "solid",
-            "predominantly solid": "mixed_solid",
-            "predominantly cystic": "mixed_cystic",
-            "cystic": "cystic",
-            "spongiform": "spongiform",
-            "dense": "solid",  # no fluid component -> ACR "solid" (see module docstring)
-        },
-    ),
-    (
-        "echogenicity",
-        "echogenicity",
-        {
-            "hyperechogenicity": "hyperechoic",
-            "isoechogenicity": "isoechoic",
-            "hypoechogenicity": "hypoechoic",
-            "marked hypoechogenicity": "very_hypoechoic",
-        },
-    ),
-    (
-        "margins",
-        "margin",
-        {
-            "well defined": "smooth",
-            "well defined smooth": "smooth",
-            "ill defined": "ill_defined",
-            "microlobulated": "lobulated_irregular",
-            "macrolobulated": "lobulated_irregular",
-            "spiculated": "lobulated_irregular",
-        },
-    ),
-    (
-        "calcifications",
-        "echogenic_foci",
-        {
-            "non": "none",
-            "microcalcification": "punctate",
-            "microcalcifications": "punctate",
-            "macrocalcification": "macrocalcifications",
-            "macrocalcifications": "macrocalcifications",
-        },
-    ),
+# DDTI XML tag -> canonical descriptor key, and the raw values the database uses (a fact about DDTI, kept for the
+# docs and tests). The mapping itself is the shared normaliser's (rlar.data.descriptors.normalise_descriptor).
+DDTI_FIELDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("composition", "composition",
+     ("solid", "predominantly solid", "predominantly cystic", "cystic", "spongiform", "dense")),
+    ("echogenicity", "echogenicity",
+     ("hyperechogenicity", "isoechogenicity", "hypoechogenicity", "marked hypoechogenicity")),
+    ("margins", "margin",
+     ("well defined", "well defined smooth", "ill defined", "microlobulated", "macrolobulated", "spiculated")),
+    ("calcifications", "echogenic_foci",
+     ("non", "microcalcification", "microcalcifications", "macrocalcification", "macrocalcifications")),
+)
+
+# (DDTI XML tag, canonical descriptor key, {raw value: canonical value}), derived from the shared normaliser.
+DDTI_DESCRIPTOR_MAP: tuple[tuple[str, str, dict[str, str]], ...] = tuple(
+    (tag, key, {raw: str(normalise_descriptor(key, raw)) for raw in values}) for tag, key, values in DDTI_FIELDS
 )
 
 _IMAGE_NAME = re.compile(r"^(?P<case>.+)_(?P<k>[^_]+)\.jpg$", re.IGNORECASE)
@@ -169,11 +143,10 @@ class DDTISource(Source):
     """
 
     name = "ddti"
+    needs_root = True
     scale = "ddti"
 
-    def __init__(self, root: str | Path, crop: bool = True, crop_params: CropParams | None = None) -> None:
-        if root is None:
-            raise DataError("ddti", "the DDTI source needs a root folder")
+    def __init__(self, root: str | Path | None, crop: bool = True, crop_params: CropParams | None = None) -> None:
         self.crop = crop
         self.crop_params = crop_params or CropParams()
         self.case_count = 0  # number of case XML files parsed successfully
@@ -241,11 +214,11 @@ class DDTISource(Source):
                 )
         for file_name in sorted(set(images) - claimed, key=_image_key):
             match = _IMAGE_NAME.match(file_name)
-            case = match.group("case") if match else None
-            if case in unreadable_cases:
-                why = f"image with no annotation entry (its case XML {case}.xml could not be used)"
-            elif case is not None and not (self.root / f"{case}.xml").is_file():
-                why = f"image with no annotation entry (no case file {case}.xml)"
+            owner = match.group("case") if match else None
+            if owner in unreadable_cases:
+                why = f"image with no annotation entry (its case XML {owner}.xml could not be used)"
+            elif owner is not None and not (self.root / f"{owner}.xml").is_file():
+                why = f"image with no annotation entry (no case file {owner}.xml)"
             else:
                 why = "image with no annotation entry"
             self.skips.add(file_name, why)
@@ -258,26 +231,25 @@ class DDTISource(Source):
         except DataError as err:
             tirads = None
             self.skips.add(f"case {case}", f"unknown tirads value '{raw_tirads}' ({err.reason}); label set to unknown")
-        descriptors: dict[str, str | None] = {key: None for key in DESCRIPTORS}
-        for tag, key, mapping in DDTI_DESCRIPTOR_MAP:
-            raw = root.findtext(tag)
-            value = normalise_raw(raw)
-            if not value:
+        descriptors: dict[str, str | None] = dict.fromkeys(DESCRIPTORS)
+        for tag, key, _ in DDTI_FIELDS:
+            raw = (root.findtext(tag) or "").strip()
+            if not normalise_raw(raw):
                 continue  # not recorded
-            if value not in mapping:
-                self.skips.add(f"case {case}", f"unknown {tag} value '{(raw or '').strip()}'; {key} set to unknown")
-                continue
-            descriptors[key] = mapping[value]
+            try:
+                descriptors[key] = normalise_descriptor(key, raw)
+            except DataError:
+                self.skips.add(f"case {case}", f"unknown {tag} value '{raw}'; {key} set to unknown")
         return tirads, descriptors
 
     def _image_size(self, path: Path) -> tuple[int, int] | None:
         """(width, height) from the JPEG header without decoding pixels; None (and a Skip) if unreadable."""
         try:
-            with Image.open(path) as img:
-                return img.size
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            self.skips.add(path.name, f"image header cannot be read ({exc.__class__.__name__}: {exc})")
+            header = read_header(path)
+        except DataError as err:
+            self.skips.add(path.name, f"image header cannot be read ({err.reason})")
             return None
+        return header.width, header.height
 
     def _parse_regions(
         self, image_id: str, svg_text: str | None, size: tuple[int, int]
@@ -312,11 +284,9 @@ class DDTISource(Source):
             except (TypeError, KeyError, ValueError):
                 self.skips.add(image_id, f"{where} has a point without numeric x/y; region dropped")
                 continue
-            if not all(np.isfinite(c).all() for c in coords):
-                self.skips.add(image_id, f"{where} has a non-finite coordinate; region dropped")
-                continue
-            if len(coords) < 3:
-                self.skips.add(image_id, f"{where} has {len(coords)} point(s), a polygon needs 3; region dropped")
+            problem = polygon_problem(coords, width, height)
+            if problem is not None:
+                self.skips.add(image_id, f"{where}: {problem}; region dropped")
                 continue
             outside = sum(1 for x, y in coords if not (0 <= x <= width - 1 and 0 <= y <= height - 1))
             if outside:
@@ -329,6 +299,12 @@ class DDTISource(Source):
             regions.append(tuple(coords))
         if not regions:
             self.skips.add(image_id, "no valid region left in the mark; image kept without mask")
+            return ()
+        # The united mask must be a usable nodule too (a sliver inside the image passes the polygon checks).
+        problem = mask_problem(rasterise(tuple(regions), (height, width)), self.min_mask_pixels, self.min_mask_extent)
+        if problem is not None:
+            self.skips.add(image_id, f"{problem}; image kept without mask")
+            return ()
         return tuple(regions)
 
     # ------------------------------------------------------------------------------------------- loading

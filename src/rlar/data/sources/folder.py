@@ -32,7 +32,16 @@ An empty cell means unknown. Decisions, each reported in ``source.notes`` or ``s
 * Conflicting duplicate rows for one ``image_id``: the image is skipped; identical duplicates are merged.
 * A mask whose size differs from its image: :class:`DataError` at load time naming both sizes.
 
-Descriptor words are normalised by :func:`rlar.data.descriptors.normalise_descriptor`.
+* A root without ``images/``, or an ``images/`` without any image file: :class:`DataError` describing this
+  layout (an unrelated folder is never read as an empty dataset).
+* A problem that repeats for many items (one unknown descriptor word in 500 rows, a folder of .bmp files) is
+  one Skip per distinct reason whose item lists the images (``"12 items (a, b, ...)"``), not 500 lines.
+* DICOM images: their pixel spacing (:func:`rlar.data.io.declared_spacing`) is carried as
+  ``SampleInfo.spacing_mm``.
+
+Descriptor words are normalised by :func:`rlar.data.descriptors.normalise_descriptor` (shared with DDTI, so
+DDTI spellings such as the calcification value ``non`` work here too). The user-facing description of this
+format, with every accepted value, is docs/data-formats.md.
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from rlar.data.descriptors import normalise_descriptor
-from rlar.data.io import IMAGE_SUFFIXES, read_image, read_mask
+from rlar.data.io import IMAGE_SUFFIXES, declared_spacing, read_image, read_mask
 from rlar.data.labels import SCALE_LEVELS, canonical_level, detect_scale
 from rlar.data.record import DESCRIPTORS, SampleInfo, listing
 from rlar.data.sources.base import Source
@@ -57,6 +66,49 @@ from rlar.errors import ConfigError, DataError
 
 _TIRADS_COLUMNS = ("tirads", "ti-rads", "ti_rads")
 _MASK_SUFFIX = ".png"
+_LAYOUT = (
+    "expected <root>/images/<image_id>.png|.jpg|.jpeg|.tif|.tiff|.dcm, optionally <root>/masks/<image_id>.png and "
+    "<root>/labels.csv (see docs/data-formats.md)"
+)
+
+def file_sample(
+    source: Source,
+    image_id: str,
+    patient_id: str,
+    tirads: str | None,
+    descriptors: dict[str, str | None],
+    image_path: Path,
+    mask_path: Path | None,
+) -> SampleInfo:
+    """The record of one image file (and its mask file) of a file-per-image source, without decoding pixels.
+
+    Shared by the file-based sources (folder, ThyroidXL) so that they agree on what ``location`` holds
+    (image path, mask path) -- :func:`load_file_pair` reads it back -- and that DICOM spacing comes from the header.
+    """
+    return SampleInfo(
+        image_id=image_id,
+        patient_id=patient_id,
+        source=source.name,
+        tirads=tirads,
+        scale=source.scale,
+        descriptors=descriptors,
+        has_mask=mask_path is not None,
+        location=(image_path, mask_path),
+        spacing_mm=declared_spacing(image_path),
+    )
+
+
+def load_file_pair(info: SampleInfo, threshold: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode the image and (when there is one) the mask of a :func:`file_sample` record; the mask must fit the image.
+
+    ``threshold``: mask pixels above it are nodule (0 for binary masks; sources with anti-aliased masks set more).
+    """
+    image_path, mask_path = info.location
+    image = read_image(image_path)
+    mask = read_mask(mask_path, threshold=threshold, shape=image.shape) if mask_path is not None else None
+    return image, mask
+
+
 class FolderSource(Source):
     """Images (+ optional masks and labels.csv) in a plain folder. See the module docstring for the layout.
 
@@ -70,22 +122,31 @@ class FolderSource(Source):
     """
 
     name = "folder"
+    needs_root = True
 
-    def __init__(self, root: str | Path, scale: str | None = None, labels_csv: str | Path = "labels.csv") -> None:
+    def __init__(
+        self, root: str | Path | None, scale: str | None = None, labels_csv: str | Path = "labels.csv"
+    ) -> None:
         if scale is not None and scale not in SCALE_LEVELS:
-            raise ConfigError("scale", f"unknown TI-RADS scale '{scale}'; choose one of {', '.join(SCALE_LEVELS)}")
+            raise ConfigError("data.options.scale", f"unknown TI-RADS scale '{scale}'; choose one of {', '.join(SCALE_LEVELS)}")
         self._requested_scale = scale
         self._labels_csv = Path(labels_csv)
         self.notes: list[str] = []
+        self._grouped: dict[str, list[str]] = defaultdict(list)  # reason -> items, flushed into skips by reason
         super().__init__(root)
 
     # -- scanning ------------------------------------------------------------------------------------------
     def _scan(self) -> Iterator[SampleInfo]:
-        assert self.root is not None
+        if self.root is None or not self.root.is_dir():
+            raise DataError(str(self.root), f"the folder source needs a folder as its root; {_LAYOUT}")
         image_dir = self.root / "images"
         if not image_dir.is_dir():
-            raise DataError(image_dir, "folder source needs an 'images/' folder under its root")
+            raise DataError(self.root, f"not a folder dataset: no 'images/' folder in it; {_LAYOUT}")
         images = self._scan_images(image_dir)
+        if not images:
+            raise DataError(
+                image_dir, f"not a folder dataset: no image file ({', '.join(IMAGE_SUFFIXES)}) in it; {_LAYOUT}"
+            )
         masks = self._scan_masks(self.root / "masks", images)
         csv_path = self._labels_csv if self._labels_csv.is_absolute() else self.root / self._labels_csv
         rows = self._read_labels(csv_path, images) if csv_path.is_file() else None
@@ -112,17 +173,7 @@ class FolderSource(Source):
                 patient_id = image_id
             tirads = self._level(image_id, row.get("tirads", ""))
             descriptors = {name: self._descriptor(image_id, name, row.get(name, "")) for name in DESCRIPTORS}
-            mask_path = masks.get(image_id)
-            yield SampleInfo(
-                image_id=image_id,
-                patient_id=patient_id,
-                source=self.name,
-                tirads=tirads,
-                scale=self.scale,
-                descriptors=descriptors,
-                has_mask=mask_path is not None,
-                location=(path, mask_path),
-            )
+            yield file_sample(self, image_id, patient_id, tirads, descriptors, path, masks.get(image_id))
         if not_in_csv:
             self.notes.append(
                 f"{len(not_in_csv)} image(s) not in {csv_path.name}, kept with unknown labels and each as its own "
@@ -133,6 +184,17 @@ class FolderSource(Source):
                 f"{len(no_patient)} row(s) with an empty patient_id: each image is its own patient: "
                 f"{listing(no_patient)}"
             )
+        self._flush_grouped()
+
+    def _group_skip(self, item: object, reason: str) -> None:
+        """Record a skip whose reason may repeat for many items; they are reported once per reason."""
+        self._grouped[reason].append(str(item))
+
+    def _flush_grouped(self) -> None:
+        for reason, items in self._grouped.items():
+            item = items[0] if len(items) == 1 else f"{len(items)} items ({listing(items)})"
+            self.skips.add(item, reason)
+        self._grouped.clear()
 
     def _scan_images(self, image_dir: Path) -> dict[str, Path]:
         """image_id -> file; ids claimed by several files (a.png + a.jpg) are skipped with a reason."""
@@ -141,7 +203,7 @@ class FolderSource(Source):
             if path.name.startswith(".") or not path.is_file():
                 continue  # hidden files (.DS_Store) and sub-folders are not data
             if path.suffix.lower() not in IMAGE_SUFFIXES:
-                self.skips.add(path, f"unsupported image file type '{path.suffix}' (use {', '.join(IMAGE_SUFFIXES)})")
+                self._group_skip(path, f"unsupported image file type '{path.suffix}' (use {', '.join(IMAGE_SUFFIXES)})")
                 continue
             by_stem[path.stem].append(path)
         images: dict[str, Path] = {}
@@ -162,10 +224,10 @@ class FolderSource(Source):
             if path.name.startswith(".") or not path.is_file():
                 continue
             if path.suffix.lower() != _MASK_SUFFIX:
-                self.skips.add(path, f"mask files must be lossless PNG named <image_id>{_MASK_SUFFIX}")
+                self._group_skip(path, f"mask files must be lossless PNG named <image_id>{_MASK_SUFFIX}")
                 continue
             if path.stem not in images:
-                self.skips.add(path, "mask has no image with the same id in images/")
+                self._group_skip(path, "mask has no image with the same id in images/")
                 continue
             masks[path.stem] = path
         return masks
@@ -208,7 +270,7 @@ class FolderSource(Source):
         rows: dict[str, dict[str, str]] = {}
         for image_id, records in grouped.items():
             if image_id not in images:
-                self.skips.add(image_id, f"listed in {csv_path.name} but no image file for it in images/")
+                self._group_skip(image_id, f"listed in {csv_path.name} but no image file for it in images/")
                 continue
             distinct = {tuple(sorted((k, v) for k, v in r.items() if k != "image_id")) for r in records}
             if len(distinct) > 1:
@@ -249,19 +311,17 @@ class FolderSource(Source):
         try:
             return canonical_level(raw, self.scale)
         except DataError as err:
-            self.skips.add(image_id, f"tirads value '{raw}' is {err.reason}; label left unknown")
+            self._group_skip(image_id, f"tirads value '{raw}' is {err.reason}; label left unknown")
             return None
 
     def _descriptor(self, image_id: str, name: str, raw: str) -> str | None:
         try:
             return normalise_descriptor(name, raw)
         except DataError as err:
-            self.skips.add(image_id, f"{name} value '{raw}': {err.reason}; left unknown")
+            self._group_skip(image_id, f"{name} value '{raw}': {err.reason}; left unknown")
             return None
 
     # -- loading -------------------------------------------------------------------------------------------
     def _load(self, info: SampleInfo) -> tuple[np.ndarray, np.ndarray | None, dict]:
-        image_path, mask_path = info.location
-        image = read_image(image_path)
-        mask = read_mask(mask_path, threshold=0, shape=image.shape) if mask_path is not None else None
+        image, mask = load_file_pair(info, threshold=0)
         return image, mask, {}

@@ -78,30 +78,30 @@ class PhantomSource(Source):
         if root is not None and str(root) != "":
             raise DataError(root, "the phantom source is synthetic and reads no files; leave its root unset (None)")
         if isinstance(n_cases, bool) or not isinstance(n_cases, int | np.integer) or n_cases < 1:
-            raise ConfigError("n_cases", f"must be a positive integer, got {n_cases!r}")
+            raise ConfigError("data.options.n_cases", f"must be a positive integer, got {n_cases!r}")
         size = tuple(int(s) for s in image_size)
         if len(size) != 2 or min(size) < 32:
-            raise ConfigError("image_size", f"must be (H, W) with both sides >= 32, got {tuple(image_size)!r}")
+            raise ConfigError("data.options.image_size", f"must be (H, W) with both sides >= 32, got {tuple(image_size)!r}")
         if not isinstance(images_per_case, int | np.integer) or images_per_case < 1:
-            raise ConfigError("images_per_case", f"must be a positive integer, got {images_per_case!r}")
+            raise ConfigError("data.options.images_per_case", f"must be a positive integer, got {images_per_case!r}")
         for key, value in (("label_from", label_from), ("mask_from", mask_from)):
             if value not in LABEL_ORIGINS:
-                raise ConfigError(key, f"unknown value '{value}'; choose one of {', '.join(LABEL_ORIGINS)}")
+                raise ConfigError(f"data.options.{key}", f"unknown value '{value}'; choose one of {', '.join(LABEL_ORIGINS)}")
         if isinstance(readers, int | np.integer):
             panel = default_panel(int(readers), seed=seed, pixel_scale=min(size) / 128.0)
         else:
             panel = list(readers)
             bad = [i for i, r in enumerate(panel) if not isinstance(r, ReaderModel)]
             if bad:
-                raise ConfigError("readers", f"item {bad[0]} is not a ReaderModel")
+                raise ConfigError("data.options.readers", f"item {bad[0]} is not a ReaderModel")
         uses_readers = {label_from, mask_from} - {"truth"}
         if uses_readers and not panel:
-            raise ConfigError("readers", f"label_from/mask_from use readers but the panel is empty ({uses_readers})")
+            raise ConfigError("data.options.readers", f"label_from/mask_from use readers but the panel is empty ({uses_readers})")
         if "reader" in uses_readers and not 0 <= reader_index < len(panel):
-            raise ConfigError("reader_index", f"{reader_index} is not a reader of the panel (0..{len(panel) - 1})")
+            raise ConfigError("data.options.reader_index", f"{reader_index} is not a reader of the panel (0..{len(panel) - 1})")
 
         self.n_cases = int(n_cases)
-        self.image_size: tuple[int, int] = size  # type: ignore[assignment]
+        self.image_size: tuple[int, int] = size
         self.seed = int(seed)
         self.readers: list[ReaderModel] = panel
         self.label_from = label_from

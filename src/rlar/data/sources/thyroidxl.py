@@ -46,10 +46,11 @@ from typing import Any
 import numpy as np
 
 from rlar.data.descriptors import normalise_descriptor
-from rlar.data.io import IMAGE_SUFFIXES, read_image, read_mask
+from rlar.data.io import IMAGE_SUFFIXES
 from rlar.data.labels import canonical_level
 from rlar.data.record import DESCRIPTORS, SampleInfo, listing
 from rlar.data.sources.base import Source
+from rlar.data.sources.folder import file_sample, load_file_pair
 from rlar.errors import ConfigError, DataError
 
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -79,11 +80,12 @@ class ThyroidXLSource(Source):
     """
 
     name = "thyroidxl"
+    needs_root = True
     scale = "acr"
 
     def __init__(self, root: str | Path, split: str | None = None, info_json: str | Path | None = None) -> None:
         if split is not None and split not in SPLITS:
-            raise ConfigError("split", f"unknown ThyroidXL split '{split}'; choose one of {', '.join(SPLITS)} or None")
+            raise ConfigError("data.options.split", f"unknown ThyroidXL split '{split}'; choose one of {', '.join(SPLITS)} or None")
         self.split = split
         self._info_json = Path(info_json) if info_json is not None else None
         self.official_split: dict[str, str] = {}
@@ -131,18 +133,8 @@ class ThyroidXLSource(Source):
                 patient_id, tirads, descriptors = stem, None, dict.fromkeys(DESCRIPTORS)
             else:
                 patient_id, tirads, descriptors = patient
-            mask_path = self._find_mask(split, path)
             self.official_split[stem] = split
-            yield SampleInfo(
-                image_id=stem,
-                patient_id=patient_id,
-                source=self.name,
-                tirads=tirads,
-                scale=self.scale,
-                descriptors=descriptors,
-                has_mask=mask_path is not None,
-                location=(path, mask_path),
-            )
+            yield file_sample(self, stem, patient_id, tirads, descriptors, path, self._find_mask(split, path))
         if no_info:
             self.notes.append(
                 f"{len(no_info)} image(s) have no patient entry: kept with unknown TI-RADS, each its own patient "
@@ -259,9 +251,7 @@ class ThyroidXLSource(Source):
 
     # -- loading -------------------------------------------------------------------------------------------
     def _load(self, info: SampleInfo) -> tuple[np.ndarray, np.ndarray | None, dict]:
-        image_path, mask_path = info.location
-        image = read_image(image_path)
-        mask = read_mask(mask_path, threshold=MASK_THRESHOLD, shape=image.shape) if mask_path is not None else None
+        image, mask = load_file_pair(info, threshold=MASK_THRESHOLD)
         return image, mask, {"official_split": self.official_split.get(info.image_id)}
 
 
