@@ -53,17 +53,50 @@ def test_integer_01_mask_is_accepted(scene) -> None:
     ],
 )
 def test_degenerate_masks_give_defined_finite_values(mask_pixels) -> None:
+    # Refused by default (next test); with the size minimum lowered to 1 the maths still stays finite.
     image = np.full((12, 12), 0.5, np.float32)  # flat image: zero gradients, zero std everywhere
     mask = np.zeros((12, 12), bool)
     for r, c in mask_pixels:
         mask[r, c] = True
-    values = named(extract_features(image, mask))
+    anything = RadiomicsParams(min_nodule_pixels=1, min_nodule_extent=1)
+    values = named(extract_features(image, mask, anything))
     assert all(np.isfinite(v) for v in values.values())
     assert values["margin_sharpness"] == 0.5  # no gradient anywhere: boundary like interior
     assert values["echo_ratio"] == pytest.approx(1.0) and values["echo_contrast"] == 0.0
     if len(mask_pixels) == 1:
         assert values["glcm_contrast"] == 0.0 and values["glcm_homogeneity"] == 1.0
         assert values["elongation"] == 1.0 and values["intensity_entropy"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("mask_pixels", "reason"),
+    [
+        ([(5, 5)], "fewer than 16 pixels"),  # a stray click
+        ([(0, 0), (0, 1), (1, 0)], "fewer than 16 pixels"),  # a polygon clipped to the image corner, rasterised
+        ([(5, c) for c in range(0, 12)] + [(6, c) for c in range(0, 12)], "under 3 pixels"),  # collinear polygon
+    ],
+)
+def test_tiny_nodule_is_refused_by_default_with_reason(mask_pixels, reason) -> None:
+    image = np.random.default_rng(0).random((12, 12)).astype(np.float32)
+    mask = np.zeros((12, 12), bool)
+    for r, c in mask_pixels:
+        mask[r, c] = True
+    with pytest.raises(DataError, match=reason) as info:
+        extract_features(image, mask, item="tiny")
+    assert info.value.item == "tiny" and "mask too small" in info.value.reason
+
+
+def test_taller_than_wide_uses_pixel_spacing() -> None:
+    # 20 rows x 20 columns in pixels; rows 0.2 mm apart and columns 0.1 mm: 4 mm tall, 2 mm wide -> ratio 2.
+    image = np.random.default_rng(1).random((60, 60)).astype(np.float32)
+    mask = np.zeros((60, 60), bool)
+    mask[20:40, 20:40] = True
+    square = named(extract_features(image, mask))
+    physical = named(extract_features(image, mask, spacing_mm=(0.2, 0.1)))
+    assert square["taller_than_wide"] == pytest.approx(1.0)
+    assert physical["taller_than_wide"] == pytest.approx(2.0)
+    with pytest.raises(DataError, match="spacing"):
+        extract_features(image, mask, spacing_mm=(0.0, 0.1))
 
 
 def test_black_ring_uses_grey_floor_not_infinity() -> None:

@@ -137,3 +137,18 @@ def test_real_ddti_subset_targets_and_cache(ddti_root: Path, tmp_path: Path) -> 
     again = compute_targets(source, tmp_path, progress=False)
     assert again.attrs["cache"] == {"hits": 4, "misses": 0}
     np.testing.assert_array_equal(again.to_numpy(), frame.to_numpy())
+
+
+def test_tiny_masks_are_skips_with_reason_never_rows(make_scene, tmp_path: Path) -> None:
+    image, mask = make_scene(0, shape=(48, 56), radii=(10.0, 14.0))
+    stray = np.zeros_like(mask)
+    stray[5, 7] = True  # one stray pixel: dropped by the source when decoded
+    small = np.zeros_like(mask)
+    small[20:24, 20:24] = True  # 16 pixels: a valid mask for the source, below a raised radiomics minimum
+    source = TinySource({"ok": (image, mask), "stray": (image, stray), "small": (image, small)})
+    frame = compute_targets(source, tmp_path, RadiomicsParams(min_nodule_pixels=20), progress=False)
+    assert list(frame.index) == ["ok"]
+    reasons = {s.item: s.reason for s in frame.attrs["skips"]}
+    assert reasons["stray"] == "mask too small: fewer than 16 pixels; image kept without mask; no radiomics target"
+    assert reasons["small"] == "mask too small: fewer than 20 pixels; no radiomics target"
+    assert [s.item for s in source.skips] == ["stray"]  # the source records its own drop once

@@ -23,12 +23,15 @@ from rlar.radiomics.params import RadiomicsParams
 from rlar.radiomics.spec import FEATURE_NAMES, FEATURES_VERSION
 
 
-def input_hash(image: np.ndarray, mask: np.ndarray) -> str:
-    """SHA-256 of the decoded inputs: shape and dtype (so a reshaped array differs), image bytes, mask bytes."""
+def input_hash(image: np.ndarray, mask: np.ndarray, spacing_mm: tuple[float, float] | None = None) -> str:
+    """SHA-256 of the decoded inputs: shape and dtype (so a reshaped array differs), image bytes, mask bytes,
+    and the pixel spacing when known (it changes taller_than_wide; None leaves the hash of older caches as is)."""
     digest = hashlib.sha256()
     for array in (np.ascontiguousarray(image), np.ascontiguousarray(mask)):
         digest.update(f"{array.shape}|{array.dtype.str}|".encode())
         digest.update(array.tobytes())
+    if spacing_mm is not None:
+        digest.update(f"spacing|{float(spacing_mm[0])!r}|{float(spacing_mm[1])!r}".encode())
     return digest.hexdigest()
 
 

@@ -15,6 +15,7 @@ from scipy.spatial import ConvexHull, QhullError
 from skimage import filters, measure, morphology
 from skimage.feature import graycomatrix, graycoprops
 
+from rlar.data.sources.masks import mask_problem
 from rlar.errors import DataError
 from rlar.radiomics.params import RadiomicsParams
 from rlar.radiomics.spec import FEATURE_NAMES
@@ -28,7 +29,12 @@ CONTOUR_SIGMA: float = 1.5
 
 
 def extract_features(
-    image: np.ndarray, mask: np.ndarray, params: RadiomicsParams | None = None, *, item: str = "image"
+    image: np.ndarray,
+    mask: np.ndarray,
+    params: RadiomicsParams | None = None,
+    *,
+    item: str = "image",
+    spacing_mm: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Compute the 13 features (order :data:`FEATURE_NAMES`) of one nodule.
 
@@ -37,17 +43,25 @@ def extract_features(
         mask: nodule mask, bool (H, W) (0/1 integers are accepted).
         params: extraction settings; defaults to ``RadiomicsParams()``.
         item: name used in error messages (e.g. the image id).
+        spacing_mm: (row, column) pixel spacing in mm when the image declares it. Used by ``taller_than_wide``
+            (height over width in millimetres: with unequal spacing the pixel ratio is off by their ratio); the
+            other shape features assume square pixels (see docs/radiomics.md).
 
     Returns:
         float64 array of shape (13,), always finite.
 
     Raises:
-        DataError: image/mask of wrong shape or type, non-finite or out-of-range grey values, an empty mask, or a
-            mask covering the whole image (no parenchyma to compare the nodule with).
+        DataError: image/mask of wrong shape or type, non-finite or out-of-range grey values, an empty mask, a
+            nodule below ``params.min_nodule_pixels`` / ``min_nodule_extent`` (its features would be a constant,
+            meaningless row), or a mask covering the whole image (no parenchyma to compare the nodule with).
     """
     params = params or RadiomicsParams()
     image, full_mask = _validate(image, mask, item)
     nodule = select_component(full_mask, params.component)
+    problem = mask_problem(nodule, params.min_nodule_pixels, params.min_nodule_extent)
+    if problem is not None:
+        raise DataError(item, f"{problem}; no radiomics target")
+    row_mm, col_mm = _checked_spacing(spacing_mm, item)
 
     # Work on a crop around the nodule: every feature only looks at the nodule, its ring, and the few pixels the
     # Gaussian (radius round(4 sigma)) and Sobel (1) filters need, so the crop gives the same values as the full
@@ -81,7 +95,7 @@ def extract_features(
     values = {
         **_composition(img, nod, smoothed, ring_values, params),
         **_echogenicity(nod_values, ring_values),
-        **_shape_margin(nod, smoothed),
+        **_shape_margin(nod, smoothed, row_mm / col_mm),
         "bright_focus_fraction": float(np.mean(nod_values > np.percentile(ring_values, params.bright_percentile))),
     }
     out = np.array([values[name] for name in FEATURE_NAMES], dtype=np.float64)
@@ -206,10 +220,22 @@ def _echogenicity(nod_values: np.ndarray, ring_values: np.ndarray) -> dict[str, 
     return {"echo_ratio": ratio, "echo_contrast": contrast}
 
 
-def _shape_margin(nod: np.ndarray, smoothed: np.ndarray) -> dict[str, float]:
+def _checked_spacing(spacing_mm: tuple[float, float] | None, item: str) -> tuple[float, float]:
+    """(row, column) spacing, (1, 1) when unknown; DataError for non-positive or non-finite values."""
+    if spacing_mm is None:
+        return 1.0, 1.0
+    row, col = (float(v) for v in spacing_mm)
+    if not (math.isfinite(row) and math.isfinite(col) and row > 0 and col > 0):
+        raise DataError(item, f"pixel spacing must be two positive millimetre values, got {spacing_mm}")
+    return row, col
+
+
+def _shape_margin(nod: np.ndarray, smoothed: np.ndarray, aspect: float = 1.0) -> dict[str, float]:
+    """Shape and margin features; ``aspect`` = row spacing / column spacing (1 for square or unknown pixels)."""
     props = measure.regionprops(nod.astype(np.uint8))[0]
     min_row, min_col, max_row, max_col = props.bbox
-    taller_than_wide = (max_row - min_row) / (max_col - min_col)
+    # Height over width of the bounding box in physical units: rows x row spacing over columns x column spacing.
+    taller_than_wide = (max_row - min_row) * aspect / (max_col - min_col)
 
     # inertia_tensor_eigvals are the eigenvalues of the pixel-coordinate covariance (descending): pyradiomics'
     # Elongation is sqrt(minor / major). A single pixel has no direction: 1 (round) rather than 0/0.

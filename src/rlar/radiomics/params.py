@@ -11,66 +11,82 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rlar.data.sources.masks import MIN_MASK_EXTENT, MIN_MASK_PIXELS
+
 
 class RadiomicsParams(BaseModel):
     """Parameters of :func:`rlar.radiomics.extract_features`.
 
-    Pixel units are image pixels (the images carry no physical spacing); grey units are the [0, 1] scale of
+    Pixel units are image pixels; where a sample declares its pixel spacing (DICOM), the taller-than-wide ratio
+    is measured in millimetres (see docs/radiomics.md). Grey units are the [0, 1] scale of
     :class:`rlar.data.record.Sample` images. Invalid values raise ``pydantic.ValidationError`` naming the field.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     ring_width: int = Field(
-        10,
+        default=10,
         ge=1,
         le=256,
         description="Width in pixels of the perinodular parenchyma ring: dilation of the mask by a disk of this "
         "radius, minus the mask. Echogenicity and bright foci are measured relative to this ring.",
     )
     component: Literal["largest", "all"] = Field(
-        "largest",
+        default="largest",
         description="'largest': keep only the largest 8-connected region of the mask (DDTI often annotates the "
         "same nodule twice in side-by-side panes; shape of the union is meaningless). 'all': use the mask as is.",
     )
     bin_width: float | None = Field(
-        1.0 / 32.0,
+        default=1.0 / 32.0,
         gt=0.0,
         le=1.0,
         description="Fixed grey-level bin width for entropy and GLCM (pyradiomics 'binWidth'), on the [0, 1] scale. "
         "Set to None to use bin_count instead.",
     )
     bin_count: int | None = Field(
-        None,
+        default=None,
         ge=2,
         le=1024,
         description="Fixed number of grey-level bins over the nodule's own range (pyradiomics 'binCount'). "
         "Mutually exclusive with bin_width.",
     )
     glcm_distances: tuple[int, ...] = Field(
-        (1,),
+        default=(1,),
         description="GLCM offsets, as Chebyshev (chessboard) distances like pyradiomics 'distances': distance d "
         "uses every offset (dr, dc) with max(|dr|, |dc|) = d in one half-plane (symmetric GLCM).",
     )
     smoothing_sigma: float = Field(
-        1.0,
+        default=1.0,
         ge=0.0,
         le=10.0,
         description="Gaussian sigma (pixels) applied before the cystic threshold and the gradient of the margin "
         "sharpness, to suppress speckle. 0 disables smoothing.",
     )
     cystic_ratio: float = Field(
-        0.5,
+        default=0.5,
         gt=0.0,
         lt=1.0,
         description="A nodule pixel counts as anechoic/cystic when its smoothed grey value is below this fraction "
         "of the ring's median grey value.",
     )
     bright_percentile: float = Field(
-        99.0,
+        default=99.0,
         gt=0.0,
         lt=100.0,
         description="A nodule pixel counts as an echogenic focus when brighter than this percentile of the ring.",
+    )
+
+    min_nodule_pixels: int = Field(
+        default=MIN_MASK_PIXELS,
+        ge=1,
+        description="Fewest pixels the measured nodule (after 'component') may have; a smaller mask is a recorded "
+        "skip for the radiomics target (a 1-3 pixel mask gives a constant, meaningless feature row).",
+    )
+    min_nodule_extent: int = Field(
+        default=MIN_MASK_EXTENT,
+        ge=1,
+        description="Fewest rows and columns the measured nodule's bounding box must span; a line or a sliver is a "
+        "recorded skip for the radiomics target.",
     )
 
     @field_validator("glcm_distances", mode="before")

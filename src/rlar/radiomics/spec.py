@@ -78,7 +78,8 @@ FEATURES: tuple[FeatureSpec, ...] = (
         "shape",
         "shape_margin",
         "AP extent / transverse extent = (rows spanned by M) / (columns spanned by M), axis-aligned: the image "
-        "rows are the beam (anteroposterior) direction of a transverse scan",
+        "rows are the beam (anteroposterior) direction of a transverse scan; in millimetres (rows x row spacing "
+        "over columns x column spacing) when the image declares its pixel spacing",
     ),
     FeatureSpec(
         "elongation",

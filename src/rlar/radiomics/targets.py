@@ -51,9 +51,10 @@ def compute_targets(
                 skips.add(err.item, err.reason)
                 continue
             if sample.mask is None:
-                skips.add(image_id, "source lists a mask for this image but returned none")
+                why = sample.extras.get("mask_dropped") or "source lists a mask for this image but returned none"
+                skips.add(image_id, f"{why}; no radiomics target")
                 continue
-            digest = input_hash(sample.image, sample.mask)
+            digest = input_hash(sample.image, sample.mask, sample.spacing_mm)
             entry = cache.get(image_id, digest)
             if entry is not None:
                 hits += 1
@@ -64,7 +65,9 @@ def compute_targets(
                 continue
             misses += 1
             try:
-                values = extract_features(sample.image, sample.mask, params, item=image_id)
+                values = extract_features(
+                    sample.image, sample.mask, params, item=image_id, spacing_mm=sample.spacing_mm
+                )
             except DataError as err:  # e.g. empty mask: deterministic for these inputs, so cached too
                 skips.add(image_id, err.reason)
                 cache.put(image_id, digest, skip_reason=err.reason)
