@@ -1,4 +1,5 @@
-"""ThyroidDataset and collate: batch contract, labels, radiomics lookup, geometry, augmentation, determinism."""
+"""ThyroidDataset and collate: batch contract, labels, radiomics lookup, geometry, cache and skips, batch
+augmentation through collate_fn, determinism."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from rlar.data.dataset import RADIOMICS_DIM, ThyroidDataset, collate, fit_size
+from rlar.data.dataset import BATCH_KEYS, RADIOMICS_DIM, ThyroidDataset, collate, fit_size, prepare_image
 from rlar.data.labels import LabelSpace
 from rlar.data.record import SampleInfo
 from rlar.data.sources.base import Source
-from rlar.errors import DataError
+from rlar.errors import ConfigError, DataError
 
 
 class ToySource(Source):
@@ -29,7 +30,7 @@ class ToySource(Source):
         super().__init__(None)
 
     def _scan(self) -> Iterator[SampleInfo]:
-        for image_id, (image, mask, tirads, scale, _) in self.items.items():
+        for image_id, (_image, mask, tirads, scale, _) in self.items.items():
             yield SampleInfo(
                 image_id=image_id,
                 patient_id=f"patient-{image_id}",
@@ -97,6 +98,11 @@ def test_label_errors_name_the_image() -> None:
     bad = {"odd": blob_item(tirads="TR7", scale="acr")}
     with pytest.raises(DataError, match="odd"):
         ThyroidDataset(ToySource(bad), None, (16, 16), LabelSpace("acr"))
+    # Label problems come from metadata: they are raised before any pixel is decoded.
+    source = ToySource({"fine": blob_item(), **items})
+    with pytest.raises(DataError, match="ddti-one"):
+        ThyroidDataset(source, None, (16, 16), LabelSpace("acr"))
+    assert source.loads == 0
     # Without a label space everything is unknown (segmentation-only use).
     ds = ThyroidDataset(ToySource(items), None, (16, 16), None)
     assert ds[0]["label"] == -1
@@ -142,41 +148,104 @@ def test_aspect_preserving_resize_keeps_taller_than_wide() -> None:
     assert image[:, 12:20].max() > 0.04  # content in the middle
 
 
+def test_prepare_image_is_the_dataset_mapping_and_reports_where_the_image_landed() -> None:
+    # The one image -> network-input function: the dataset's items are exactly its output, and the placement
+    # it reports (resized size, leading padding) is where the non-zero content sits.
+    items = {"wide": blob_item(shape=(30, 75), top=5, left=20, height=12, width=30)}
+    ds = ThyroidDataset(ToySource(items), None, (40, 40), LabelSpace("acr"))
+    sample = ToySource(items)[0]
+    image, mask, placement = prepare_image(sample.image, sample.mask, (40, 40))
+    assert image.dtype == torch.uint8 and mask is not None and mask.dtype == torch.uint8
+    assert torch.equal(image.float() / 255.0, ds[0]["image"]) and torch.equal(mask.float(), ds[0]["mask"])
+    assert placement.resized_shape == fit_size((30, 75), (40, 40)) == (16, 40)
+    assert placement.pad == (12, 0)  # (40 - 16) // 2 rows above, none at the sides
+    rows = np.flatnonzero(image[0].numpy().any(axis=1))
+    assert rows.min() == 12 and rows.max() == 12 + 16 - 1
+    _, no_mask, _ = prepare_image(sample.image, None, (40, 40))
+    assert no_mask is None
+    with pytest.raises(ValueError, match="2D grey"):
+        prepare_image(np.zeros((3, 4, 5), np.float32), None, (40, 40))
+
+
 def test_mask_key_reads_extras() -> None:
     alt = np.zeros((48, 64), dtype=bool)
     alt[30:40, 40:60] = True
     items = {"a": blob_item(extras={"reader_1": alt, "ground_truth_params": {"x": 1}})}
     ds = ThyroidDataset(ToySource(items), None, (48, 64), LabelSpace("acr"), mask_key="reader_1")
     np.testing.assert_array_equal(ds[0]["mask"][0].numpy().astype(bool), alt)
-    ds_missing = ThyroidDataset(ToySource(items), None, (48, 64), LabelSpace("acr"), mask_key="reader_9")
+    # A wrong mask_key is a setting, not a bad image: it raises (at construction when caching, else on access).
     with pytest.raises(DataError, match="reader_9"):
-        ds_missing[0]
+        ThyroidDataset(ToySource(items), None, (48, 64), LabelSpace("acr"), mask_key="reader_9")
+    lazy = ThyroidDataset(ToySource(items), None, (48, 64), LabelSpace("acr"), mask_key="reader_9",
+                          cache_in_memory=False)
+    with pytest.raises(DataError, match="reader_9"):
+        lazy[0]
 
 
-def test_decode_failure_raises_data_error() -> None:
-    items = {"good": blob_item(), "broken": (None, None, "TR2", "acr", {})}
+def test_undecodable_images_are_dropped_at_construction_with_reason() -> None:
+    rgb = np.zeros((8, 8, 3), dtype=np.float32)
+    items = {"good": blob_item(tirads="TR4"), "broken": (None, None, "TR2", "acr", {}),
+             "colour": (rgb, None, "TR2", "acr", {}), "ok2": blob_item(tirads="TR1")}
     ds = ThyroidDataset(ToySource(items), None, (16, 16), LabelSpace("acr"))
-    assert ds[0]["image"].shape == (1, 16, 16)
+    assert ds.image_ids == ["good", "ok2"] and len(ds) == 2
+    assert ds.labels.tolist() == [3, 0]  # labels, infos and pixels stay aligned after the drop
+    assert [s.item for s in ds.skipped] == ["broken", "colour"]
+    assert "corrupt" in ds.skipped[0].reason and "2D grey" in ds.skipped[1].reason
+    assert [ds[i]["image_id"] for i in range(2)] == ["good", "ok2"]
+    # Lazy decoding cannot know at construction: the failure surfaces on access, naming the image.
+    lazy = ThyroidDataset(ToySource(items), None, (16, 16), LabelSpace("acr"), cache_in_memory=False)
+    assert lazy.skipped == [] and len(lazy) == 4
     with pytest.raises(DataError, match="broken"):
-        ds[1]
+        lazy[1]
+    with pytest.raises(DataError, match="none of the 1 images"):
+        ThyroidDataset(ToySource({"broken": items["broken"]}), None, (16, 16), LabelSpace("acr"))
 
 
-def test_cache_in_memory_avoids_second_decode() -> None:
+def test_cache_decodes_once_into_uint8_and_never_again() -> None:
     src = ToySource({"a": blob_item(), "b": blob_item()})
-    ds = ThyroidDataset(src, None, (16, 16), LabelSpace("acr"), augment=True, cache_in_memory=True)
-    for _ in range(3):
-        for i in range(len(ds)):
-            ds[i]
+    ds = ThyroidDataset(src, None, (16, 16), LabelSpace("acr"), augment=True)
+    assert src.loads == 2  # decoded at construction
+    images, masks = ds.cached_images, ds.cached_masks
+    assert images is not None and images.dtype == torch.uint8 and images.shape == (2, 1, 16, 16)
+    assert masks is not None and masks.dtype == torch.uint8 and set(masks.unique().tolist()) <= {0, 1}
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        ds.collate_fn([ds[i] for i in range(len(ds))])
     assert src.loads == 2
     src2 = ToySource({"a": blob_item()})
-    ds2 = ThyroidDataset(src2, None, (16, 16), LabelSpace("acr"))
+    ds2 = ThyroidDataset(src2, None, (16, 16), LabelSpace("acr"), cache_in_memory=False)
     ds2[0], ds2[0]
     assert src2.loads == 2
+    # Cached and lazy items are identical (both quantised to 8 bits), so results never depend on caching.
+    cached = ThyroidDataset(ToySource({"a": blob_item()}), None, (16, 16), LabelSpace("acr"))
+    assert torch.equal(cached[0]["image"], ds2[0]["image"]) and torch.equal(cached[0]["mask"], ds2[0]["mask"])
+
+
+def test_collate_fn_is_plain_collate_without_augmentation_and_items_are_never_augmented() -> None:
+    items = {k: blob_item(top=5 + i) for i, k in enumerate("abc")}
+    plain = ThyroidDataset(ToySource(items), None, (32, 32), LabelSpace("acr"))
+    assert plain.collate_fn is collate
+    aug = ThyroidDataset(ToySource(items), None, (32, 32), LabelSpace("acr"), augment=True)
+    assert aug.collate_fn is not collate
+    for i in range(3):
+        assert torch.equal(aug[i]["image"], plain[i]["image"])
+    batch = aug.collate_fn([aug[i] for i in range(3)])
+    assert set(batch) == set(BATCH_KEYS)
+    assert batch["image"].shape == (3, 1, 32, 32) and batch["image"].dtype == torch.float32
 
 
 def _centroid(mask: torch.Tensor) -> tuple[float, float]:
     rows, cols = np.nonzero(mask[0].numpy())
     return rows.mean(), cols.mean()
+
+
+def _augmented(ds: ThyroidDataset, epoch: int, order: list[int] | None = None) -> dict[str, dict]:
+    """The augmented batch of ``epoch`` (items in ``order``), as image_id -> {"image", "mask"}."""
+    ds.set_epoch(epoch)
+    order = list(range(len(ds))) if order is None else order
+    batch = ds.collate_fn([ds[i] for i in order])
+    return {image_id: {"image": batch["image"][k], "mask": batch["mask"][k]}
+            for k, image_id in enumerate(batch["image_id"])}
 
 
 def test_augmentation_keeps_image_and_mask_aligned_and_never_flips_vertically() -> None:
@@ -186,8 +255,8 @@ def test_augmentation_keeps_image_and_mask_aligned_and_never_flips_vertically() 
     ds = ThyroidDataset(ToySource(items), None, (48, 64), LabelSpace("acr"), augment=True, seed=3)
     plain = ThyroidDataset(ToySource(items), None, (48, 64), LabelSpace("acr"))[0]
     changed, flipped, left = 0, 0, 0
-    for _ in range(24):
-        item = ds[0]
+    for epoch in range(24):
+        item = _augmented(ds, epoch)["a"]
         mask = item["mask"][0].numpy() > 0.5
         bright = item["image"][0].numpy() > 0.5
         assert set(np.unique(item["mask"].numpy())) <= {0.0, 1.0}
@@ -205,23 +274,38 @@ def test_augmentation_keeps_image_and_mask_aligned_and_never_flips_vertically() 
 def test_augmentation_is_deterministic_given_seed_and_epoch() -> None:
     items = {k: blob_item(top=5 + i, left=7 + 2 * i) for i, k in enumerate("abcd")}
 
-    def run(seed: int, order: list[int], epoch: int = 0) -> dict[int, dict]:
+    def run(seed: int, order: list[int], epoch: int = 0) -> dict[str, dict]:
         ds = ThyroidDataset(ToySource(items), None, (32, 32), LabelSpace("acr"), augment=True, seed=seed)
-        ds.set_epoch(epoch)
-        return {i: ds[i] for i in order}
+        return _augmented(ds, epoch, order)
 
     first = run(0, [0, 1, 2, 3])
-    again = run(0, [3, 1, 2, 0])  # loading order (or worker layout) does not matter
+    again = run(0, [3, 1, 2, 0])  # batch order does not matter
+    split = {**run(0, [0, 2]), **run(0, [3, 1])}  # nor does the batch composition (worker layout)
     other_seed = run(1, [0, 1, 2, 3])
     other_epoch = run(0, [0, 1, 2, 3], epoch=1)
-    for i in range(4):
-        assert torch.equal(first[i]["image"], again[i]["image"])
-        assert torch.equal(first[i]["mask"], again[i]["mask"])
-    assert any(not torch.equal(first[i]["image"], other_seed[i]["image"]) for i in range(4))
-    assert any(not torch.equal(first[i]["image"], other_epoch[i]["image"]) for i in range(4))
+    for k in "abcd":
+        for other in (again, split):
+            assert torch.equal(first[k]["image"], other[k]["image"])
+            assert torch.equal(first[k]["mask"], other[k]["mask"])
+    assert any(not torch.equal(first[k]["image"], other_seed[k]["image"]) for k in "abcd")
+    assert any(not torch.equal(first[k]["image"], other_epoch[k]["image"]) for k in "abcd")
     # Without augmentation, items are exactly reproducible across visits.
     ds = ThyroidDataset(ToySource(items), None, (32, 32), LabelSpace("acr"))
     assert torch.equal(ds[1]["image"], ds[1]["image"])
+
+
+def test_augmented_batches_do_not_depend_on_dataloader_workers() -> None:
+    items = {k: blob_item(top=4 + i, left=6 + i) for i, k in enumerate("abcdef")}
+    ds = ThyroidDataset(ToySource(items), None, (32, 32), LabelSpace("acr"), augment=True, seed=7)
+    ds.set_epoch(2)
+
+    def batches(workers: int) -> list[dict]:
+        loader = DataLoader(ds, batch_size=4, shuffle=False, collate_fn=ds.collate_fn, num_workers=workers)
+        return list(loader)
+
+    for b0, b2 in zip(batches(0), batches(2), strict=True):
+        assert b0["image_id"] == b2["image_id"]
+        assert torch.equal(b0["image"], b2["image"]) and torch.equal(b0["mask"], b2["mask"])
 
 
 def _elongation(mask: torch.Tensor) -> float:
@@ -232,11 +316,31 @@ def _elongation(mask: torch.Tensor) -> float:
 
 
 def test_augmentation_scales_isotropically() -> None:
-    # A 30 x 15 taller-than-wide nodule: rotation and isotropic scaling keep its 2:1 elongation; per-axis
-    # scale factors in 0.9-1.1 would move it anywhere between about 1.6 and 2.4.
-    items = {"a": blob_item(shape=(64, 64), top=17, left=25, height=30, width=15)}
-    ds = ThyroidDataset(ToySource(items), None, (64, 64), LabelSpace("acr"), augment=True, seed=5)
-    plain = ThyroidDataset(ToySource(items), None, (64, 64), LabelSpace("acr"))[0]
-    assert _elongation(plain["mask"]) == pytest.approx(2.0, abs=0.05)
-    ratios = [_elongation(ds[0]["mask"]) for _ in range(20)]
-    assert max(abs(r - 2.0) for r in ratios) < 0.12, ratios
+    # A 60 x 30 taller-than-wide nodule: rotation and isotropic scaling keep its 2:1 elongation; per-axis
+    # scale factors in 0.9-1.1 would move it anywhere between about 1.6 and 2.4. Rounding the outline to pixels
+    # alone moves the ratio by up to ~0.08 here (one pixel of a 27-33 pixel width is 3-4%; 0.12 at 30 x 15).
+    items = {"a": blob_item(shape=(128, 128), top=34, left=49, height=60, width=30)}
+    ds = ThyroidDataset(ToySource(items), None, (128, 128), LabelSpace("acr"), augment=True, seed=5)
+    plain = ThyroidDataset(ToySource(items), None, (128, 128), LabelSpace("acr"))[0]
+    assert _elongation(plain["mask"]) == pytest.approx(2.0, abs=0.03)
+    ratios = [_elongation(_augmented(ds, epoch)["a"]["mask"]) for epoch in range(20)]
+    assert max(abs(r - 2.0) for r in ratios) < 0.1, ratios
+    assert len({round(r, 6) for r in ratios}) > 5  # the affine really varies
+
+
+def test_augmentation_on_a_non_square_frame_does_not_shear() -> None:
+    # A square 16 x 16 nodule in a 40 x 80 frame: rotation written in normalised coordinates would shear it into
+    # a rhombus (elongation != 1); in pixel geometry it stays square.
+    items = {"a": blob_item(shape=(40, 80), top=12, left=32, height=16, width=16)}
+    ds = ThyroidDataset(ToySource(items), None, (40, 80), LabelSpace("acr"), augment=True, seed=1,
+                        augmentation={"affine_prob": 1.0, "max_rotation_deg": 30.0, "scale_range": (1.0, 1.0)})
+    for epoch in range(8):
+        mask = _augmented(ds, epoch)["a"]["mask"]
+        assert _elongation(mask) == pytest.approx(1.0, abs=0.08)
+        assert float(mask.sum()) == pytest.approx(256, rel=0.08)
+
+
+def test_bad_augmentation_option_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"data\.augmentation\.gamma_prob"):
+        ThyroidDataset(ToySource({"a": blob_item()}), None, (16, 16), LabelSpace("acr"), augment=True,
+                       augmentation={"gamma_prob": 1.5})

@@ -4,158 +4,55 @@ Geometry. Each image is scaled so that it fits ``image_size`` with its aspect ra
 ``area`` interpolation for the image when shrinking, ``bilinear`` when enlarging, ``nearest`` for the mask)
 and then zero-padded symmetrically to exactly ``image_size`` (MONAI ``SpatialPad``). Stretching to a square
 would distort the shape descriptors TI-RADS scores (a taller-than-wide nodule could become wider-than-tall),
-and the zero padding is the same black as the area outside an ultrasound fan. Segmentation metrics computed on these tensors are therefore in padded
-network-resolution pixels.
+and the zero padding is the same black as the area outside an ultrasound fan. Segmentation metrics computed on
+these tensors are therefore in padded network-resolution pixels.
 
 Intensity. Images are kept in [0, 1] as the source decoded them (no per-image z-score): echogenicity is judged
 relative to the surrounding thyroid and a z-score over a frame that is mostly black fan background mostly
 measures how much background there is. Gain differences between machines are covered by the brightness and
-contrast augmentation instead.
+contrast augmentation instead. After resizing, grey values are quantised to 8 bits (the depth of the JPEG/PNG
+files they come from), with or without the cache, so results never depend on caching.
 
-Augmentation (``augment=True``, training only; MONAI array transforms applied to image and mask together):
-small rotation (+-10 degrees) and isotropic scaling (0.9-1.1), left-right flip (anatomically fine in transverse
-views; vertical flips are *not* used because depth matters for posterior shadowing and taller-than-wide),
-brightness shift, gamma contrast, and multiplicative speckle-like noise. Randomness is derived from
-``(seed, epoch, index, visit)`` so that a run is reproducible independently of the DataLoader order and of the
-number of worker processes; call :meth:`ThyroidDataset.set_epoch` at the start of every epoch (otherwise, with
-worker processes that are re-created each epoch, every epoch would see the same augmentations). With
-``persistent_workers=True`` the workers keep their own copy and do not see ``set_epoch``; augmentations then
-still differ between epochs (a per-item visit counter), but are tied to the worker layout.
+Cache (``cache_in_memory=True``, the default). Every image is decoded, cropped, resized and padded once, at
+construction, into one (N, 1, H, W) uint8 tensor (masks likewise, 0/1): a DDTI fold at 128 px is ~8 MB. No epoch
+decodes a file again. Images that cannot be decoded are dropped then, with their reason in :attr:`skipped`,
+instead of crashing a run mid-epoch. ``cache_in_memory=False`` decodes lazily on every access (for sources too
+large for memory); a decode failure then raises the source's :class:`DataError` at access time.
+
+Augmentation (``augment=True``, training only) runs on whole batches in :attr:`ThyroidDataset.collate_fn`
+(rlar.data.augment: rotation, isotropic scale, translation, left-right flip, brightness, contrast, gamma,
+speckle). Items from ``dataset[i]`` are never augmented. The randomness is a function of (seed, epoch, image id),
+so a run is reproducible whatever the DataLoader order and number of worker processes; call
+:meth:`ThyroidDataset.set_epoch` at the start of every epoch. Worker processes copy the dataset when the
+DataLoader iterator is created, so use ``persistent_workers=False`` (a persistent worker keeps the epoch it
+started with and would repeat its augmentations every epoch).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from monai.transforms import (
-    Affine,
-    Compose,
-    MapTransform,
-    RandAdjustContrastd,
-    RandFlipd,
-    RandomizableTransform,
-    RandShiftIntensityd,
-    Resize,
-    SpatialPad,
-)
+from monai.transforms import Resize, SpatialPad
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
+from rlar.data.augment import AugmentOptions, BatchAugmenter, validate_augment_options
 from rlar.data.labels import UNKNOWN, LabelSpace
-from rlar.data.record import Sample, SampleInfo
+from rlar.data.record import Sample, SampleInfo, Skip
 from rlar.data.sources.base import Source
 from rlar.errors import DataError
+from rlar.tasks import RADIOMICS_DIM, Batch
 
-#: Length of the TI-RADS-aligned radiomics target vector (rlar.radiomics.FEATURE_NAMES); the data layer sits
-#: below the radiomics layer, so the number is repeated here rather than imported.
-RADIOMICS_DIM = 13
+#: Keys of the batch dict built by :func:`collate` (the :class:`rlar.tasks.Batch` contract).
+BATCH_KEYS: tuple[str, ...] = tuple(Batch.__annotations__)
 
-#: Keys of the batch dict built by :func:`collate` (docs/interfaces.md).
-BATCH_KEYS: tuple[str, ...] = (
-    "image",
-    "mask",
-    "has_mask",
-    "label",
-    "radiomics",
-    "has_radiomics",
-    "image_id",
-    "patient_id",
-)
-
-
-class RandSpeckleNoised(RandomizableTransform, MapTransform):
-    """Multiplicative speckle-like noise: ``image * (1 + sigma * N(0, 1))`` with sigma ~ U(0, ``max_sigma``).
-
-    Ultrasound speckle is multiplicative (it scales with echo amplitude), unlike the additive Gaussian noise
-    MONAI provides, so dark cystic regions stay dark. The result is clipped to [0, 1] by the caller.
-    """
-
-    def __init__(self, keys: Sequence[str] | str, prob: float = 0.5, max_sigma: float = 0.1) -> None:
-        MapTransform.__init__(self, keys)
-        RandomizableTransform.__init__(self, prob)
-        self.max_sigma = max_sigma
-        self._sigma = 0.0
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        self._sigma = float(self.R.uniform(0.0, self.max_sigma))
-
-    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
-        out = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return out
-        for key in self.key_iterator(out):
-            img = torch.as_tensor(out[key])
-            noise = torch.as_tensor(self.R.standard_normal(tuple(img.shape)), dtype=img.dtype)
-            out[key] = img * (1.0 + self._sigma * noise)
-        return out
-
-
-class RandIsotropicAffined(RandomizableTransform, MapTransform):
-    """Random rotation and *isotropic* scaling of images (bilinear) and masks (``nearest_keys``) in one resampling.
-
-    MONAI's ``RandAffine`` draws one scale factor per axis, which changes a nodule's height/width ratio (the
-    taller-than-wide feature); here one factor is drawn for both axes and MONAI's ``Affine`` applies it,
-    together with the rotation, so image and mask are resampled once on the same grid. Areas moved in from
-    outside the frame are zero (reflection would mirror the nodule into fake ones at the border).
-    """
-
-    def __init__(
-        self,
-        keys: Sequence[str],
-        prob: float = 0.8,
-        max_rotation_deg: float = 10.0,
-        scale_range: tuple[float, float] = (0.9, 1.1),
-        nearest_keys: Sequence[str] = ("mask",),
-    ) -> None:
-        MapTransform.__init__(self, keys)
-        self.nearest_keys = tuple(nearest_keys)
-        RandomizableTransform.__init__(self, prob)
-        self.max_rotation = float(np.deg2rad(max_rotation_deg))
-        self.scale_range = scale_range
-        self._angle, self._scale = 0.0, 1.0
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        self._angle = float(self.R.uniform(-self.max_rotation, self.max_rotation))
-        self._scale = float(self.R.uniform(*self.scale_range))
-
-    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
-        out = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return out
-        for key in self.key_iterator(out):
-            affine = Affine(
-                rotate_params=self._angle,
-                scale_params=(self._scale, self._scale),
-                mode="nearest" if key in self.nearest_keys else "bilinear",  # nearest keeps masks binary
-                padding_mode="zeros",
-                image_only=True,
-            )
-            out[key] = affine(out[key])
-        return out
-
-
-def build_augmentation(seed: int = 0) -> Compose:
-    """The training augmentation pipeline for dicts with channel-first ``image`` and ``mask`` (1, H, W)."""
-    keys = ("image", "mask")
-    pipeline = Compose(
-        [
-            RandIsotropicAffined(keys=keys, prob=0.8, max_rotation_deg=10.0, scale_range=(0.9, 1.1)),
-            # Spatial axis 1 of a (C, H, W) tensor is W: a left-right flip. Axis 0 (depth) is never flipped.
-            RandFlipd(keys=keys, prob=0.5, spatial_axis=1),
-            RandShiftIntensityd(keys="image", offsets=0.05, prob=0.5),
-            RandAdjustContrastd(keys="image", gamma=(0.8, 1.25), prob=0.5),
-            RandSpeckleNoised(keys="image", prob=0.5, max_sigma=0.1),
-        ]
-    )
-    pipeline.set_random_state(seed=seed)
-    return pipeline
+#: One decoded item: (image (1, H, W) uint8, mask (1, H, W) uint8 in {0, 1}, has_mask).
+Decoded = tuple[torch.Tensor, torch.Tensor, bool]
 
 
 def fit_size(shape: tuple[int, int], image_size: tuple[int, int]) -> tuple[int, int]:
@@ -172,6 +69,56 @@ def _plain(tensor: Any) -> torch.Tensor:
     return tensor.as_tensor() if hasattr(tensor, "as_tensor") else torch.as_tensor(tensor)
 
 
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """[0, 1] float -> uint8 grey levels (rounded); the inverse is ``x / 255``."""
+    return (image.clamp(0.0, 1.0) * 255.0).round_().to(torch.uint8)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an image landed in the network input: its resized (h, w) and the (top, left) zero padding."""
+
+    resized_shape: tuple[int, int]
+    pad: tuple[int, int]
+
+
+def prepare_image(
+    image: np.ndarray, mask: np.ndarray | None, image_size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor | None, Placement]:
+    """One grey image (H0, W0) in [0, 1] (and its mask) as the network sees it, and where it was placed.
+
+    The one image -> network-input mapping, shared by training (:class:`ThyroidDataset`) and prediction
+    (:mod:`rlar.inference.geometry`), so a model is never fed a differently resized image than it learned on:
+    aspect-preserving resize to :func:`fit_size` ("area" when shrinking, "bilinear" when enlarging, "nearest" for
+    the mask), symmetric zero padding to ``image_size`` and 8-bit quantisation. Returns (image uint8 (1, H, W),
+    mask uint8 (1, H, W) in {0, 1} or None, :class:`Placement`).
+    """
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    if image.ndim != 2 or min(image.shape) < 1:
+        raise ValueError(f"expected a non-empty 2D grey image, got shape {image.shape}")
+    size = (int(image_size[0]), int(image_size[1]))
+    target = fit_size((int(image.shape[0]), int(image.shape[1])), size)
+    pad = SpatialPad(spatial_size=size, method="symmetric", mode="constant")
+    # "area" averages when shrinking (no aliasing of speckle); it is blocky when enlarging, so use bilinear there.
+    image_mode = "area" if target[0] <= image.shape[0] and target[1] <= image.shape[1] else "bilinear"
+    image_out = to_uint8(_plain(pad(Resize(target, mode=image_mode)(torch.from_numpy(image)[None]))).float())
+    mask_out = None
+    if mask is not None:
+        mask_array = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None]
+        mask_out = (_plain(pad(Resize(target, mode="nearest")(mask_array))) > 0.5).to(torch.uint8)
+    # SpatialPad "symmetric" puts the odd pixel after the image: the leading pad is the floor of half the slack.
+    placement = Placement(target, ((size[0] - target[0]) // 2, (size[1] - target[1]) // 2))
+    return image_out, mask_out, placement
+
+
+def _check_grey(sample: Sample) -> np.ndarray:
+    """The sample's image as float32 (H, W); a DataError naming the image if it is not 2D grey."""
+    image = np.asarray(sample.image, dtype=np.float32)
+    if image.ndim != 2:
+        raise DataError(sample.image_id, f"expected a 2D grey image, got shape {image.shape}")
+    return image
+
+
 class ThyroidDataset(Dataset):
     """Items for training and evaluation from a data source.
 
@@ -182,17 +129,19 @@ class ThyroidDataset(Dataset):
         label_space: maps ``info.tirads`` to a class index; None for segmentation-only use (every label -1).
         radiomics: standardised radiomics targets, index image_id, ``RADIOMICS_DIM`` columns in
             rlar.radiomics.FEATURE_NAMES order. A missing row or a non-finite value -> ``has_radiomics`` False.
-        augment: apply the training augmentation (see module docstring).
+        augment: augment batches built by :attr:`collate_fn` (see module docstring).
         mask_key: take the mask from ``sample.extras[mask_key]`` instead of ``sample.mask`` (e.g. one simulated
             reader's mask from the phantom source). Other extras are ignored.
         seed: seed of the augmentation randomness.
-        cache_in_memory: keep decoded and resized (pre-augmentation) arrays after the first access so later
-            epochs do not decode files again. Each DataLoader worker process holds its own cache.
+        cache_in_memory: decode everything once at construction into uint8 tensors (module docstring).
+        augmentation: :class:`~rlar.data.augment.AugmentOptions` (or a dict of them) used when ``augment``;
+            None = the shipped defaults.
+        progress: show a progress bar while decoding at construction.
 
     Items are dicts with ``image`` (1, H, W) float32 in [0, 1], ``mask`` (1, H, W) float32 in {0, 1} (zeros when
     unannotated), ``has_mask`` bool, ``label`` int (-1 unknown), ``radiomics`` (RADIOMICS_DIM,) float32 (zeros
-    when unknown), ``has_radiomics`` bool, ``image_id`` and ``patient_id`` str. Use :func:`collate` to batch.
-    A sample that cannot be decoded raises the source's :class:`DataError`; what to do is the caller's choice.
+    when unknown), ``has_radiomics`` bool, ``image_id`` and ``patient_id`` str. Batch them with
+    :attr:`collate_fn` (training) or :func:`collate` (no augmentation).
     """
 
     def __init__(
@@ -205,7 +154,10 @@ class ThyroidDataset(Dataset):
         augment: bool = False,
         mask_key: str | None = None,
         seed: int = 0,
-        cache_in_memory: bool = False,
+        cache_in_memory: bool = True,
+        *,
+        augmentation: AugmentOptions | Mapping[str, Any] | None = None,
+        progress: bool = False,
     ) -> None:
         if len(image_size) != 2 or any(int(s) < 1 for s in image_size):
             raise ValueError(f"image_size must be (H, W) with positive sides, got {image_size}")
@@ -217,6 +169,10 @@ class ThyroidDataset(Dataset):
         self.seed = int(seed)
         self.cache_in_memory = cache_in_memory
         self.epoch = 0
+        options = augmentation if isinstance(augmentation, AugmentOptions) else validate_augment_options(augmentation)
+        self.augmenter: BatchAugmenter | None = BatchAugmenter(options, self.seed) if augment else None
+        #: Images dropped at construction because they could not be decoded, with the reason.
+        self.skipped: list[Skip] = []
 
         position = {info.image_id: i for i, info in enumerate(source.infos)}
         if image_ids is None:
@@ -229,18 +185,50 @@ class ThyroidDataset(Dataset):
             if image_id in seen:
                 raise DataError(image_id, "image id listed twice; each image must appear once per dataset")
             seen.add(image_id)
-        self.image_ids: list[str] = image_ids
-        self._source_index = [position[i] for i in image_ids]
-        self.infos: list[SampleInfo] = [source.infos[i] for i in self._source_index]
-        # Labels come from metadata only, so a label problem surfaces here rather than mid-epoch.
-        self.labels: np.ndarray = np.array([self._encode_label(info) for info in self.infos], dtype=np.int64)
+
+        self._images: torch.Tensor | None = None
+        self._masks: torch.Tensor | None = None
+        self._has_mask: list[bool] = []
+        self._set_items(image_ids, position)  # label errors surface before any pixel is decoded
+        if cache_in_memory:
+            kept = self._decode_all(image_ids, position, progress)
+            if len(kept) < len(image_ids):
+                self._set_items(kept, position)
         self._radiomics, self._has_radiomics = self._lookup_radiomics(radiomics)
 
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray, bool]] = {}
-        self._visits: dict[int, int] = {}
-        self._augmentation = build_augmentation(self.seed) if augment else None
-
     # ---------------------------------------------------------------------------------------------- set-up
+
+    def _set_items(self, image_ids: list[str], position: Mapping[str, int]) -> None:
+        self.image_ids: list[str] = image_ids
+        self._source_index = [position[i] for i in image_ids]
+        self.infos: list[SampleInfo] = [self.source.infos[i] for i in self._source_index]
+        # Labels come from metadata only, so a label problem surfaces here rather than mid-epoch.
+        self.labels: np.ndarray = np.array([self._encode_label(info) for info in self.infos], dtype=np.int64)
+
+    def _decode_all(self, image_ids: list[str], position: Mapping[str, int], progress: bool) -> list[str]:
+        """Decode every image once into the uint8 cache; returns the ids kept (failures go to ``skipped``)."""
+        kept: list[str] = []
+        images: list[torch.Tensor] = []
+        masks: list[torch.Tensor] = []
+        for image_id in tqdm(image_ids, desc=f"decoding {self.source.name}", disable=not progress, leave=False):
+            try:
+                sample = self.source[position[image_id]]
+                _check_grey(sample)
+            except DataError as err:
+                self.skipped.append(Skip(image_id, str(err)))
+                continue
+            image, mask, has_mask = self._prepare(sample)  # a bad mask_key raises: a setting, not an image
+            kept.append(image_id)
+            images.append(image)
+            masks.append(mask)
+            self._has_mask.append(has_mask)
+        if image_ids and not kept:
+            reasons = "; ".join(f"{s.item}: {s.reason}" for s in self.skipped[:3])
+            raise DataError(self.source.name, f"none of the {len(image_ids)} images could be decoded ({reasons})")
+        empty = torch.zeros((0, 1, *self.image_size), dtype=torch.uint8)
+        self._images = torch.stack(images) if images else empty
+        self._masks = torch.stack(masks) if masks else empty.clone()
+        return kept
 
     def _encode_label(self, info: SampleInfo) -> int:
         if self.label_space is None or info.tirads is None:
@@ -278,19 +266,23 @@ class ThyroidDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation randomness of ``epoch`` (call once per epoch, before iterating)."""
         self.epoch = int(epoch)
-        self._visits.clear()
 
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def _decode(self, index: int) -> tuple[np.ndarray, np.ndarray, bool]:
-        """Resized and padded (image (1,H,W) float32, mask (1,H,W) float32, has_mask)."""
-        if index in self._cache:
-            return self._cache[index]
-        sample: Sample = self.source[self._source_index[index]]
-        image = np.asarray(sample.image, dtype=np.float32)
-        if image.ndim != 2:
-            raise DataError(sample.image_id, f"expected a 2D grey image, got shape {image.shape}")
+    @property
+    def cached_images(self) -> torch.Tensor | None:
+        """The (N, 1, H, W) uint8 image cache (None without ``cache_in_memory``); read-only by convention."""
+        return self._images
+
+    @property
+    def cached_masks(self) -> torch.Tensor | None:
+        """The (N, 1, H, W) uint8 0/1 mask cache (zeros for unannotated images), or None."""
+        return self._masks
+
+    def _prepare(self, sample: Sample) -> Decoded:
+        """Resize and pad one decoded sample: (image uint8 (1,H,W), mask uint8 (1,H,W) in {0,1}, has_mask)."""
+        image = _check_grey(sample)
         if self.mask_key is not None:
             if self.mask_key not in sample.extras:
                 raise DataError(
@@ -304,49 +296,25 @@ class ThyroidDataset(Dataset):
                 )
         else:
             mask = sample.mask
-        has_mask = mask is not None
-        target = fit_size(image.shape, self.image_size)
-        pad = SpatialPad(spatial_size=self.image_size, method="symmetric", mode="constant")
-        # "area" averages when shrinking (no aliasing of speckle); it is blocky when enlarging, so use bilinear there.
-        image_mode = "area" if target[0] <= image.shape[0] and target[1] <= image.shape[1] else "bilinear"
-        image_out = _plain(pad(Resize(target, mode=image_mode)(image[None])))
-        if has_mask:
-            mask_out = _plain(pad(Resize(target, mode="nearest")(np.asarray(mask, dtype=np.float32)[None])))
-        else:
-            mask_out = torch.zeros((1, *self.image_size), dtype=torch.float32)
-        result = (
-            image_out.numpy().astype(np.float32, copy=False),
-            (mask_out.numpy() > 0.5).astype(np.float32),
-            has_mask,
-        )
-        if self.cache_in_memory:
-            self._cache[index] = result
-        return result
+        image_out, mask_out, _ = prepare_image(image, mask, self.image_size)
+        if mask_out is None:
+            return image_out, torch.zeros((1, *self.image_size), dtype=torch.uint8), False
+        return image_out, mask_out, True
 
-    def _augment(self, index: int, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        assert self._augmentation is not None
-        visit = self._visits.get(index, 0)
-        self._visits[index] = visit + 1
-        # Per-item seed: reproducible whatever the loading order or worker layout, different each epoch/visit.
-        item_seed = np.random.SeedSequence([self.seed, self.epoch, index, visit]).generate_state(1)[0]
-        self._augmentation.set_random_state(seed=int(item_seed))
-        out = self._augmentation({"image": torch.from_numpy(image.copy()), "mask": torch.from_numpy(mask.copy())})
-        image_t = _plain(out["image"]).float().clamp_(0.0, 1.0)
-        mask_t = (_plain(out["mask"]) > 0.5).float()
-        return image_t, mask_t
+    def _decoded(self, index: int) -> Decoded:
+        if self._images is not None and self._masks is not None:
+            return self._images[index], self._masks[index], self._has_mask[index]
+        sample: Sample = self.source[self._source_index[index]]
+        return self._prepare(sample)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for dataset of {len(self)} images")
-        image, mask, has_mask = self._decode(index)
-        if self._augmentation is not None:
-            image_t, mask_t = self._augment(index, image, mask)
-        else:
-            image_t, mask_t = torch.from_numpy(image.copy()), torch.from_numpy(mask.copy())
+        image, mask, has_mask = self._decoded(index)
         info = self.infos[index]
         return {
-            "image": image_t.contiguous(),
-            "mask": mask_t.contiguous(),
+            "image": image.float().div_(255.0),
+            "mask": mask.float(),
             "has_mask": has_mask,
             "label": int(self.labels[index]),
             "radiomics": torch.from_numpy(self._radiomics[index].copy()),
@@ -354,6 +322,15 @@ class ThyroidDataset(Dataset):
             "image_id": info.image_id,
             "patient_id": info.patient_id,
         }
+
+    @property
+    def collate_fn(self) -> Callable[[Sequence[dict[str, Any]]], dict[str, Any]]:
+        """The DataLoader ``collate_fn`` for this dataset: :func:`collate`, plus batch augmentation if ``augment``."""
+        return collate if self.augmenter is None else self._collate_augmented
+
+    def _collate_augmented(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        assert self.augmenter is not None
+        return self.augmenter(collate(items), self.epoch)
 
 
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -370,3 +347,15 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "image_id": [str(item["image_id"]) for item in items],
         "patient_id": [str(item["patient_id"]) for item in items],
     }
+
+
+__all__ = [
+    "BATCH_KEYS",
+    "RADIOMICS_DIM",
+    "Placement",
+    "ThyroidDataset",
+    "collate",
+    "fit_size",
+    "prepare_image",
+    "to_uint8",
+]
