@@ -49,7 +49,7 @@ def test_head_reads_both_embedding_parts() -> None:
     assert g_t.abs().sum() > 0 and g_d.abs().sum() > 0
 
 
-@pytest.mark.parametrize("backbone", ["resnet18", "efficientnet-b0", "convnext"])
+@pytest.mark.parametrize("backbone", ["resnet18", "efficientnet-b0", "efficientnet-lite0", "convnext"])
 def test_gpu_backbones_forward_64(backbone: str) -> None:
     torch.manual_seed(0)
     model = build_model("multitask", backbone=backbone, num_classes=6)
@@ -72,7 +72,7 @@ def test_resnet_channels_match_monai_registry(backbone: str) -> None:
     assert model.encoder.channels == tuple(expected)
 
 
-@pytest.mark.parametrize("level", [0, 1, 2, 3])
+@pytest.mark.parametrize("level", [0, 1, 2, 3, *(pytest.param(n, marks=pytest.mark.slow) for n in range(4, 8))])
 def test_efficientnet_channels_match_monai_registry(level: int) -> None:
     name = f"efficientnet-b{level}"
     model = build_model("classification", backbone=name)
@@ -80,15 +80,6 @@ def test_efficientnet_channels_match_monai_registry(level: int) -> None:
     assert model.encoder.channels == tuple(expected)
     # MONAI's unused classification head is removed so that every parameter gets a gradient
     assert not hasattr(model.encoder.net, "_fc")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("level", [4, 5, 6, 7])
-def test_large_efficientnets_construct(level: int) -> None:
-    name = f"efficientnet-b{level}"
-    model = build_model("multitask", backbone=name)
-    expected = MonaiEfficientNetEncoder.num_channels_per_output()[MonaiEfficientNetEncoder.backbone_names.index(name)]
-    assert model.encoder.channels == tuple(expected)
 
 
 def test_convnext_classifier_config() -> None:

@@ -21,6 +21,8 @@ class ClassificationLoss(nn.Module):
     return NaN).
     """
 
+    class_weights: torch.Tensor | None
+
     def __init__(
         self, class_weights: Sequence[float] | torch.Tensor | None = None, label_smoothing: float = 0.0
     ) -> None:
@@ -36,8 +38,11 @@ class ClassificationLoss(nn.Module):
         # A buffer moves with .to(device) and is saved with the loss' state.
         self.register_buffer("class_weights", weights)
 
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``logits``: (B, C); ``labels``: (B,) int64 class indices, -1 for unknown."""
+    def forward(
+        self, logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``logits``: (B, C); ``labels``: (B,) int64 class indices, -1 for unknown; ``valid``: optional (B,) bool
+        of the samples to use (the task table's validity; a label of -1 is never used either way)."""
         if logits.ndim != 2:
             raise ValueError(f"class logits must have shape (B, C), got {tuple(logits.shape)}")
         if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
@@ -54,6 +59,8 @@ class ClassificationLoss(nn.Module):
         weight = self.class_weights
         if weight is not None and weight.numel() != n_classes:
             raise ValueError(f"class_weights has {weight.numel()} entries but the model predicts {n_classes} classes")
+        if valid is not None:
+            labels = torch.where(valid.to(labels.device).bool(), labels, torch.full_like(labels, UNKNOWN))
         if not bool((labels != UNKNOWN).any()):
             return graph_zero(logits)
         return F.cross_entropy(

@@ -1,6 +1,9 @@
-"""Radiomics guidance L_rad: h_tirads should match the standardised 13-feature TI-RADS radiomics vector."""
+"""Radiomics guidance L_rad: h_tirads should match the standardised TI-RADS radiomics vector
+(``rlar.tasks.RADIOMICS_DIM`` features)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +24,9 @@ class RadiomicsGuidanceLoss(nn.Module):
     being pulled towards an uninformative constant.
     """
 
-    def __init__(self, feature_mask: torch.Tensor | list[bool] | None = None) -> None:
+    feature_mask: torch.Tensor | None
+
+    def __init__(self, feature_mask: torch.Tensor | Sequence[bool] | None = None) -> None:
         super().__init__()
         mask = None if feature_mask is None else torch.as_tensor(feature_mask, dtype=torch.bool)
         if mask is not None and (mask.ndim != 1 or not bool(mask.any())):

@@ -21,9 +21,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from monai.networks.layers import DropPath
+from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 
-from .encoders import Encoder, stage_names
+from .base import Encoder, stage_names
+from .options import NetworkOptions
+from .spec import BackboneOptions, BackboneSpec
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -119,3 +122,37 @@ class ConvNeXtEncoder(Encoder):
 
     def stage_modules(self, index: int) -> list[nn.Module]:
         return [self.downsample[index], self.stages[index]]
+
+
+class ConvNeXtOptions(BackboneOptions):
+    """convnext_depths: blocks per stage; convnext_dims: channels per stage (same length, at least 2);
+    drop_path_rate: stochastic-depth rate reached by the last block."""
+
+    convnext_depths: tuple[int, ...] = (2, 2, 4, 2)
+    convnext_dims: tuple[int, ...] = (32, 64, 128, 256)
+    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @field_validator("convnext_dims")
+    @classmethod
+    def _shapes(cls, dims: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        depths = info.data.get("convnext_depths", ())
+        if len(depths) != len(dims) or len(dims) < 2:
+            raise ValueError(f"convnext_depths {list(depths)} and convnext_dims {list(dims)} must have the same "
+                             "length (at least 2)")
+        if any(d <= 0 for d in depths + dims):
+            raise ValueError(f"convnext_depths {list(depths)} and convnext_dims {list(dims)} must be positive")
+        return dims
+
+
+def _build(in_channels: int, options: ConvNeXtOptions, network: NetworkOptions) -> Encoder:
+    return ConvNeXtEncoder(in_channels, options.convnext_depths, options.convnext_dims,
+                           drop_path_rate=options.drop_path_rate)
+
+
+SPECS = (
+    BackboneSpec(
+        name="convnext", options=ConvNeXtOptions, build=_build, family="convnext",
+        description="small ConvNeXt (Liu et al. 2022), strides 4..32; LayerNorm on the pooled vector",
+        pooled_norm=True,
+    ),
+)

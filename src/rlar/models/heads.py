@@ -1,6 +1,6 @@
 """Classification branch: pooled shared features -> embedding h = [h_tirads | h_deep] -> TI-RADS logits.
 
-The embedding is split so that the first ``tirads_dim`` coordinates can be supervised to match the 13 TI-RADS-aligned
+The embedding is split so that the first ``tirads_dim`` coordinates can be supervised to match the RADIOMICS_DIM TI-RADS-aligned
 radiomics features (L_rad, :mod:`rlar.losses.guidance`) while the remaining ``deep_dim`` coordinates stay free. The
 TI-RADS head reads the *whole* embedding, so the guided part is used for the decision rather than being a side
 output.
@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from rlar.tasks import RADIOMICS_DIM
 
 
 class ClassificationBranch(nn.Module):
@@ -31,7 +33,7 @@ class ClassificationBranch(nn.Module):
         self,
         in_channels: Sequence[int],
         num_classes: int,
-        tirads_dim: int = 13,
+        tirads_dim: int = RADIOMICS_DIM,
         deep_dim: int = 32,
         head_hidden: int | None = None,
         dropout: float = 0.0,

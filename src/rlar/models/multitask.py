@@ -28,13 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import Encoder
 from .decoder import UNetDecoder
-from .encoders import Encoder
 from .heads import ClassificationBranch
+from .options import PAD_MODES
 from .output import MultitaskOutput
+from .weights import LoadReport
 
 ARCHS = ("multitask", "segmentation", "classification")
-PAD_MODES = ("reflect", "constant", "replicate", "error")
 
 
 class RlarNet(nn.Module):
@@ -81,6 +82,11 @@ class RlarNet(nn.Module):
         self.backbone = backbone
         self.in_channels = int(in_channels)
         self.pad_mode = pad_mode
+        # Set by rlar.models.build_model: label-space size, embedding sizes, and the pretrained_path load report.
+        self.num_classes = 0
+        self.tirads_dim = 0
+        self.deep_dim = 0
+        self.pretrained_report: LoadReport | None = None
         # Names of encoder maps the heads read directly (not only through later encoder stages).
         consumed = set(self.cls_levels) if classifier is not None else set()
         if decoder is not None:

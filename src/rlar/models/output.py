@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from rlar.tasks import TASKS
+
 
 @dataclass
 class MultitaskOutput:
@@ -13,7 +15,7 @@ class MultitaskOutput:
 
     mask_logits:  (B, 1, H, W) nodule logits, or None for a classification-only model.
     class_logits: (B, C) TI-RADS logits, or None for a segmentation-only model.
-    h_tirads:     (B, 13) clinically guided part of the embedding (None when the model has none).
+    h_tirads:     (B, RADIOMICS_DIM) clinically guided part of the embedding (None when the model has none).
     h_deep:       (B, D) free part of the embedding (None when the model has none).
     features:     named intermediate representations, e.g. "enc1".."enc4", "bottleneck"; the tensors the
                   task heads actually consumed (so gradients of task losses flow to them).
@@ -32,6 +34,13 @@ class MultitaskOutput:
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     cut: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     cut_layer: str | None = None
+
+    def for_task(self, name: str) -> torch.Tensor | None:
+        """The output task ``name`` of :data:`rlar.tasks.TASKS` reads (its ``TaskSpec.output`` field), or None."""
+        if name not in TASKS:
+            raise KeyError(f"unknown task '{name}'; tasks are {list(TASKS)}")
+        value: torch.Tensor | None = getattr(self, TASKS[name].output)
+        return value
 
     def z(self) -> torch.Tensor:
         """The head-side leaf of the representation named by ``cut_layer`` (requires a cut forward)."""

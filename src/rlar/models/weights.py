@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,18 +98,27 @@ def _first_conv_key(module: nn.Module) -> str | None:
     return None
 
 
-def load_pretrained(model: nn.Module, path: str | Path, backbone: nn.Module | None = None) -> LoadReport:
+def load_pretrained(
+    model: nn.Module,
+    path: str | Path,
+    backbone: nn.Module | None = None,
+    adapt: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+) -> LoadReport:
     """Load the weights in ``path`` into ``model`` (whole network) or ``backbone`` (whichever matches more keys).
 
+    ``adapt`` renames a backbone file's keys to the backbone module's layout (``Encoder.adapt_state_dict``, e.g.
+    EfficientNet-Lite's flat block numbering to MONAI's nesting); it applies to the backbone candidate only.
     Raises ValueError naming the file when it is not a state dict or when none of its keys match either target.
     """
-    state = read_state_dict(path)
-    candidates = [("network", model)] + ([("backbone", backbone)] if backbone is not None else [])
-    best_name, best_module, best_hits = candidates[0][0], candidates[0][1], -1
-    for name, module in candidates:
-        hits = len(set(state) & set(module.state_dict()))
+    raw = read_state_dict(path)
+    candidates = [("network", model, raw)]
+    if backbone is not None:
+        candidates.append(("backbone", backbone, adapt(raw) if adapt is not None else raw))
+    best_name, best_module, state, best_hits = candidates[0][0], candidates[0][1], raw, -1
+    for name, module, keyed in candidates:
+        hits = len(set(keyed) & set(module.state_dict()))
         if hits > best_hits:
-            best_name, best_module, best_hits = name, module, hits
+            best_name, best_module, state, best_hits = name, module, keyed, hits
     if best_hits <= 0:
         example = ", ".join(list(state)[:5])
         expect = ", ".join(list((backbone or model).state_dict())[:5])

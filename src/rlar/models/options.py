@@ -1,0 +1,84 @@
+"""Options every network takes whatever its backbone (decoder, classification branch, padding), and the errors
+raised for a bad ``model.options`` entry.
+
+``model.options`` in a config is one flat mapping: the keys below plus the backbone's own keys (its
+:class:`~rlar.models.spec.BackboneOptions`). :func:`rlar.models.registry.validate_backbone_options` splits and
+checks them; every error names ``model.options.<key>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args
+
+from pydantic import Field, ValidationError, field_validator
+
+from rlar.errors import ConfigError
+
+from .spec import BackboneOptions
+
+#: How an input whose size is not a multiple of the network stride is padded ("error" refuses it).
+PadMode = Literal["reflect", "constant", "replicate", "error"]
+PAD_MODES: tuple[str, ...] = get_args(PadMode)
+
+#: A MONAI layer spec: a name ("batch", "relu") or (name, {keyword: value}) such as ("group", {"num_groups": 8}).
+LayerSpec = str | tuple[str, dict[str, Any]]
+
+
+class BackboneOptionError(ConfigError):
+    """A ``model.options`` value or ``model.backbone`` is invalid (raised by ``validate_backbone_options``).
+
+    Deliberately not a ValueError: a config loader that validates inside a pydantic validator then sees this error
+    itself, key included, instead of pydantic rewrapping it as a generic validation error.
+    """
+
+
+class UnknownOptionError(BackboneOptionError, TypeError):
+    """A model option is not known to the network or its backbone (a TypeError, like an unexpected keyword)."""
+
+
+class ModelOptionError(BackboneOptionError, ValueError):
+    """What :func:`rlar.models.build_model` raises for a bad option: also a ValueError, so callers written before
+    the registry (``except ValueError``) still catch it."""
+
+
+def as_build_error(err: BackboneOptionError) -> BackboneOptionError:
+    """The error ``build_model`` raises for ``err``: unknown options stay TypeErrors, bad values become ValueErrors."""
+    return err if isinstance(err, TypeError | ValueError) else ModelOptionError(err.key, err.reason)
+
+
+class NetworkOptions(BackboneOptions):
+    """Options of the parts around the encoder, shared by every backbone.
+
+    cls_levels: encoder maps pooled by the classification branch, e.g. ("enc4", "bottleneck") to add mid-level
+        features (names from ``model.representation_names``; checked against the encoder when the model is built).
+    head_hidden: hidden width of an MLP TI-RADS head (None: linear head).
+    cls_dropout: dropout in the classification branch.
+    decoder_channels: channels of each decoder step, deepest first (default derived from the encoder).
+    pad_mode: how inputs that are not a multiple of the network stride are padded ("error" refuses them).
+    norm, act: MONAI normalisation and activation of the decoder (and of the compact encoder).
+    """
+
+    cls_levels: tuple[str, ...] = Field(("bottleneck",), min_length=1)
+    head_hidden: int | None = Field(None, ge=1)
+    cls_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    decoder_channels: tuple[int, ...] | None = None
+    pad_mode: PadMode = "reflect"
+    norm: LayerSpec = "batch"
+    act: LayerSpec = "relu"
+
+    @field_validator("decoder_channels")
+    @classmethod
+    def _positive(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and any(c <= 0 for c in value):
+            raise ValueError(f"channels must be positive, got {list(value)}")
+        return value
+
+
+def option_error(exc: ValidationError, allowed: list[str], owner: str) -> BackboneOptionError:
+    """Turn the first pydantic error into an error naming ``model.options.<field>`` and what is wrong with it."""
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    key = f"model.options.{field}"
+    if first["type"] == "extra_forbidden":
+        return UnknownOptionError(key, f"unknown option for {owner}; its options are {sorted(allowed)}")
+    return BackboneOptionError(key, str(first["msg"]).removeprefix("Value error, "))
