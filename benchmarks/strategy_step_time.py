@@ -4,15 +4,15 @@ Prints seconds (median over repeats, after warm-up) and the ratio to the vanilla
 the same run. Repeats are interleaved across methods (sum, rlar, ..., sum, rlar, ...) so that load from other
 processes on a shared machine hits every method alike; the ratios are the meaningful output.
 
-    python benchmarks/strategy_step_time.py --size 128 --batch 8 --repeats 7 --warmup 1 --threads 1
+    python benchmarks/strategy_step_time.py --size 128 --batch 8 --repeats 8 --warmup 1 --threads 2
 
-Methods: the registry names (sum, rlar, repmtl, pcgrad, cagrad, nashmtl, uncertainty; each with its default options,
-for rlar the exact gradient, penalty_through_heads=True) plus RLAR variants: "rlar-trunk"
-(penalty_through_heads=False: the penalty shapes only the trunk), "rlar-oneside" (constant_directions=["seg"]:
-the segmentation direction is a stop-gradient target), "rlar-lazy4" (every_n_steps=4: the exact penalty gradient
-with weight 4 * lambda on one step in four; its cost is the MEAN over steps, so read the "x sum (mean)" column)
-and "rlar-naive" (the reference implementation of the exact
-gradient: plain forward, autograd.grad(create_graph=True) at z, then (total + lambda P).backward()).
+Methods: the registry names (sum, rlar, repmtl, pcgrad, cagrad, nashmtl, uncertainty; each with the defaults of its
+Options model: for rlar that is the shipped lazy penalty, the exact gradient on one step in ``every_n_steps``, so
+read its MEAN column) plus RLAR variants: "rlar-exact" (every_n_steps=1: the exact penalty on every step),
+"rlar-tensor-exact" (the same in the full-tensor space), "rlar-trunk" (penalty_through_heads=False, every step:
+the penalty shapes only the trunk) and "rlar-oneside" (constant_directions=["seg"], every step: the segmentation
+direction is a stop-gradient target). Repeats use consecutive step numbers, so every lazy cycle is timed whole
+when --repeats is a multiple of every_n_steps.
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ from tqdm import tqdm
 
 from rlar.losses import MultitaskLoss
 from rlar.models import build_model
-from rlar.strategies import STRATEGY_NAMES, get_strategy
+from rlar.strategies import STRATEGIES, get_strategy
 
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {name: (name, {}) for name in STRATEGY_NAMES}
-VARIANTS["rlar-trunk"] = ("rlar", {"penalty_through_heads": False})
-VARIANTS["rlar-oneside"] = ("rlar", {"constant_directions": ["seg"]})
-VARIANTS["rlar-naive"] = ("rlar", {"naive": True})
-VARIANTS["rlar-lazy4"] = ("rlar", {"every_n_steps": 4})
-DEFAULT_METHODS = ["sum", "rlar", "rlar-lazy4", "rlar-trunk", "rlar-oneside", "rlar-naive", "repmtl", "pcgrad", "cagrad", "nashmtl",
-                   "uncertainty"]
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {name: (name, {}) for name in STRATEGIES}
+VARIANTS["rlar-exact"] = ("rlar", {"every_n_steps": 1})
+VARIANTS["rlar-tensor-exact"] = ("rlar", {"every_n_steps": 1, "space": "tensor"})
+VARIANTS["rlar-trunk"] = ("rlar", {"every_n_steps": 1, "penalty_through_heads": False})
+VARIANTS["rlar-oneside"] = ("rlar", {"every_n_steps": 1, "constant_directions": ["seg"]})
+DEFAULT_METHODS = ["sum", "rlar", "rlar-exact", "rlar-tensor-exact", "rlar-trunk", "rlar-oneside", "repmtl", "pcgrad",
+                   "cagrad", "nashmtl", "uncertainty"]
 
 
 def make_batch(batch: int, size: int, num_classes: int, seed: int = 0) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=128, help="square input side (pixels)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=8,
-                        help="timed steps per method (median and mean reported; a multiple of 4 for rlar-lazy4)")
+                        help="timed steps per method (median and mean reported; a multiple of rlar's every_n_steps)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per method first")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch.set_num_threads")
     parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=sorted(VARIANTS))

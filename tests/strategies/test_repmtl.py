@@ -1,68 +1,110 @@
-"""Rep-MTL: regulariser values on hand cases, exact gradients (cut vs naive autograd), zero-gradient safety."""
+"""Rep-MTL as published: TSR and CSA on hand-checkable cases (numpy), non-zero gradients with a pooled
+classification saliency (the old version's CSA was log B with zero gradient there), exact gradients (cut vs naive
+second-order autograd), zero-saliency safety."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from rlar.strategies import get_strategy
-from rlar.strategies.repmtl import csa_loss, spatial_saliency, tsr_loss
+from rlar.strategies.repmtl import csa_loss, tsr_loss
 
 from ._tiny import TinyNet, make_batch, simple_loss
 
 
-def test_tsr_entropy_extremes() -> None:
-    valid = torch.tensor([True])
-    equal = torch.ones(1, 4)
-    assert float(tsr_loss([equal, equal], valid)) == pytest.approx(1.0)  # uniform over tasks: max entropy
-    peaked = torch.tensor([[50.0, 0.0]]), torch.tensor([[0.0, 50.0]])
-    assert float(tsr_loss(list(peaked), valid)) == pytest.approx(0.0, abs=1e-12)
+def test_tsr_is_the_entropy_of_normalised_channel_aggregates() -> None:
+    # B = 1, C = 2 channels, two locations; S_hat = the channel mean at each location.
+    s_a = torch.tensor([[[1.0, 2.0], [1.0, 4.0]]])  # S_hat_a = ((1+1)/2, (2+4)/2) = (1, 3)
+    s_b = torch.tensor([[[-2.0, 0.0], [0.0, 2.0]]])  # S_hat_b = (-1, 1) -> |.| = (1, 1)
+    p = np.array([[0.5, 0.5], [0.75, 0.25]])  # location 0: (1, 1) / 2; location 1: (3, 1) / 4
+    expected = float(np.mean(-(p * np.log(p)).sum(1)))
+    got = float(tsr_loss([s_a, s_b], torch.tensor([True])))
+    assert got == pytest.approx(expected)
+    assert float(tsr_loss([s_a, s_a], torch.tensor([True]))) == pytest.approx(math.log(2))  # equal saliency: max
+    peaked = torch.tensor([[[5.0, 0.0]]]), torch.tensor([[[0.0, 5.0]]])  # one task per location: zero entropy
+    assert float(tsr_loss(list(peaked), torch.tensor([True]))) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_csa_is_infonce_with_same_sample_positive() -> None:
-    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    b = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    t = 0.5
-    expected = -math.log(math.exp(1 / t) / (math.exp(1 / t) + 1.0))
-    assert float(csa_loss(a, b, torch.tensor([True, True]), t)) == pytest.approx(expected)
-    swapped = float(csa_loss(a, b.flip(0), torch.tensor([True, True]), t))
-    assert swapped > expected  # misaligned saliency costs more
-    assert float(csa_loss(a, b, torch.tensor([True, False]), t)) == 0.0  # no negative pair: no term
+def _csa_numpy(sal: list[np.ndarray], temperature: float) -> float:
+    """The issue's equations, written out per sample with numpy."""
+    n_batch = sal[0].shape[0]
+    def unit(x: np.ndarray) -> np.ndarray:
+        return x.ravel() / np.linalg.norm(x.ravel())
+    anchors = []
+    for b in range(n_batch):
+        a = np.stack([s[b].mean(1) for s in sal], axis=1)  # C x T
+        anchors.append(unit(a @ a.T))
+    total = 0.0
+    for b in range(n_batch):
+        neg = sum(np.exp(anchors[b] @ anchors[k] / temperature) for k in range(n_batch) if k != b)
+        for s in sal:
+            pos = np.exp(anchors[b] @ unit(s[b] @ s[b].T) / temperature)
+            total += -np.log(pos / neg)
+    return total / n_batch
 
 
-def test_spatial_saliency_is_scale_free_and_flags_zero() -> None:
-    s = torch.randn(3, 4, 2, 2)
-    s[2] = 0
-    a1, v1 = spatial_saliency(s)
-    a2, _ = spatial_saliency(1e-4 * s)
-    torch.testing.assert_close(a1[:2], a2[:2])
-    assert v1.tolist() == [True, True, False]
+def test_csa_two_samples_by_hand() -> None:
+    rng = np.random.default_rng(0)
+    sal = [rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))]  # T = 2 tasks, B = 2, C = 3, HW = 4
+    for temperature in (1.0, 0.1):
+        got = float(csa_loss([torch.tensor(s) for s in sal], torch.tensor([True, True]), temperature))
+        assert got == pytest.approx(_csa_numpy(sal, temperature), rel=1e-10)
+
+
+def test_csa_needs_two_valid_samples() -> None:
+    s = [torch.randn(3, 2, 4), torch.randn(3, 2, 4)]
+    assert float(csa_loss(s, torch.tensor([True, False, False]), 1.0)) == 0.0
+    full = float(csa_loss(s, torch.tensor([True, True, True]), 1.0))
+    two = float(csa_loss([x[:2] for x in s], torch.tensor([True, True]), 1.0))
+    assert float(csa_loss(s, torch.tensor([True, True, False]), 1.0)) == pytest.approx(two)
+    assert full != pytest.approx(two)
+
+
+def test_pooled_classification_saliency_gets_non_zero_gradients() -> None:
+    """A pooled classifier gives a saliency constant over space per channel; the old CSA was exactly log B with zero
+    gradient there. Both published terms now have a gradient w.r.t. both saliencies, and CSA is not log B."""
+    g = torch.Generator().manual_seed(1)
+    seg = torch.randn(4, 3, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    per_channel = torch.randn(4, 3, 1, generator=g, dtype=torch.float64, requires_grad=True)
+    cls = per_channel.expand(4, 3, 5)
+    valid = torch.ones(4, dtype=torch.bool)
+    csa = csa_loss([seg, cls], valid, 1.0)
+    assert float(csa.detach()) != pytest.approx(math.log(4))
+    for term in (csa, tsr_loss([seg, cls], valid)):
+        grads = torch.autograd.grad(term, (seg, per_channel), retain_graph=True)
+        assert all(float(gr.abs().sum()) > 0 for gr in grads)
 
 
 def _naive(model: TinyNet, batch: dict, strategy) -> None:
     out = model(batch["image"])
     losses = simple_loss(out, batch)
     z = out.features["bottleneck"]
-    g = [torch.autograd.grad(l, z, create_graph=True, retain_graph=True)[0]
-         for l in (losses["seg"], losses["cls"] + losses["rad"])]
-    tsr, csa = strategy.regularisers({"seg": g[0], "cls": g[1]})
-    (sum(losses.values()) + strategy.lambda_tsr * tsr + strategy.lambda_csa * csa).backward()
+    g = [torch.autograd.grad(loss, z, create_graph=True, retain_graph=True)[0]
+         for loss in (losses["seg"], losses["cls"] + losses["rad"])]
+    valid = batch["has_mask"] & ((batch["label"] >= 0) | batch["has_radiomics"])
+    tsr, csa = strategy.regularisers(g, valid)
+    o = strategy.options
+    (sum(losses.values()) + o.lambda_tsr * tsr + o.lambda_csa * csa).backward()
 
 
 def test_cut_gradients_equal_naive_second_order_autograd() -> None:
     torch.manual_seed(4)
     model = TinyNet().double()
     batch = make_batch(b=5, seed=9, dtype=torch.float64)
-    strategy = get_strategy("repmtl", lambda_tsr=2.0, lambda_csa=0.5)
+    batch["has_mask"][4] = False
+    strategy = get_strategy("repmtl", lambda_tsr=0.7, lambda_csa=1.5)
     report = strategy.step(model, batch, simple_loss, 0)
     got = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     _naive(model, batch, strategy)
     for g, w in zip(got, (p.grad for p in model.parameters()), strict=True):
         torch.testing.assert_close(g, w)
-    assert 0.0 <= report.extra["tsr"] <= 1.0 and report.extra["csa"] > 0
+    assert 0.0 <= report.extra["tsr"] <= math.log(2) and math.isfinite(report.extra["csa"])
+    assert report.extra["penalty_share"] > 0
 
 
 def test_regulariser_changes_the_update() -> None:

@@ -1,5 +1,6 @@
-"""RLAR: the penalty's value and gradient (hand-computed, finite differences), zero-gradient safety, and the
-efficient cut implementation against the naive one (autograd.grad(create_graph=True) + total.backward())."""
+"""RLAR: the penalty's value and gradient (hand-computed, finite differences), zero-gradient safety, the comparison
+spaces, validity by labels, float32 under bf16 autocast, the measured share, and the efficient cut implementation
+against the naive reference in ``_reference.py`` (autograd.grad(create_graph=True) + total.backward())."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import nn
 from rlar.models.output import MultitaskOutput
 from rlar.strategies import get_strategy, rlar_penalty
 
+from ._reference import naive_rlar_step
 from ._tiny import TinyNet, make_batch, simple_loss
 
 
@@ -35,7 +37,7 @@ def test_penalty_gradcheck_float64() -> None:
     g = torch.Generator().manual_seed(0)
     g_a = torch.randn(3, 2, 2, 2, generator=g, dtype=torch.float64, requires_grad=True)
     g_b = (g_a.detach() + 0.7 * torch.randn(3, 2, 2, 2, generator=g, dtype=torch.float64)).requires_grad_()
-    for kw in ({}, {"absolute": True, "p": 3.0}, {"tau": -0.5}):
+    for kw in ({}, {"absolute": True, "p": 3.0}, {"tau": -0.5}, {"space": "channel"}):
         assert torch.autograd.gradcheck(lambda a, b, kw=kw: rlar_penalty(a, b, **kw)[0], (g_a, g_b))
 
 
@@ -83,7 +85,8 @@ def test_rlar_step_on_analytic_model(through_heads: bool) -> None:
     model = LinearNet()
     x = torch.tensor([[1.0, 2.0], [2.0, -3.0], [0.5, 0.5]], dtype=torch.float64)
     lam = 0.3
-    strategy = get_strategy("rlar", representation="z", lambda_rlar=lam, penalty_through_heads=through_heads)
+    strategy = get_strategy("rlar", representation="z", lambda_rlar=lam, penalty_through_heads=through_heads,
+                            every_n_steps=1)
     report = strategy.step(model, {"image": x}, linear_loss, 10)
     a, b, W = model.a.detach(), model.b.detach(), model.W.detach()
     z = x @ W.T
@@ -114,7 +117,9 @@ def _grads(model: nn.Module) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("options", [
     {},
-    {"layers": ["enc1", "bottleneck"], "tau": 0.1, "p": 1.5},
+    {"space": "tensor"},
+    {"layers": ["enc1", "bottleneck"], "tau": -0.3, "p": 1.5, "space": "tensor"},
+    {"layers": ["enc1", "bottleneck"], "tau": -0.1, "space": "channel"},
     {"absolute": True, "representation": "enc1", "layers": "enc1"},
     {"constant_directions": ["seg"]},
 ])
@@ -122,16 +127,16 @@ def test_efficient_equals_naive(options: dict) -> None:
     torch.manual_seed(1)
     model = TinyNet().double()
     batch = make_batch(b=5, seed=2, dtype=torch.float64)
-    efficient = get_strategy("rlar", lambda_rlar=5.0, penalty_through_heads=True, **options)
+    batch["has_mask"][1] = False  # one sample without a mask: excluded by its label in both implementations
+    efficient = get_strategy("rlar", lambda_rlar=5.0, penalty_through_heads=True, every_n_steps=1, **options)
     rep_eff = efficient.step(model, batch, simple_loss, 0)
     got = _grads(model)
     model.zero_grad()
-    rep_naive = get_strategy("rlar", lambda_rlar=5.0, naive=True, **options).step(model, batch, simple_loss, 0)
+    naive_penalty = naive_rlar_step(efficient, model, batch, simple_loss, 0)
     for g, w in zip(got, _grads(model), strict=True):
         torch.testing.assert_close(g, w)
-    assert rep_eff.extra["penalty"] == pytest.approx(rep_naive.extra["penalty"])
+    assert rep_eff.extra["penalty"] == pytest.approx(naive_penalty)
     assert rep_eff.extra["penalty"] > 0
-    assert rep_eff.cosine == pytest.approx(rep_naive.cosine)
 
 
 @pytest.mark.parametrize("layers", [["bottleneck"], ["enc1", "bottleneck"]])
@@ -141,11 +146,11 @@ def test_through_heads_false_shapes_only_the_trunk(layers: list[str]) -> None:
     torch.manual_seed(1)
     model = TinyNet().double()
     batch = make_batch(b=5, seed=2, dtype=torch.float64)
-    cheap_strategy = get_strategy("rlar", lambda_rlar=5.0, layers=layers, penalty_through_heads=False)
+    cheap_strategy = get_strategy("rlar", lambda_rlar=5.0, layers=layers, penalty_through_heads=False, every_n_steps=1)
     cheap_strategy.step(model, batch, simple_loss, 0)
     cheap = _grads(model)
     model.zero_grad()
-    get_strategy("rlar", lambda_rlar=5.0, naive=True, layers=layers).step(model, batch, simple_loss, 0)
+    naive_rlar_step(get_strategy("rlar", lambda_rlar=5.0, layers=layers, every_n_steps=1), model, batch, simple_loss, 0)
     exact = _grads(model)
     model.zero_grad()
     get_strategy("sum").step(model, batch, simple_loss, 0)
@@ -160,7 +165,8 @@ def test_full_gradient_against_finite_differences() -> None:
     torch.manual_seed(2)
     model = TinyNet().double()
     batch = make_batch(b=4, seed=5, dtype=torch.float64)
-    strategy = get_strategy("rlar", lambda_rlar=3.0, layers=["enc1", "bottleneck"], penalty_through_heads=True)
+    strategy = get_strategy("rlar", lambda_rlar=3.0, layers=["enc1", "bottleneck"], penalty_through_heads=True,
+                            every_n_steps=1)
     strategy.step(model, batch, simple_loss, 0)
     grads = _grads(model)
 
@@ -230,10 +236,87 @@ def test_lazy_regularisation_applies_n_lambda_every_n_steps() -> None:
         for g, w in zip(got, want, strict=True):
             torch.testing.assert_close(g, w)
         assert report.extra["lambda"] == 0.0 and report.extra["penalty"] > 0  # measured, not applied
+        assert math.isnan(report.extra["penalty_share"])  # measured only where the penalty is applied
     got, report = grads_of(lazy, 3)
-    want, _ = grads_of(get_strategy("rlar", lambda_rlar=1.5), 3)
+    want, _ = grads_of(get_strategy("rlar", lambda_rlar=1.5, every_n_steps=1), 3)
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w)
     assert report.extra["lambda"] == pytest.approx(1.5)
+    assert report.extra["penalty_share"] > 0
     with pytest.raises(Exception, match="every_n_steps"):
         get_strategy("rlar", every_n_steps=0)
+
+
+def test_channel_space_hand_computed() -> None:
+    # One sample, C = 2 channels, 1 x 2 positions. Tensor space: cos of the flattened (2, 1, 2) gradients;
+    # channel space: cos of their spatial means. g_a varies over space with mean (1, 0); g_b is constant (0.5, 0.5).
+    g_a = torch.tensor([[[[3.0, -1.0]], [[1.0, -1.0]]]])
+    g_b = torch.tensor([[[[0.5, 0.5]], [[0.5, 0.5]]]])
+    _, cos_t, _ = rlar_penalty(g_a, g_b, space="tensor")
+    _, cos_c, _ = rlar_penalty(g_a, g_b, space="channel")
+    assert float(cos_t) == pytest.approx((1.5 - 0.5) / (math.sqrt(12.0) * 1.0))  # <a, b> / (||a|| ||b||)
+    assert float(cos_c) == pytest.approx(1 / math.sqrt(2))  # (1, 0) vs (0.5, 0.5)
+
+
+def test_valid_by_labels_not_by_gradient() -> None:
+    """With BatchNorm in train mode a sample without a mask still gets a non-zero seg gradient at z; it must not
+    count (the penalty equals the one over the labelled samples only)."""
+    torch.manual_seed(0)
+    model = TinyNet()
+    model.dec = nn.Sequential(nn.Conv2d(12, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Tanh(), nn.Conv2d(4, 1, 1))
+    model = model.double()
+    batch = make_batch(b=5, seed=3, dtype=torch.float64)
+    batch["has_mask"][0] = False
+    batch["has_radiomics"][0] = False
+    out = model(batch["image"])
+    losses = simple_loss(out, batch)
+    z = out.features["bottleneck"]
+    g_seg = torch.autograd.grad(losses["seg"], z, retain_graph=True)[0]
+    g_cls = torch.autograd.grad(losses["cls"] + losses["rad"], z)[0]
+    assert float(g_seg[0].abs().sum()) > 0  # non-zero through BatchNorm, although sample 0 has no mask
+    by_labels = rlar_penalty(g_seg, g_cls, valid=torch.tensor([False, True, True, True, True]), space="channel")[0]
+    by_gradient = rlar_penalty(g_seg, g_cls, space="channel")[0]
+    report = get_strategy("rlar", every_n_steps=1, space="channel").step(model, batch, simple_loss, 0)
+    assert report.extra["penalty"] == pytest.approx(float(by_labels))
+    assert float(by_labels) != pytest.approx(float(by_gradient))
+
+
+def test_penalty_share_is_the_measured_gradient_ratio() -> None:
+    torch.manual_seed(5)
+    model = TinyNet().double()
+    batch = make_batch(b=6, seed=4, dtype=torch.float64)
+    report = get_strategy("rlar", lambda_rlar=2.0, every_n_steps=1).step(model, batch, simple_loss, 0)
+    with_penalty = _grads(model)
+    model.zero_grad()
+    get_strategy("sum").step(model, batch, simple_loss, 0)
+    plain = _grads(model)
+    diff = math.sqrt(sum(float(((a - b) ** 2).sum()) for a, b in zip(with_penalty, plain, strict=True)))
+    base = math.sqrt(sum(float((b**2).sum()) for b in plain))
+    assert report.extra["penalty_share"] == pytest.approx(diff / base, rel=1e-6)
+    assert report.extra["penalty_share"] > 0
+    for key in ("lambda", "penalty", "penalty_share", "cos_space", "hinge_active"):
+        assert math.isfinite(report.extra[key]), key
+    assert 0.0 <= report.extra["hinge_active"] <= 1.0
+
+
+def _penalty_gradient(model: torch.nn.Module, batch: dict, autocast: bool) -> torch.Tensor:
+    """The flattened difference between an RLAR step's and a plain step's parameter gradients."""
+    grads = []
+    for strategy in (get_strategy("rlar", lambda_rlar=1.0, every_n_steps=1), get_strategy("sum")):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            strategy.step(model, batch, simple_loss, 0)
+        grads.append(torch.cat([g.flatten() for g in _grads(model)]))
+    return grads[0] - grads[1]
+
+
+def test_penalty_gradient_survives_bf16_autocast() -> None:
+    torch.manual_seed(6)
+    model = TinyNet()
+    batch = make_batch(b=8, size=16, seed=6)
+    exact = _penalty_gradient(model, batch, autocast=False)
+    bf16 = _penalty_gradient(model, batch, autocast=True)
+    assert float(exact.norm()) > 0 and float(bf16.norm()) > 0
+    cos = float(torch.nn.functional.cosine_similarity(exact, bf16, dim=0))
+    assert cos > 0.98, cos
+    assert float((bf16 - exact).norm() / exact.norm()) < 0.2

@@ -1,54 +1,63 @@
-"""Shared step of the gradient-surgery methods (PCGrad, CAGrad, Nash-MTL), built on torchjd 0.18.
+"""Shared step of the gradient-surgery methods (PCGrad, CAGrad, Nash-MTL), built on torchjd's aggregators.
 
 Per step, through the cut of the model (see ``_cut.py``):
 
-1. ``torchjd.autojac.mtl_backward(task_losses, features=leaves)``: the heads' backward per task; head
-   parameters get the sum of their tasks' gradients in ``.grad``, the cut leaves get the Jacobian
-   (one row per task) in ``.jac``;
-2. ``torchjd.autojac.backward(trunk_tensors, jac_tensors=leaf Jacobians)``: the trunk's backward of
-   every row at once (vmap), giving each trunk parameter its Jacobian in ``.jac``;
-3. ``torchjd.autojac.jac_to_grad(trunk_params, aggregator)``: the aggregator (PCGrad, CAGrad,
-   NashMTL from ``torchjd.aggregation``) turns the full trunk Jacobian into the update in ``.grad``.
+1. each task group's gradient w.r.t. the cut leaves and the head parameters (the heads' backward per loss term,
+   as for every method);
+2. ``torchjd.autojac.backward(trunk_tensors, jac_tensors=leaf Jacobians)``: the trunk's backward of every task
+   row at once (vmap), giving each trunk parameter its Jacobian in ``.jac``;
+3. ``torchjd.autojac.jac_to_grad(trunk_params, aggregator)``: the aggregator turns the trunk Jacobian into the
+   update in ``.grad`` and returns the task weights it used (weighted aggregators);
+4. the head parameters get their task's gradient times :meth:`JacobianStrategy.head_weights` (1 for PCGrad and
+   CAGrad, whose official code leaves task-specific parameters alone; Nash-MTL's alpha, since its official code
+   backpropagates sum_t alpha_t L_t).
 
-This is exactly torchjd's MTL recipe with the shared feature extractor being the trunk below the cut:
-the "features" are the cut's trunk tensors (z and the skips that cross the cut). The aggregation is
-only correct when no head-side parameter serves two tasks, i.e. when the cut is the last shared layer;
-otherwise the step raises (choose ``representation='bottleneck'``).
+The shared parameters are the trunk below the cut, so the cut must be the last shared layer: a head-side parameter
+reached by two task groups makes the step raise (choose ``representation='bottleneck'``).
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from torch import nn
+from pydantic import Field, PositiveInt
 from torchjd.aggregation import Aggregator
 from torchjd.autojac import backward as jd_backward
-from torchjd.autojac import jac_to_grad, mtl_backward
+from torchjd.autojac import jac_to_grad
 
 from rlar.errors import ConfigError
 
-from ._cut import CutPass, cut_backward, floats, mean_cosine, params_reached, per_sample_cosine
-from .base import LossFn, StepReport, Strategy
+from ._cut import CutPass, Grad, accumulate_grad, add_grads
+from .base import Contribution, Strategy, StrategyOptions
+
+
+class JacobianOptions(StrategyOptions):
+    parallel_chunk_size: PositiveInt | None = Field(
+        None, description="torchjd's chunk of Jacobian rows per vmapped backward (None: all; 1: no vmap)")
 
 
 class JacobianStrategy(Strategy):
-    """Base of the torchjd-aggregated strategies; subclasses build the aggregator for ``n_tasks`` tasks.
+    """Base of the torchjd-aggregated strategies; a subclass builds the aggregator for ``n_tasks`` tasks."""
 
-    parallel_chunk_size: passed to torchjd (None = all Jacobian rows in one vmapped backward; 1 avoids
-    vmap, for modules that do not support it).
-    """
+    Options: ClassVar[type[StrategyOptions]] = JacobianOptions
+    options: JacobianOptions
 
     def __init__(self, tasks: Mapping[str, list[str]] | None = None, representation: str = "bottleneck",
-                 parallel_chunk_size: int | None = None) -> None:
-        super().__init__(tasks, representation)
-        self.parallel_chunk_size = parallel_chunk_size
+                 **options: Any) -> None:
+        super().__init__(tasks, representation, **options)
         self._aggregator: Aggregator | None = None
         self._n_tasks = 0
 
+    @abstractmethod
     def make_aggregator(self, n_tasks: int) -> Aggregator:
-        raise NotImplementedError
+        """The torchjd aggregator of the method for ``n_tasks`` task rows."""
+
+    def head_weights(self, weights: torch.Tensor | None) -> list[float] | None:
+        """Weights of the task gradients on the task-specific (head) parameters; None = 1 for every task."""
+        return None
 
     def aggregator(self, n_tasks: int) -> Aggregator:
         """The aggregator for this many tasks, kept across steps (Nash-MTL is stateful)."""
@@ -56,46 +65,41 @@ class JacobianStrategy(Strategy):
             self._aggregator, self._n_tasks = self.make_aggregator(n_tasks), n_tasks
         return self._aggregator
 
-    def step(self, model: nn.Module, batch: Mapping[str, Any], loss_fn: LossFn, step: int) -> StepReport:
-        cp = CutPass(model, batch, loss_fn, self.tasks, [self.representation])
-        task_names = list(cp.task_losses)
-        losses = [cp.task_losses[t] for t in task_names]
-        total = sum(float(v.detach()) for v in cp.losses.values())
-        if len(losses) < 2:  # one task: nothing to aggregate, plain gradient descent
-            cut_backward(cp, cp.task_losses)
-            return StepReport(floats(cp.losses), total, None)
-
-        head_ids = {id(p) for p in cp.head_params}
-        per_task = [[p for p in params_reached([loss]) if id(p) in head_ids] for loss in losses]
-        self._check_disjoint(per_task, task_names, cp.cut_at)
-        leaves = [leaf for leaf, t in zip(cp.leaves, cp.trunk, strict=True) if t.requires_grad]
-        trunk = [t for t in cp.trunk if t.requires_grad]
-        mtl_backward(losses, features=cp.leaves, tasks_params=per_task, shared_params=cp.leaves,
-                     parallel_chunk_size=self.parallel_chunk_size)
-        z = cp.layer_tensors[self.representation]
-        jac_z = z.jac  # (n_tasks, B, ...)
-        cosine = mean_cosine(*per_sample_cosine(jac_z[0], jac_z[1]))
-        extra: dict[str, float] = {}
-        if trunk:
-            trunk_params = params_reached(trunk)
-            jd_backward(trunk, jac_tensors=[leaf.jac for leaf in leaves], inputs=trunk_params,
-                        parallel_chunk_size=self.parallel_chunk_size)
-            weights = jac_to_grad(trunk_params, self.aggregator(len(losses)))
-            if weights is not None:
-                extra = {f"weight_{t}": float(w) for t, w in zip(task_names, weights.detach(), strict=True)}
-        for leaf in cp.leaves:  # the leaves are throw-away copies, but do not leave .jac lying around
-            if hasattr(leaf, "jac"):
-                del leaf.jac
-        return StepReport(floats(cp.losses), total, cosine, extra)
+    def backward(self, cp: CutPass, step: int) -> Contribution:
+        per_task = cp.weighted_grads()
+        names = list(per_task)
+        n_in = len(cp.inputs)
+        if len(names) < 2:  # one task: nothing to aggregate, plain gradient descent
+            cp.finish_sum(per_task[names[0]])
+            return Contribution()
+        self._check_disjoint(cp, [per_task[t][n_in:] for t in names], names)
+        pairs = [(i, t) for i, t in enumerate(cp.trunk) if t.requires_grad]
+        weights: torch.Tensor | None = None
+        if pairs and cp.trunk_params:
+            rows = [torch.stack([_dense(per_task[t][i], cp.leaves[i]) for t in names]) for i, _ in pairs]
+            jd_backward([t for _, t in pairs], jac_tensors=[r.to(t.dtype) for r, (_, t) in zip(rows, pairs, strict=True)],
+                        inputs=cp.trunk_params, parallel_chunk_size=self.options.parallel_chunk_size)
+            weights = jac_to_grad(cp.trunk_params, self.aggregator(len(names)))
+        head_w = self.head_weights(weights) or [1.0] * len(names)
+        head: list[Grad] = [None] * (len(cp.targets) - n_in)
+        for t, w in zip(names, head_w, strict=True):
+            head = add_grads(head, per_task[t][n_in:], w)
+        for param, grad in zip(cp.head_params, head, strict=True):
+            accumulate_grad(param, grad)
+        extra = {} if weights is None else \
+            {f"weight_{t}": float(w) for t, w in zip(names, weights.detach(), strict=True)}
+        return Contribution(extra=extra)
 
     @staticmethod
-    def _check_disjoint(per_task: list[list[torch.Tensor]], names: list[str], cut_at: str) -> None:
-        seen: dict[int, str] = {}
-        for name, params in zip(names, per_task, strict=True):
-            for p in params:
-                if id(p) in seen:
-                    raise ConfigError("representation", f"cut at '{cut_at}' leaves a parameter of shape "
-                                      f"{tuple(p.shape)} on the head side shared by tasks '{seen[id(p)]}' and "
-                                      f"'{name}'; the aggregation would miss it: use the last shared layer "
-                                      "(e.g. 'bottleneck')")
-                seen[id(p)] = name
+    def _check_disjoint(cp: CutPass, head_grads: list[list[Grad]], names: list[str]) -> None:
+        for j, param in enumerate(cp.head_params):
+            users = [n for n, grads in zip(names, head_grads, strict=True) if grads[j] is not None]
+            if len(users) > 1:
+                raise ConfigError("strategy.representation",
+                                  f"cut at '{cp.cut_at}' leaves a parameter of shape {tuple(param.shape)} on the "
+                                  f"head side shared by tasks {users}; the aggregation would miss it: use the last "
+                                  "shared layer (e.g. 'bottleneck')")
+
+
+def _dense(grad: Grad, like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like) if grad is None else grad

@@ -2,35 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
+import torch
+from pydantic import Field, NonNegativeFloat, PositiveInt
 from torchjd.aggregation import Aggregator
 from torchjd.aggregation import NashMTL as _NashMTL
 
-from rlar.errors import ConfigError
+from ._jacobian import JacobianOptions, JacobianStrategy
 
-from ._jacobian import JacobianStrategy
+
+class NashMTLOptions(JacobianOptions):
+    max_norm: NonNegativeFloat = Field(1.0, description="clip ||alpha @ J_shared|| to this (0: no clipping)")
+    update_weights_every: PositiveInt = Field(1, description="solve for alpha every n steps, reuse it in between")
+    optim_niter: PositiveInt = Field(20, description="iterations of the sequential convex solver")
 
 
 class NashMTL(JacobianStrategy):
-    """Weights alpha solving the Nash bargaining condition G^T G alpha = 1/alpha (cvxpy/ECOS); the update
-    is alpha @ J, its norm clipped to ``max_norm``. Stateful (warm-started from the previous alpha): one
-    instance per training run; the aggregator is rebuilt when the number of tasks changes."""
+    """Weights alpha solving the Nash bargaining condition G^T G alpha = 1/alpha (cvxpy/ECOS, torchjd).
+
+    As the official implementation (github.com/AvivNavon/nash-mtl) backpropagates sum_t alpha_t L_t and then clips
+    the shared parameters' gradient norm to ``max_norm``: the trunk gets alpha @ J clipped (torchjd's aggregation),
+    and every task-specific (head) parameter gets alpha_t times its task's gradient, with the unclipped alpha.
+    Stateful (warm-started from the previous alpha): one instance per training run.
+    """
 
     name = "nashmtl"
-
-    def __init__(self, tasks: Mapping[str, list[str]] | None = None, representation: str = "bottleneck",
-                 max_norm: float = 1.0, update_weights_every: int = 1, optim_niter: int = 20,
-                 parallel_chunk_size: int | None = None) -> None:
-        super().__init__(tasks, representation, parallel_chunk_size)
-        if max_norm < 0:
-            raise ConfigError("max_norm", f"must be >= 0, got {max_norm}")
-        if update_weights_every < 1:
-            raise ConfigError("update_weights_every", f"must be >= 1, got {update_weights_every}")
-        if optim_niter < 1:
-            raise ConfigError("optim_niter", f"must be >= 1, got {optim_niter}")
-        self.max_norm, self.update_weights_every, self.optim_niter = float(max_norm), update_weights_every, optim_niter
+    Options = NashMTLOptions
+    options: NashMTLOptions
 
     def make_aggregator(self, n_tasks: int) -> Aggregator:
-        return _NashMTL(n_tasks=n_tasks, max_norm=self.max_norm, update_weights_every=self.update_weights_every,
-                        optim_niter=self.optim_niter)
+        o = self.options
+        return _NashMTL(n_tasks=n_tasks, max_norm=o.max_norm, update_weights_every=o.update_weights_every,
+                        optim_niter=o.optim_niter)
+
+    def head_weights(self, weights: torch.Tensor | None) -> list[float] | None:
+        """The unclipped alpha of this step (torchjd keeps it as the warm start of the next solve)."""
+        aggregator = self._aggregator
+        if weights is None or not isinstance(aggregator, _NashMTL):
+            return None
+        return [float(a) for a in aggregator.weighting.prvs_alpha]

@@ -1,131 +1,121 @@
 r"""``repmtl``: Rep-MTL (Wang, Li & Xu, ICCV 2025, arXiv 2507.21049), representation-level task saliency.
 
-Task saliency is the gradient of each task loss w.r.t. the shared representation z, S_t = dL_t/dz,
-shape (B, C, H, W) (or (B, D) for a vector z). Rep-MTL adds two regularisers built from it, on top of
-equal-weight training, and leaves the optimiser untouched:
+Task saliency is the gradient of each task loss w.r.t. the shared representation z, S_t = dL_t/dz, shape
+(B, C, H, W) (a vector z (B, D) is read as C = D channels at one position). On top of equal-weight training:
 
-Spatial saliency (channel aggregation, per sample b and position i; for a vector z each feature is a
-"position"), rescaled per sample and task so that tasks with losses of different scale are comparable:
+(a) Task-specific Saliency Regulation (TSR), the paper's equations: channel aggregate
+    S_hat_t = (1/C) sum_c S_t  (B, H, W); per location i, P_{i,t} = |S_hat_{i,t}| / sum_k |S_hat_{i,k}|;
+    L_tsr = mean_i ( -sum_t P_{i,t} log P_{i,t} )       (i runs over the valid samples' locations)
 
-    A_t[b, i]  = mean_c |S_t[b, c, i]|
-    Ã_t[b, i]  = A_t[b, i] / (mean_i A_t[b, i] + eps)
+(b) Cross-task Saliency Alignment (CSA), the paper's equations: per sample b, the task affinity
+    M_{t,b} = S_{t,b} S_{t,b}^T in R^{C x C} (S_{t,b} is C x HW); the anchor A_b in R^{C x T} holds the spatial
+    mean of each task's saliency (one column per task) and A_hat_b = A_b A_b^T; z^a_b and z^t_b are the
+    L2-normalised flattened A_hat_b and M_{t,b}. Positives: (z^a_b, z^t_b) for every task t; negatives: the other
+    samples' anchors (z^a_b, z^a_k), k != b:
+    L_csa = (1/B) sum_b sum_t -log( exp(sim(z^a_b, z^t_b)/temp) / sum_{k != b} exp(sim(z^a_b, z^a_k)/temp) )
 
-(a) Task-specific Saliency Regulation (TSR): the tasks' saliency at a position, turned into a
-    distribution over tasks, should be peaked (each position keeps a dominant task: task-specific
-    patterns are preserved, not blurred into a compromise), i.e. low entropy:
+    total = sum_k L_k + lambda_tsr L_tsr + lambda_csa L_csa
 
-    P[b, t, i] = softmax_t(Ã_t[b, i]),   L_tsr = mean_{b valid, i} ( -sum_t P log P ) / log T
-
-(b) Cross-task Saliency Alignment (CSA): sample-wise contrastive alignment; the saliency vectors of
-    the same sample under two tasks are a positive pair, those of other samples in the batch negatives:
-
-    v_t[b] = Ã_t[b] / ||Ã_t[b]||,   s[b, b'] = <v_a[b], v_b[b']> / temperature
-    L_csa  = ( CE(s, diag) + CE(s^T, diag) ) / 2     over the samples valid for both tasks
-
-    total  = sum_k L_k + lambda_tsr L_tsr + lambda_csa L_csa
-
-Choices we made where the description leaves freedom (documented in docs/strategies.md): the per-sample
-mean rescaling of A_t, the entropy normalised by log T (so lambda_tsr does not depend on the task count),
-symmetric InfoNCE over the first two tasks (with more tasks, CSA averages over all ordered pairs would
-be the natural extension; this project has two), and samples with a zero saliency for a task (no mask,
-unknown label) are excluded from both terms. The regulariser gradients are exact (second-order autograd),
-computed through the cut like RLAR's.
+Choices where the text leaves freedom (docs/strategies.md): the T positives of a sample are SUMMED (one InfoNCE
+term per task); the denominator holds the negatives only, as written; temperature 1.0: the sims are cosines of
+PSD matrices, hence in [0, 1], and at the usual InfoNCE 0.1 CSA's gradient was 9.5x the task gradients' norm at
+initialisation on the compact model (0.48x at 1.0, 1.0x at 0.5; docs/strategies.md), so with lambda_csa in the
+paper's range the tasks would no longer drive training; both terms use only the
+samples valid for every task group by their labels (a sample without a mask has no segmentation saliency to
+align); CSA needs two such samples (it is 0 otherwise). The regulariser gradients are exact (second-order
+autograd through the heads), computed in float32 through the cut like RLAR's.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from pydantic import Field, NonNegativeFloat, PositiveFloat
 
-from rlar.errors import ConfigError
-
-from ._cut import CutPass, cut_backward, floats, pair_cosine
-from .base import LossFn, StepReport, Strategy
+from ._cut import CutPass, at_least_float32, plain_backward, regularised_backward
+from .base import Contribution, Strategy, StrategyOptions
 
 
-def spatial_saliency(s: torch.Tensor, eps: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, C, *spatial) or (B, D) gradient -> rescaled spatial saliency Ã (B, N) and valid (B,) (non-zero)."""
-    a = s.abs().mean(1).flatten(1) if s.ndim > 2 else s.abs()
-    m = a.mean(1)
-    valid = m > eps
-    scale = torch.where(valid, m, torch.ones_like(m))
-    return a / scale[:, None], valid
+def _channels(s: torch.Tensor) -> torch.Tensor:
+    """(B, C, *spatial) or (B, D) saliency -> (B, C, N) float32 (a vector is C = D channels at N = 1 position)."""
+    return at_least_float32(s).reshape(s.shape[0], s.shape[1], -1)
 
 
-def tsr_loss(sal: list[torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
-    """Normalised entropy over tasks of softmax_t(Ã_t), averaged over valid samples and positions."""
-    stacked = torch.stack(sal, dim=1)  # (B, T, N)
-    logp = torch.log_softmax(stacked, dim=1)
-    entropy = -(logp.exp() * logp).sum(1).mean(1) / math.log(len(sal))  # (B,)
-    entropy = torch.where(valid, entropy, torch.zeros_like(entropy))
-    return entropy.sum() / valid.sum().clamp(min=1)
+def tsr_loss(saliency: list[torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
+    """Mean over valid samples and locations of the entropy over tasks of P_{i,t} = |S_hat_t| / sum_k |S_hat_k|."""
+    s_hat = torch.stack([_channels(s).mean(1).abs() for s in saliency], dim=1)  # (B, T, N)
+    denom = s_hat.sum(1, keepdim=True)
+    prob = s_hat / torch.where(denom > 0, denom, torch.ones_like(denom))
+    entropy = -(prob * torch.log(prob.clamp_min(1e-30))).sum(1)  # (B, N); a location with no saliency: 0
+    n = valid.sum().clamp(min=1) * entropy.shape[1]
+    return torch.where(valid[:, None], entropy, torch.zeros_like(entropy)).sum() / n
 
 
-def csa_loss(sal_a: torch.Tensor, sal_b: torch.Tensor, valid: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric sample-wise InfoNCE between two tasks' saliency vectors (valid samples only; 0 if < 2)."""
+def csa_loss(saliency: list[torch.Tensor], valid: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The paper's sample-wise contrastive alignment of task affinities to the anchor (valid samples; 0 if < 2)."""
     idx = valid.nonzero().flatten()
     if idx.numel() < 2:
-        return (sal_a.sum() + sal_b.sum()) * 0.0
-    va = F.normalize(sal_a[idx], dim=1)  # rows of valid samples have a positive mean, hence norm > 0
-    vb = F.normalize(sal_b[idx], dim=1)
-    logits = va @ vb.T / temperature
-    target = torch.arange(idx.numel(), device=logits.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        return sum(at_least_float32(s).sum() for s in saliency) * 0.0  # type: ignore[return-value]
+    s = [_channels(x)[idx] for x in saliency]  # T x (B', C, N)
+    z_task = [F.normalize(torch.bmm(x, x.transpose(1, 2)).flatten(1), dim=1) for x in s]  # T x (B', C*C)
+    anchor = torch.stack([x.mean(2) for x in s], dim=2)  # (B', C, T)
+    z_anchor = F.normalize(torch.bmm(anchor, anchor.transpose(1, 2)).flatten(1), dim=1)  # (B', C*C)
+    pos = torch.stack([(z_anchor * zt).sum(1) for zt in z_task], dim=1) / temperature  # (B', T)
+    neg = z_anchor @ z_anchor.T / temperature
+    eye = torch.eye(len(idx), dtype=torch.bool, device=neg.device)
+    lse = torch.logsumexp(neg.masked_fill(eye, -math.inf), dim=1)  # (B',): over k != b
+    return (lse[:, None] - pos).sum(1).mean()
+
+
+class RepMTLOptions(StrategyOptions):
+    lambda_tsr: NonNegativeFloat = Field(1.0, description="weight of TSR (paper: robust in [0.7, 1.5])")
+    lambda_csa: NonNegativeFloat = Field(1.0, description="weight of CSA (paper: robust in [0.7, 1.5])")
+    temperature: PositiveFloat = Field(1.0, description="InfoNCE temperature of CSA (see the module docstring)")
+    penalty_through_heads: bool = Field(True, description="the regularisers' gradient also reaches the heads (exact)")
 
 
 class RepMTL(Strategy):
     """Equal-weight sum of the losses plus Rep-MTL's TSR and CSA saliency regularisers at ``representation``."""
 
     name = "repmtl"
+    Options = RepMTLOptions
+    options: RepMTLOptions
 
-    def __init__(self, tasks: Mapping[str, list[str]] | None = None, representation: str = "bottleneck",
-                 lambda_tsr: float = 0.1, lambda_csa: float = 0.1, temperature: float = 0.1,
-                 eps: float = 1e-12, penalty_through_heads: bool = True) -> None:
-        super().__init__(tasks, representation)
-        for key, value in (("lambda_tsr", lambda_tsr), ("lambda_csa", lambda_csa)):
-            if value < 0:
-                raise ConfigError(key, f"must be >= 0, got {value}")
-        if temperature <= 0:
-            raise ConfigError("temperature", f"must be > 0, got {temperature}")
-        self.lambda_tsr, self.lambda_csa = float(lambda_tsr), float(lambda_csa)
-        self.temperature, self.eps = float(temperature), float(eps)
-        self.penalty_through_heads = bool(penalty_through_heads)
-
-    def regularisers(self, saliency: Mapping[str, torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def regularisers(self, saliency: list[torch.Tensor | None], valid: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(L_tsr, L_csa) from the per-task saliency at z; None with fewer than two tasks reaching z."""
-        present = [s for s in saliency.values() if s is not None]
+        present = [s for s in saliency if s is not None]
         if len(present) < 2:
             return None
-        pairs = [spatial_saliency(s, self.eps) for s in present]
-        sal = [a for a, _ in pairs]
-        valid = torch.stack([v for _, v in pairs]).all(0)
-        return tsr_loss(sal, valid), csa_loss(sal[0], sal[1], valid, self.temperature)
+        return tsr_loss(present, valid), csa_loss(present, valid, self.options.temperature)
 
-    def step(self, model: nn.Module, batch: Mapping[str, Any], loss_fn: LossFn, step: int) -> StepReport:
-        cp = CutPass(model, batch, loss_fn, self.tasks, [self.representation])
+    def backward(self, cp: CutPass, step: int) -> Contribution:
+        tasks = list(cp.groups)
+        if len(tasks) < 2:
+            plain_backward(cp)
+            return Contribution()
+        o = self.options
+        valid = cp.group_valid(tasks[0])
+        for task in tasks[1:]:
+            valid = valid & cp.group_valid(task)
         record: dict[str, torch.Tensor] = {}
         layer = self.representation
 
         def regulariser(grads: dict[str, dict[str, torch.Tensor | None]]) -> torch.Tensor | None:
-            terms = self.regularisers({t: g[layer] for t, g in grads.items()})
+            terms = self.regularisers([grads[t][layer] for t in tasks], valid)
             if terms is None:
                 return None
             record["tsr"], record["csa"] = terms
-            return self.lambda_tsr * terms[0] + self.lambda_csa * terms[1]
+            return o.lambda_tsr * terms[0] + o.lambda_csa * terms[1]
 
-        active = len(cp.task_losses) >= 2 and (self.lambda_tsr > 0 or self.lambda_csa > 0)
-        grads = cut_backward(cp, cp.task_losses, regulariser=regulariser if active else None,
-                             through_heads=self.penalty_through_heads)
-        if len(cp.task_losses) >= 2 and not record:  # lambdas are 0: log the terms anyway, from the detached grads
-            terms = self.regularisers({t: g[layer] for t, g in grads.items()})
-            if terms is not None:
-                record["tsr"], record["csa"] = terms
-        extra = {k: float(v.detach()) for k, v in record.items()}
-        total = sum(float(v.detach()) for v in cp.losses.values())
-        total += self.lambda_tsr * extra.get("tsr", 0.0) + self.lambda_csa * extra.get("csa", 0.0)
-        return StepReport(floats(cp.losses), total, pair_cosine(grads, list(cp.task_losses), layer, self.eps), extra)
+        share = math.nan
+        if o.lambda_tsr > 0 or o.lambda_csa > 0:
+            share = regularised_backward(cp, regulariser, through_heads=o.penalty_through_heads).share
+        else:  # both weights 0: log the terms anyway, from first-order gradients
+            per_task = plain_backward(cp)
+            regulariser({t: {layer: cp.layer_grad(per_task[t], layer)} for t in tasks})
+        values = {k: float(v.detach()) for k, v in record.items()}
+        reg = o.lambda_tsr * values.get("tsr", 0.0) + o.lambda_csa * values.get("csa", 0.0)
+        return Contribution(regulariser=reg, extra={**values, "penalty": reg, "penalty_share": share})

@@ -1,197 +1,195 @@
 """``rlar``: Representation-Level Adversarial Regularization (the paper's method).
 
-For tasks a = seg and b = cls (the first two tasks), at each representation z in ``layers``:
+For the task groups a = seg and b = cls (the first two groups), at each representation z in ``layers``:
 
-    g_t      = dL_t/dz                      per sample, shape (B, ...)  (t in {a, b})
-    delta_t  = g_t / (||g_t|| + eps)        per sample, flattened
-    c_i      = <delta_a,i, delta_b,i>       cosine of sample i (|c_i| with absolute=True)
+    g_t      = dL_t/dz                        per sample, shape (B, C, H, W)   (t in {a, b})
+    v_t      = S(g_t)                          the comparison space: "tensor" = flatten(g_t) (C*H*W values),
+                                               "channel" = mean over H, W of g_t (C values)
+    delta_t  = v_t / (||v_t|| + eps)
+    c_i      = <delta_a,i, delta_b,i>          cosine of sample i (|c_i| with absolute=True)
     P_z      = mean_{i valid} max(0, c_i - tau)^p
     P        = mean_z P_z
-    total    = sum_k L_k + lambda(step) * P,  lambda(step) = lambda * min(1, step / warmup_steps)
+    total    = sum_k L_k + lambda(step) * P,   lambda(step) = lambda_rlar * min(1, step / warmup_steps)
 
-``valid`` samples have a non-zero gradient for both tasks: a sample with no mask (or an unknown label)
-contributes no penalty and no NaN. The gradient of P is exact (second-order autograd through the
-heads). Because the losses are batch means, g_t carries a 1/B factor; the cosine is scale invariant so
-that is harmless. BatchNorm in the heads couples samples, so g_t of a sample is not strictly "its own";
-we accept this, as every per-sample gradient method that runs the model in train mode does.
+Why "channel": the classification branch average-pools z, so grad_z L_cls is constant over space within each
+channel; the component of g_seg that varies over space is invisible to the classifier and only dilutes the tensor
+cosine (it is bounded by ||sum_hw g_seg|| / (sqrt(HW) ||g_seg||), about 0.1 at 128 px). The channel space keeps
+exactly the part of g_seg the classifier can read, so "alignment" there is the competition for the channels.
+
+``valid`` samples carry a label for both groups (``rlar.tasks.TASKS[..].valid``: a mask for seg, a known level or a
+radiomics target for the cls group), never decided by a non-zero gradient; a batch with none has P = 0. The
+gradient of P is exact (second-order autograd through the heads), computed and kept in float32 apart from the
+loss gradient (so bf16 autocast does not round it away), and its share of the gradient norm is measured on every
+step it is applied. Lazy regularisation (``every_n_steps``) applies n * lambda on one step in n. Because the
+losses are batch means, g_t carries a 1/B factor; the cosine is scale invariant so that is harmless. BatchNorm in
+the heads couples samples, so g_t of a sample is not strictly "its own"; we accept this, as every per-sample
+gradient method that runs the model in train mode does.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Literal
 
 import torch
-from torch import nn
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+)
 
-from rlar.errors import ConfigError
+from ._cut import CutPass, at_least_float32, per_sample_cosine, plain_backward, regularised_backward
+from .base import Contribution, Strategy, StrategyOptions
 
-from ._cut import CutPass, cut_backward, floats, group_losses, mean_cosine, per_sample_cosine
-from .base import LossFn, StepReport, Strategy
+Space = Literal["tensor", "channel"]
+
+
+def to_space(g: torch.Tensor, space: Space) -> torch.Tensor:
+    """(B, ...) gradient -> (B, D) float32 (float64 stays) vectors of the comparison space (see the module docstring)."""
+    g = at_least_float32(g)
+    if space == "channel" and g.ndim > 2:
+        return g.mean(dim=tuple(range(2, g.ndim)))
+    return g.flatten(1)
 
 
 def rlar_penalty(g_a: torch.Tensor | None, g_b: torch.Tensor | None, *, tau: float = 0.0, p: float = 2.0,
-                 absolute: bool = False, eps: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Penalty of one representation from the per-sample task gradients; returns (P_z, cos (B,), valid (B,)).
+                 absolute: bool = False, eps: float = 1e-12, valid: torch.Tensor | None = None,
+                 space: Space = "tensor") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Penalty of one representation from the per-sample task gradients; returns (P_z, cos (B,), used (B,)).
 
-    A missing gradient (the task does not reach z) counts as zero: no valid sample, P_z = 0.
+    ``valid`` (B,) bool: samples allowed to count (by their labels; default all); ``used`` = valid samples whose
+    two gradients are non-zero (the others cannot define a direction). A missing gradient (the task does not
+    reach z) counts as zero: no sample is used and P_z = 0. Everything is computed in float32.
     """
     if g_a is None or g_b is None:
         ref = g_a if g_a is not None else g_b
         if ref is None:
             raise ValueError("neither task has a gradient at the representation")
-        zeros = ref.new_zeros(ref.shape[0])
+        zeros = ref.new_zeros(ref.shape[0], dtype=torch.float32)
         return zeros.sum(), zeros, torch.zeros_like(zeros, dtype=torch.bool)
-    cos, valid = per_sample_cosine(g_a, g_b, eps)
+    cos, nonzero = per_sample_cosine(to_space(g_a, space), to_space(g_b, space), eps)
+    used = nonzero if valid is None else nonzero & valid.to(nonzero.device)
     c = cos.abs() if absolute else cos
     per_sample = torch.clamp(c - tau, min=0.0) ** p
-    per_sample = torch.where(valid, per_sample, torch.zeros_like(per_sample))
-    return per_sample.sum() / valid.sum().clamp(min=1), cos, valid
+    per_sample = torch.where(used, per_sample, torch.zeros_like(per_sample))
+    return per_sample.sum() / used.sum().clamp(min=1), cos, used
+
+
+class RLAROptions(StrategyOptions):
+    layers: list[str] | None = Field(None, description="representation(s) penalised (default: [representation]); "
+                                                       "the penalty is their mean")
+    space: Space = Field("channel", description="comparison space of the directions: 'tensor' (C*H*W) or "
+                                                "'channel' (spatial mean per channel: what the pooled classifier reads)")
+    tau: float = Field(0.0, ge=-1.0, lt=1.0, description="hinge threshold: cosines above tau are penalised")
+    p: PositiveFloat = Field(2.0, description="exponent of the hinge")
+    absolute: bool = Field(False, description="penalise |cos| (anti-alignment too)")
+    lambda_rlar: NonNegativeFloat = Field(0.05, description="penalty weight (per step; see every_n_steps)")
+    warmup_steps: NonNegativeInt = Field(0, description="linear warm-up of lambda over this many steps")
+    every_n_steps: PositiveInt = Field(8, description="lazy regularisation: the exact penalty gradient with weight "
+                                                      "n * lambda on one step in n (1 = every step)")
+    eps: PositiveFloat = Field(1e-12, description="guard of the normalisation")
+    penalty_through_heads: bool = Field(True, description="P's gradient also reaches the head parameters (exact); "
+                                                          "False: it shapes only the trunk")
+    constant_directions: list[str] = Field(default_factory=list,
+                                           description="task groups whose direction is a stop-gradient target in P")
+
+    @field_validator("layers", "constant_directions", mode="before")
+    @classmethod
+    def _one_name_is_a_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("layers")
+    @classmethod
+    def _non_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("must name at least one representation")
+        return None if value is None else list(dict.fromkeys(value))
 
 
 class RLAR(Strategy):
-    """Weighted-sum training plus the RLAR penalty on the alignment of the tasks' adversarial directions.
-
-    Options:
-      layers:   representation name(s) where the penalty is measured (default: ``representation``);
-                with several, the penalty is their mean and the cut is at the lowest one (the higher
-                ones are head-side tensors of the cut graph, so their gradients are exact too).
-      tau, p, absolute, eps: see the module docstring.
-      lambda_rlar (alias ``lambda`` in configs), warmup_steps: penalty weight and its linear warm-up.
-      penalty_through_heads: True (default) = the exact gradient of ``total`` (P reaches the head
-                parameters too), as ``(sum L + lambda P).backward()`` would give. False = P shapes only the
-                representation, i.e. the trunk (the heads cannot lower P by bending their own Jacobians);
-                measured about as fast, see docs/strategies.md.
-      constant_directions: tasks whose delta_t is treated as a constant (stop-gradient) in P, e.g.
-                ["seg"]: only the other task's direction is moved. Not the paper's exact gradient; it
-                skips the double backward through the (large) segmentation decoder, which is most of
-                RLAR's extra cost. Default: none (both directions differentiated).
-      every_n_steps: lazy regularisation (Karras et al., StyleGAN2, 2020): the second-order penalty gradient is
-                applied on one step in n, with weight n * lambda, so its expected weight per step is unchanged
-                while its cost is paid 1/n as often. The cosine is still measured (first order) on every step.
-                Default 1: the exact penalty on every step.
-      naive:    reference implementation (plain forward, autograd.grad(create_graph=True) at z, then
-                ``(total + lambda P).backward()``): the exact gradient, like the default
-                penalty_through_heads=True; kept for tests and the benchmark.
-    """
+    """Weighted-sum training plus the RLAR penalty on the alignment of the tasks' adversarial directions."""
 
     name = "rlar"
-    option_aliases = {"lambda": "lambda_rlar"}
+    Options = RLAROptions
+    options: RLAROptions
 
-    def __init__(self, tasks: Mapping[str, list[str]] | None = None, representation: str = "bottleneck",
-                 layers: str | Sequence[str] | None = None, tau: float = 0.0, p: float = 2.0,
-                 absolute: bool = False, lambda_rlar: float = 0.1, warmup_steps: int = 0, eps: float = 1e-12,
-                 penalty_through_heads: bool = True, constant_directions: Sequence[str] = (),
-                 every_n_steps: int = 1, naive: bool = False) -> None:
-        super().__init__(tasks, representation)
-        if layers is None:
-            layers = [representation]
-        elif isinstance(layers, str):
-            layers = [layers]
-        self.layers = list(dict.fromkeys(layers))
-        if not self.layers:
-            raise ConfigError("layers", "must name at least one representation")
-        if not -1.0 <= tau < 1.0:
-            raise ConfigError("tau", f"must lie in [-1, 1), got {tau}")
-        if p <= 0:
-            raise ConfigError("p", f"must be > 0, got {p}")
-        if lambda_rlar < 0:
-            raise ConfigError("lambda", f"must be >= 0, got {lambda_rlar}")
-        if warmup_steps < 0:
-            raise ConfigError("warmup_steps", f"must be >= 0, got {warmup_steps}")
-        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
-            raise ConfigError("every_n_steps", f"must be an integer >= 1, got {every_n_steps!r}")
-        self.every_n_steps = every_n_steps
-        if eps <= 0:
-            raise ConfigError("eps", f"must be > 0, got {eps}")
-        self.tau, self.p, self.absolute, self.eps = float(tau), float(p), bool(absolute), float(eps)
-        self.lambda_rlar, self.warmup_steps = float(lambda_rlar), int(warmup_steps)
-        self.penalty_through_heads, self.naive = bool(penalty_through_heads), bool(naive)
-        if isinstance(constant_directions, str):
-            constant_directions = [constant_directions]
-        self.constant_directions = frozenset(constant_directions)
+    def layers(self) -> list[str]:
+        return list(self.options.layers or [self.representation])
 
     def current_lambda(self, step: int) -> float:
         """lambda * min(1, step / warmup_steps): 0 at step 0 when warming up, full weight from warmup_steps on."""
-        if self.warmup_steps == 0:
-            return self.lambda_rlar
-        return self.lambda_rlar * min(1.0, max(step, 0) / self.warmup_steps)
-
-    def penalty(self, grads: Mapping[str, Mapping[str, torch.Tensor | None]], pair: Sequence[str]
-                ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
-        """Mean over ``layers`` of the per-layer penalty; also returns each layer's (cos, valid)."""
-        terms, cosines = [], {}
-        for layer in self.layers:
-            g_a, g_b = (grads[t][layer] for t in pair)
-            g_a = g_a.detach() if g_a is not None and pair[0] in self.constant_directions else g_a
-            g_b = g_b.detach() if g_b is not None and pair[1] in self.constant_directions else g_b
-            pen, cos, valid = rlar_penalty(g_a, g_b, tau=self.tau, p=self.p,
-                                           absolute=self.absolute, eps=self.eps)
-            terms.append(pen)
-            cosines[layer] = (cos, valid)
-        return torch.stack(terms).mean(), cosines
+        o = self.options
+        if o.warmup_steps == 0:
+            return o.lambda_rlar
+        return o.lambda_rlar * min(1.0, max(step, 0) / o.warmup_steps)
 
     def applied_lambda(self, step: int) -> float:
         """Weight the penalty gets on this step: n * lambda(step) on every n-th step, else 0 (lazy regularisation)."""
-        if step % self.every_n_steps != 0:
-            return 0.0
-        return self.current_lambda(step) * self.every_n_steps
+        n = self.options.every_n_steps
+        return self.current_lambda(step) * n if step % n == 0 else 0.0
 
-    def step(self, model: nn.Module, batch: Mapping[str, Any], loss_fn: LossFn, step: int) -> StepReport:
+    def penalty(self, grads: Mapping[str, Mapping[str, torch.Tensor | None]], pair: Sequence[str],
+                valid: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+        """Mean over ``layers`` of the per-layer penalty; also returns each layer's (cos, used)."""
+        o = self.options
+        terms, cosines = [], {}
+        for layer in self.layers():
+            g_a, g_b = (grads[t][layer] for t in pair)
+            g_a = g_a.detach() if g_a is not None and pair[0] in o.constant_directions else g_a
+            g_b = g_b.detach() if g_b is not None and pair[1] in o.constant_directions else g_b
+            pen, cos, used = rlar_penalty(g_a, g_b, tau=o.tau, p=o.p, absolute=o.absolute, eps=o.eps, valid=valid,
+                                          space=o.space)
+            terms.append(pen)
+            cosines[layer] = (cos, used)
+        return torch.stack(terms).mean(), cosines
+
+    def backward(self, cp: CutPass, step: int) -> Contribution:
+        pair = list(cp.groups)[:2]
         lam = self.applied_lambda(step)
-        if self.naive:
-            return self._naive_step(model, batch, loss_fn, lam)
-        needed = list(dict.fromkeys([*self.layers, self.representation]))
-        cp = CutPass(model, batch, loss_fn, self.tasks, needed)
-        pair = list(cp.task_losses)[:2]
-        record: dict[str, Any] = {}
+        if len(pair) < 2:
+            plain_backward(cp)
+            return Contribution()
+        valid = cp.group_valid(pair[0]) & cp.group_valid(pair[1])
+        record: dict[str, torch.Tensor] = {}
+        cosines: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
         def regulariser(grads: dict[str, dict[str, torch.Tensor | None]]) -> torch.Tensor | None:
-            record["penalty"], record["cos"] = self.penalty(grads, pair)
+            record["penalty"], found = self.penalty(grads, pair, valid)
+            cosines.update(found)
             return lam * record["penalty"] if lam > 0 else None
 
-        multitask = len(pair) == 2
-        # With lambda = 0 (warm-up start) the penalty is only logged: no second-order graph is built.
-        grads = cut_backward(cp, cp.task_losses, regulariser=regulariser if multitask and lam > 0 else None,
-                             through_heads=self.penalty_through_heads,
-                             graph_tasks=[t for t in pair if t not in self.constant_directions])
-        if multitask and "penalty" not in record:
-            record["penalty"], record["cos"] = self.penalty(grads, pair)
-        return self._report(cp.losses, grads, pair, record, lam)
-
-    def _naive_step(self, model: nn.Module, batch: Mapping[str, Any], loss_fn: LossFn, lam: float) -> StepReport:
-        out = model(batch["image"])
-        losses = loss_fn(out, batch)
-        task_losses = group_losses(losses, self.tasks)
-        pair = list(task_losses)[:2]
-        needed = list(dict.fromkeys([*self.layers, self.representation]))
-        zs = [out.features[name] for name in needed]
-        total = torch.stack(list(losses.values())).sum()
-        record: dict[str, Any] = {}
-        grads: dict[str, dict[str, torch.Tensor | None]] = {}
-        if len(pair) == 2:
-            for task in pair:
-                g = torch.autograd.grad(task_losses[task], zs, retain_graph=True, allow_unused=True,
-                                        create_graph=lam > 0 and task not in self.constant_directions)
-                grads[task] = dict(zip(needed, g, strict=True))
-            record["penalty"], record["cos"] = self.penalty(grads, pair)
-            if lam > 0:
-                total = total + lam * record["penalty"]
-        total.backward()
-        return self._report(losses, grads, pair, record, lam)
-
-    def _report(self, losses: Mapping[str, torch.Tensor], grads: Mapping[str, Mapping[str, torch.Tensor | None]],
-                pair: Sequence[str], record: Mapping[str, Any], lam: float) -> StepReport:
-        total = sum(float(v.detach()) for v in losses.values())
-        if len(pair) < 2:
-            return StepReport(floats(losses), total, None, {"lambda": lam, "penalty": 0.0})
+        share = math.nan
+        if lam > 0:
+            constant = set(self.options.constant_directions)
+            result = regularised_backward(cp, regulariser, graph_tasks=[t for t in pair if t not in constant],
+                                          through_heads=self.options.penalty_through_heads)
+            share = result.share
+        else:  # lambda = 0 (warm-up start, or an off-step of lazy regularisation): measured, first order only
+            per_task = plain_backward(cp)
+            regulariser({t: {la: cp.layer_grad(per_task[t], la) for la in self.layers()} for t in pair})
         pen = float(record["penalty"].detach())
-        if self.representation in record["cos"]:
-            cosine = mean_cosine(*record["cos"][self.representation])
-        else:
-            a, b = grads[pair[0]][self.representation], grads[pair[1]][self.representation]
-            cosine = float("nan") if a is None or b is None else mean_cosine(*per_sample_cosine(a, b, self.eps))
-        extra = {"lambda": lam, "penalty": pen}
-        if len(self.layers) > 1:
-            extra.update({f"cosine_{layer}": mean_cosine(*cv) for layer, cv in record["cos"].items()})
-        return StepReport(floats(losses), total + lam * pen, cosine, extra)
+        extra = {"lambda": lam, "penalty": pen, "penalty_share": share, **self._space_stats(cosines)}
+        return Contribution(regulariser=lam * pen, extra=extra)
+
+    def _space_stats(self, cosines: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+        """cos_space and hinge_active (means over layers), plus cos_space_<layer> with several layers."""
+        o = self.options
+        per_layer: dict[str, float] = {}
+        active: list[float] = []
+        for layer, (cos, used) in cosines.items():
+            n = int(used.sum())
+            c = cos.detach()[used]
+            per_layer[layer] = float(c.mean()) if n else math.nan
+            c = c.abs() if o.absolute else c
+            active.append(float((c > o.tau).float().mean()) if n else math.nan)
+        finite = [v for v in per_layer.values() if math.isfinite(v)]
+        finite_active = [v for v in active if math.isfinite(v)]
+        stats = {"cos_space": sum(finite) / len(finite) if finite else math.nan,
+                 "hinge_active": sum(finite_active) / len(finite_active) if finite_active else math.nan}
+        if len(per_layer) > 1:
+            stats.update({f"cos_space_{layer}": v for layer, v in per_layer.items()})
+        return stats

@@ -2,46 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from pydantic import Field, NonNegativeFloat
 
-from torch import nn
+from ._cut import CutPass, plain_backward
+from .base import Contribution, Strategy, StrategyOptions
 
-from rlar.errors import ConfigError
 
-from ._cut import CutPass, cut_backward, floats, pair_cosine
-from .base import LossFn, StepReport, Strategy
+class WeightedSumOptions(StrategyOptions):
+    weights: dict[str, NonNegativeFloat] = Field(
+        default_factory=dict,
+        description="loss key -> extra weight (default 1); the loss function weights already, this is for ablations")
 
 
 class WeightedSum(Strategy):
     """total = sum_k w_k L_k over every loss term k the loss function returned (w_k = 1 unless given).
 
-    The backward goes through the cut (see ``_cut.py``) so that grad_z L_t per task, and hence the
-    logged cosine, comes at no extra cost: the heads' backward is split per task, the trunk's is run once
-    on the summed gradients, which is exactly ``total.backward()``.
-
-    weights: optional loss key -> weight (the loss function usually weights already; this is for
-    ablations without touching it).
+    The backward goes through the cut (see ``_cut.py``): the heads' backward per loss term, the trunk's once on the
+    summed gradients, which is exactly ``total.backward()`` (tested), with grad_z L_k per term for free.
     """
 
     name = "sum"
+    Options = WeightedSumOptions
+    options: WeightedSumOptions
 
-    def __init__(self, tasks: Mapping[str, list[str]] | None = None, representation: str = "bottleneck",
-                 weights: Mapping[str, float] | None = None) -> None:
-        super().__init__(tasks, representation)
-        self.weights = dict(weights or {})
-        for key, w in self.weights.items():
-            if not isinstance(w, (int, float)) or w < 0:
-                raise ConfigError(f"weights.{key}", f"must be a non-negative number, got {w!r}")
-
-    def step(self, model: nn.Module, batch: Mapping[str, Any], loss_fn: LossFn, step: int) -> StepReport:
-        cp = CutPass(model, batch, loss_fn, self.tasks, [self.representation])
-        weighted = {k: v * self.weights.get(k, 1.0) for k, v in cp.losses.items()}
-        objectives = {task: sum(weighted[k] for k in self._keys(task, cp)) for task in cp.task_losses}
-        grads = cut_backward(cp, objectives)
-        total = sum(float(v.detach()) for v in weighted.values())
-        return StepReport(floats(cp.losses), total, pair_cosine(grads, list(cp.task_losses), self.representation))
-
-    def _keys(self, task: str, cp: CutPass) -> list[str]:
-        keys = self.tasks.get(task, [task])
-        return [k for k in keys if k in cp.losses]
+    def backward(self, cp: CutPass, step: int) -> Contribution:
+        weights = {k: self.options.weights.get(k, 1.0) for k in cp.losses}
+        plain_backward(cp, weights)
+        return Contribution(weights=weights)
