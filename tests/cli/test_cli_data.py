@@ -56,3 +56,22 @@ def test_ddti_summary_matches_database_readme(ddti_root, capsys):
     for level, count in {"2": 41, "3": 19, "4a": 96, "4b": 79, "4c": 67, "5": 45, "unknown": 127}.items():
         assert f"{level:>8}: {count}" in out
     assert "142_2: mark names image 142_2.jpg, which is missing" in out
+
+
+def test_data_summary_lists_groups_merged_by_identical_images(tmp_path, capsys):
+    _write_folder(tmp_path)
+    # img2 (patient p1) becomes a byte-identical copy of img0 (patient p0): one split group
+    (tmp_path / "images" / "img2.png").write_bytes((tmp_path / "images" / "img0.png").read_bytes())
+    assert main(["data", "summary", "folder", "--root", str(tmp_path), "--json", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert "groups merged by content" in out and "dHash distance <= 16 of 256 bits): 1" in out
+    assert "patients p0, p1: identical images img0, img2" in out
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["merged_groups"] == [{"patients": ["p0", "p1"], "images": ["img0", "img1", "img2", "img3"],
+                                         "links": ["img0=img2"]}]
+
+
+def test_data_summary_without_copies_lists_no_merged_group(tmp_path, capsys):
+    _write_folder(tmp_path)
+    assert main(["data", "summary", "folder", "--root", str(tmp_path)]) == 0
+    assert "dHash distance <= 16 of 256 bits): 0" in capsys.readouterr().out

@@ -13,7 +13,16 @@ def test_demo_prints_both_methods_against_readers_and_truth(tmp_path, capsys):
     out = capsys.readouterr().out
     for row in ("vanilla_mtl vs readers", "vanilla_mtl vs truth", "rlar vs readers", "rlar vs truth"):
         assert row in out
+    assert "held-out test fold" in out  # the numbers are the test side's, not the selection split's
     assert (tmp_path / "curves.png").is_file()
     for method in ("vanilla_mtl", "rlar"):
         assert (tmp_path / method / "metrics.json").is_file()
         assert (tmp_path / method / "splits.json").is_file()
+        assert (tmp_path / method / "predictions_test.csv").is_file()
+    # The demo ends as a user goes on: the RLAR model reports on held-out phantom PNGs, and the folder is printed.
+    predictions = tmp_path / "rlar" / "predictions"
+    assert "predictions of 3 held-out phantom images" in out
+    assert str(predictions) in out
+    assert len(list((tmp_path / "rlar" / "example_images").glob("*.png"))) == 3
+    assert len(list(predictions.rglob("*.html"))) == 3
+    assert (predictions / "predictions.csv").is_file()

@@ -14,9 +14,26 @@ from rlar.data.sources.base import Source
 
 LEVELS = ("TR1", "TR2", "TR3", "TR4", "TR5")
 
+# A run that takes seconds: 16 images of 32x32, 2 folds, a narrow compact network, plain weighted sum.
+TINY_OVERRIDES = [
+    "method=vanilla_mtl",
+    "data.image_size=32",
+    "data.n_folds=2",
+    "data.options={n_cases: 16}",
+    "model.deep_dim=4",
+    "model.options={compact_channels: [4, 8, 8, 8]}",
+    "optim.batch_size=4",
+    "optim.warmup_epochs=0",
+    "optim.lr=1e-3",
+    "training.device=cpu",
+    "training.deterministic=false",
+    "training.cpu_threads=1",
+]
+
 
 class TinySource(Source):
     name = "tiny"
+    needs_root = False
     scale = "acr"
 
     def __init__(self, root=None, n_cases: int = 16, size: int = 32, images_per_case: int = 1) -> None:

@@ -15,26 +15,14 @@ import _tiny  # noqa: E402
 # The test machine's cores are shared: one intra-op thread is several times faster than torch's default here.
 torch.set_num_threads(1)
 
-# A run that takes seconds: 16 images of 32x32, 2 folds, a narrow compact network, plain weighted sum.
-TINY_OVERRIDES = [
-    "method=vanilla_mtl",
-    "data.image_size=32",
-    "data.n_folds=2",
-    "data.options={n_cases: 16}",
-    "model.deep_dim=4",
-    "model.options={compact_channels: [4, 8, 8, 8]}",
-    "optim.batch_size=4",
-    "optim.warmup_epochs=0",
-    "optim.lr=1e-3",
-    "training.device=cpu",
-    "training.deterministic=false",
-    "training.cpu_threads=1",
-]
+# A run that takes seconds (the overrides live in _tiny, importable from every test module without name clashes).
+TINY_OVERRIDES = _tiny.TINY_OVERRIDES
 
 
 @pytest.fixture
 def tiny_source(monkeypatch: pytest.MonkeyPatch) -> type:
     """Route every open_source call (training and CLI) to the tiny synthetic source."""
+    import rlar.cli.common  # noqa: F401  imported before patching, so its own `open_source` stays the real one
     import rlar.data.sources
     import rlar.training.run
 

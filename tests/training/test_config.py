@@ -15,6 +15,7 @@ from rlar.training.config import (
     find_config,
     load_config,
     parse_override,
+    parse_value,
     shipped_config_names,
 )
 
@@ -130,7 +131,8 @@ def test_shipped_configs_load_in_both_sizes(name: str) -> None:
     assert (paper.optim.lr, paper.optim.batch_size, paper.optim.epochs) == (1e-4, 8, 500)
     cpu = load_config(*find_config(f"{name}:cpu")[:1], size=find_config(f"{name}:cpu")[1])
     assert cpu.size == "cpu" and cpu.training.device == "cpu"
-    assert cpu.method == "rlar" and cpu.strategy.selected_options  # rlar options are shipped
+    # The strategy's defaults live in its Options model only (contract C1): the shipped files set none of them.
+    assert cpu.method == "rlar" and cpu.strategy.selected_options == {}
 
 
 def test_find_config_unknown_name() -> None:
@@ -153,3 +155,98 @@ def test_leave_one_feature_out_masks_the_guidance_loss() -> None:
     assert sum(family) == 13 - 6
     with pytest.raises(ConfigError, match="radiomics.exclude_feature"):
         rad_feature_mask(load_config(None, ["radiomics.exclude_feature=not_a_feature"]))
+
+
+def test_misspelt_set_key_suggests_the_right_one() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["optim.epocs=3"])
+    assert info.value.key == "optim.epocs" and "did you mean 'optim.epochs'?" in info.value.reason
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["trainin.seed=3"])
+    assert "did you mean 'training'?" in info.value.reason
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["data.zzzz=3"])
+    assert "keys here:" in info.value.reason and "val_fraction" in info.value.reason
+
+
+def test_parse_value_reads_yaml_scalars_and_exponent_floats() -> None:
+    assert parse_value("1e-4") == 1e-4 and isinstance(parse_value("1e-4"), float)
+    assert parse_value("3") == 3 and isinstance(parse_value("3"), int)
+    assert parse_value("[1, 2]") == [1, 2] and parse_value("null") is None and parse_value("true") is True
+    assert parse_value("abc") == "abc" and parse_value("nan") == "nan"
+    with pytest.raises(ValueError, match="not valid YAML"):
+        parse_value("[1, 2")
+
+
+def test_strategy_options_are_validated_while_the_config_loads() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["strategy.options.rlar={tau: not-a-number}"])
+    assert info.value.key == "strategy.options.rlar.tau"
+    # every entry is checked, not only the strategy in use
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["method=vanilla_mtl", "strategy.options.cagrad={c: oops}"])
+    assert info.value.key == "strategy.options.cagrad.c"
+
+
+def test_backbone_options_are_validated_while_the_config_loads() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["model.options={compact_channelz: [4, 8, 8, 8]}"])
+    assert info.value.key == "model.options.compact_channelz"
+
+
+def test_strategy_choices_come_from_the_strategies_registry() -> None:
+    import rlar.strategies as strategies
+    from rlar.training import config
+
+    registry = getattr(strategies, "STRATEGIES", None) or dict.fromkeys(strategies.STRATEGY_NAMES)
+    assert config.strategy_choices() == tuple(registry)
+    assert tuple(registry) == config.STRATEGY_CHOICES  # old name, read lazily
+
+
+def test_loss_weights_follow_the_task_table() -> None:
+    from rlar.tasks import TASK_NAMES
+    from rlar.training.config import LossWeights, loss_weights
+
+    assert tuple(LossWeights.model_fields) == TASK_NAMES
+    assert loss_weights(load_config(None, ["method=cls_only"])) == {"seg": 0.0, "cls": 1.0, "rad": 0.0}
+    assert loss_weights(load_config(None, ["method=rlar"])) == {"seg": 1.0, "cls": 1.0, "rad": 1.0}
+
+
+def test_cls_only_uses_the_multitask_encoder() -> None:
+    cfg = load_config(None, ["method=cls_only"])
+    mtl = load_config(None, ["method=vanilla_mtl"])
+    assert cfg.model.arch == "classification" and cfg.model.backbone == mtl.model.backbone == "compact"
+    assert cfg.strategy.tasks == {"cls": ["cls"]}
+
+
+def test_presets_table_lists_every_method_and_the_docs_show_it() -> None:
+    from rlar.training.presets import presets_table
+
+    table = presets_table()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    for name in METHOD_NAMES:
+        assert f"| `{name}` |" in table
+        assert f"| `{name}` |" in docs, f"docs/protocol.md lacks the row of method '{name}'"
+
+
+def test_divergence_and_selection_options() -> None:
+    cfg = load_config(None, [])
+    assert cfg.training.selection == "best_val" and cfg.training.divergence.enabled
+    cfg = load_config(None, ["training.selection=last", "training.divergence.factor=50"])
+    assert cfg.training.selection == "last" and cfg.training.divergence.factor == 50
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["training.selection=best"])
+    assert info.value.key == "training.selection"
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["data.val_fraction=0.9"])
+    assert info.value.key == "data.val_fraction"
+
+
+def test_a_resolved_config_with_its_size_reloads_unchanged(tmp_path: Path) -> None:
+    path, size = find_config("phantom:cpu")
+    cfg = load_config(path, size=size)
+    dump_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")  # `size: cpu` is provenance here; there is no `sizes` section
+    assert again == cfg and again.size == "cpu"
+    with pytest.raises(ConfigError, match="unknown size 'paper'"):
+        load_config(tmp_path / "config.yaml", size="paper")  # asking for a size the file lacks is still an error

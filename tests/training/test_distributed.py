@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
-from conftest import TINY_OVERRIDES
+from _tiny import TINY_OVERRIDES
 
 from rlar.training.checkpoint import load_checkpoint
 

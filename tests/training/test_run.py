@@ -24,17 +24,30 @@ def test_train_then_evaluate_cli(tmp_path: Path, tiny_source, tiny_overrides, ca
     assert main(["train", "--config", str(config), *sets, "--fold", "1", "--out", str(out), "--no-progress"]) == 0
 
     for name in ("config.yaml", "splits.json", "metrics.json", "log.csv", "checkpoints/best.pt", "checkpoints/last.pt",
-                 "curves.png"):
+                 "curves.png", "predictions_test.csv"):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").iterdir())
     resolved = load_config(out / "config.yaml")
     assert resolved.data.fold == 1 and resolved.strategy.name == "rlar" and resolved.radiomics.enabled
     folds = load_splits(out / "splits.json")
     assert len(folds) == 2 and not set(folds[1]["train"]) & set(folds[1]["val"])
+    assert not (set(folds[1]["train"]) | set(folds[1]["val"])) & set(folds[1]["test"])
 
     metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"test", "val", "run"}
     assert metrics["run"]["fold"] == 1 and metrics["run"]["n_val"] == len(folds[1]["val"])
-    assert 0.0 <= metrics["dice"] <= 1.0 and "macro_f1" in metrics
+    assert metrics["run"]["n_test"] == len(folds[1]["test"]) and metrics["run"]["selection"] == "best_val"
+    assert 0.0 <= metrics["test"]["dice"] <= 1.0 and "macro_f1" in metrics["test"]
+    assert metrics["test"]["n_images"] == len(folds[1]["test"]) and metrics["val"]["n_images"] == len(folds[1]["val"])
+    printed = capsys.readouterr().out
+    assert f"fold 1 test: dice {metrics['test']['dice']:.4f}" in printed  # the reported numbers are the test side's
+
+    table = pd.read_csv(out / "predictions_test.csv")
+    assert sorted(table["image_id"]) == sorted(folds[1]["test"])
+    assert list(table.columns[:10]) == ["image_id", "patient_id", "has_mask", "dice", "iou", "hd95_px", "label",
+                                        "label_name", "pred", "pred_name"]
+    assert {f"prob_TR{k}" for k in range(1, 6)} <= set(table.columns)
+    assert table["dice"].mean() == pytest.approx(metrics["test"]["dice"])
 
     log = pd.read_csv(out / "log.csv")
     assert list(log["epoch"]) == [1, 2]
@@ -46,17 +59,18 @@ def test_train_then_evaluate_cli(tmp_path: Path, tiny_source, tiny_overrides, ca
     assert ckpt["standardiser"] is not None and len(ckpt["standardiser"]["mean"]) == 13
     assert ckpt["label_space"] == {"scale": "acr", "task": "multiclass"}
 
-    capsys.readouterr()
     eval_dir = tmp_path / "eval"
     assert main(["evaluate", "--checkpoint", str(out / "checkpoints" / "best.pt"), "--splits",
                  str(out / "splits.json"), "--fold", "1", "--out", str(eval_dir), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "dice" in printed
     predictions = pd.read_csv(eval_dir / "predictions.csv")
-    assert sorted(predictions["image_id"]) == sorted(folds[1]["val"])
-    assert {"pred_class", "dice"} <= set(predictions.columns)
+    # `rlar evaluate --fold` scores one side of the fold (its owner decides which): same checkpoint, same images
+    side = "test" if sorted(predictions["image_id"]) == sorted(folds[1]["test"]) else "val"
+    assert sorted(predictions["image_id"]) == sorted(folds[1][side])
+    assert "dice" in predictions.columns
     evaluated = json.loads((eval_dir / "metrics.json").read_text())
-    assert evaluated["dice"] == pytest.approx(metrics["dice"])  # same checkpoint, same images
+    assert evaluated["dice"] == pytest.approx(metrics[side]["dice"])
 
 
 def test_train_cli_reports_config_errors(capsys: pytest.CaptureFixture) -> None:
@@ -70,7 +84,7 @@ def test_run_training_on_the_phantom_source(tmp_path: Path, tiny_overrides) -> N
     cfg = load_config(None, [*tiny_overrides, "data.source=phantom", "data.options={n_cases: 16, image_size: [32, 32]}",
                              "optim.epochs=1"])
     metrics = run_training(cfg, tmp_path, progress=False)
-    assert {"dice", "macro_f1", "run"} <= set(metrics)
+    assert {"dice", "macro_f1"} <= set(metrics["test"]) and "run" in metrics
     assert json.loads((tmp_path / "metrics.json").read_text())["run"]["epochs_run"] == 1
     assert (tmp_path / "log.csv").is_file() and (tmp_path / "splits.json").is_file()
 
@@ -82,8 +96,33 @@ def test_train_all_folds_prints_mean_and_std(tmp_path: Path, tiny_source, tiny_o
     assert main(["train", "--config", "phantom", *sets, "--fold", "all", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     folds = [json.loads((out / f"fold_{k}" / "metrics.json").read_text()) for k in range(2)]
-    summary = json.loads((out / "summary.json").read_text())
-    dice = [f["dice"] for f in folds]
+    summary = json.loads((out / "summary.json").read_text())["test"]
+    dice = [f["test"]["dice"] for f in folds]
     assert summary["dice"]["mean"] == pytest.approx(sum(dice) / 2)
     assert summary["dice"]["std"] == pytest.approx(abs(dice[0] - dice[1]) / 2**0.5)  # sample std of two values
-    assert "mean ± std over 2 folds" in printed and f"{summary['dice']['mean']:.3f} ± " in printed
+    assert "test folds, mean ± std over 2 folds" in printed and f"{summary['dice']['mean']:.3f} ± " in printed
+
+
+def test_train_method_choices_come_from_the_presets(capsys: pytest.CaptureFixture) -> None:
+    from rlar.cli.main import build_parser
+    from rlar.training.presets import METHOD_NAMES
+
+    parser = build_parser("train")
+    commands = next(a for a in parser._actions if a.dest == "command")
+    train = commands.choices["train"]  # type: ignore[index]
+    method = next(a for a in train._actions if a.dest == "method")
+    assert tuple(method.choices) == METHOD_NAMES
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--config", "phantom", "--method", "rlarr"])
+    assert "invalid choice: 'rlarr'" in capsys.readouterr().err
+
+
+def test_train_method_flag_selects_the_preset(tmp_path: Path, tiny_source, tiny_overrides) -> None:
+    sets = [a for o in [*tiny_overrides[1:], "optim.epochs=1"] for a in ("--set", o)]
+    out = tmp_path / "cls"
+    assert main(["train", "--config", "phantom", "--method", "cls_only", *sets, "--out", str(out),
+                 "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["run"]["method"] == "cls_only"
+    assert "macro_f1" in metrics["test"] and "dice" not in metrics["test"]  # classification only
+    assert load_config(out / "config.yaml").model.backbone == "compact"  # the multitask models' encoder

@@ -3,18 +3,27 @@
 Trains vanilla multitask and clinically guided multitask + RLAR on the synthetic thyroid phantom whose masks
 and TI-RADS levels come from simulated readers (each image annotated by a randomly chosen reader with its own
 contour style and grading noise: the inconsistent supervision the paper is about), then prints one row of
-validation metrics per method.
+held-out test metrics per method (the checkpoint is chosen on each run's inner validation split, docs/protocol.md).
+It ends as a user would go on: the trained RLAR model predicts a few held-out phantom images written as PNG
+files, and the demo prints the folder of their reports (HTML, JSON, overlay pictures, predictions.csv).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 from rlar.cli.common import write_curves
 
 DEMO_METHODS: tuple[str, ...] = ("vanilla_mtl", "rlar")
+# The run whose model predicts the example images, how many there are, and their folders inside the run folder.
+PREDICT_METHOD = "rlar"
+N_EXAMPLES = 3
+EXAMPLES_DIR = "example_images"
+PREDICTIONS_DIR = "predictions"
 # Simulated annotator noise: every image's mask and level come from one randomly drawn reader of the panel.
 NOISY_READERS: tuple[str, ...] = ("data.options.mask_from=random_reader", "data.options.label_from=random_reader")
 
@@ -36,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from rlar.training.run import run_training
 
     path, _ = find_config("phantom")
-    rows = []
+    rows: list[tuple[str, dict[str, Any], float]] = []
     for method in DEMO_METHODS:
         cfg = load_config(path, [f"method={method}", *NOISY_READERS, *args.overrides], size=args.size)
         print(f"== {method}: {cfg.data.options.get('n_cases')} phantom cases, {cfg.optim.epochs} epochs, "
@@ -45,39 +54,91 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.out) / method
         metrics = run_training(cfg, run_dir, progress=not args.no_progress)
         seconds = time.perf_counter() - start
-        rows.append((f"{method} vs readers", metrics, seconds))
+        rows.append((f"{method} vs readers", metrics["test"], seconds))
         rows.append((f"{method} vs truth", evaluate_against_truth(run_dir), seconds))
     print()
-    print("validation fold; 'readers' = the simulated readers' masks and levels the model was trained on,")
+    n_test = rows[0][1].get("n_images", "?")
+    print(f"held-out test fold ({n_test} images, never used for training or checkpoint selection);")
+    print("'readers' = the simulated readers' masks and levels the model was trained on,")
     print("'truth' = the phantom's true masks and ACR levels of the same images")
     print(format_rows(rows))
     curves = write_curves([Path(args.out) / m for m in DEMO_METHODS], Path(args.out) / "curves.png", list(DEMO_METHODS))
     print(f"\nrun folders (config.yaml, splits.json, log.csv, checkpoints, metrics.json): {args.out}/<method>")
     if curves is not None:
         print(f"training curves of both methods (losses, gradient cosine at z, validation Dice/F1): {curves}")
+    folder, n_done, failures = predict_examples(Path(args.out) / PREDICT_METHOD, progress=not args.no_progress)
+    print(f"\n{PREDICT_METHOD} predictions of {n_done} held-out phantom images (HTML and JSON reports, overlays, "
+          f"predictions.csv): {folder}")
+    for item, reason in failures:
+        print(f"  could not predict {item}: {reason}")
     return 0
 
 
-def evaluate_against_truth(run_dir: Path) -> dict:
-    """Metrics of the run's best checkpoint on its validation images, scored against the phantom's ground truth."""
+def write_example_images(run_dir: Path, n_images: int = N_EXAMPLES) -> list[Path]:
+    """The first ``n_images`` test images of the run's fold, written as 8-bit PNGs (what a user would bring).
+
+    Test images were neither trained on nor used to select the checkpoint, so the reports show honest predictions.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from rlar.data.sources import open_source
+    from rlar.data.splits import load_splits
+    from rlar.training.config import load_config
+    from rlar.training.run import CONFIG_FILE, SPLITS_FILE
+
+    cfg = load_config(run_dir / CONFIG_FILE)
+    source = open_source(cfg.data.source, cfg.data.root, **cfg.data.options)
+    position = {info.image_id: index for index, info in enumerate(source.infos)}
+    test_ids = load_splits(run_dir / SPLITS_FILE)[cfg.data.fold]["test"][:n_images]
+    folder = run_dir / EXAMPLES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for image_id in test_ids:
+        pixels = np.clip(np.rint(source[position[image_id]].image * 255.0), 0, 255).astype(np.uint8)
+        path = folder / f"{image_id.replace('/', '_')}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
+
+
+def predict_examples(run_dir: Path, progress: bool = False) -> tuple[Path, int, list[tuple[str, str]]]:
+    """Predict the example PNGs with the run's model (``Predictor.from_run`` + ``predict_many``).
+
+    Returns the reports folder, how many images were reported and the (file, reason) of any that failed.
+    """
+    from rlar.inference import Predictor
+    from rlar.inference.batch import predict_many
+
+    images = write_example_images(run_dir)
+    predictor = Predictor.from_run(run_dir)
+    out = run_dir / PREDICTIONS_DIR
+    summary = predict_many(predictor, [str(p) for p in images], out, progress=progress)
+    return out, len(summary.reports), list(summary.failures)
+
+
+def evaluate_against_truth(run_dir: Path) -> dict[str, Any]:
+    """Metrics of the run's chosen checkpoint on its test images, scored against the phantom's ground truth."""
     from rlar.data.dataset import ThyroidDataset
     from rlar.data.sources import open_source
     from rlar.data.splits import load_splits
     from rlar.evaluation.evaluate import evaluate
     from rlar.inference.loading import load_trained_model
-    from rlar.training.run import SPLITS_FILE
+    from rlar.training.run import METRICS_FILE, SPLITS_FILE
 
-    trained = load_trained_model(run_dir / "checkpoints" / "best.pt")
+    checkpoint = json.loads((run_dir / METRICS_FILE).read_text())["run"]["checkpoint"]
+    trained = load_trained_model(checkpoint)
     cfg = trained.config
     options = {**cfg.data.options, "mask_from": "truth", "label_from": "truth"}
     source = open_source(cfg.data.source, cfg.data.root, **options)
-    val_ids = load_splits(run_dir / SPLITS_FILE)[cfg.data.fold]["val"]
-    dataset = ThyroidDataset(source, val_ids, image_size=tuple(cfg.data.image_size), label_space=trained.label_space)
+    test_ids = load_splits(run_dir / SPLITS_FILE)[cfg.data.fold]["test"]
+    size = (int(cfg.data.image_size[0]), int(cfg.data.image_size[1]))
+    dataset = ThyroidDataset(source, test_ids, image_size=size, label_space=trained.label_space)
     return evaluate(trained.model, dataset, progress=False)
 
 
-def format_rows(rows: list[tuple[str, dict, float]]) -> str:
-    """One line per method: validation Dice, IoU, HD95, macro-F1, balanced accuracy, QWK, and wall time."""
+def format_rows(rows: list[tuple[str, dict[str, Any], float]]) -> str:
+    """One line per method: test Dice, IoU, HD95, macro-F1, balanced accuracy, QWK, and wall time."""
     header = f"{'method':<22} {'Dice':>6} {'IoU':>6} {'HD95px':>7} {'macroF1':>8} {'balAcc':>7} {'QWK':>6} {'time':>7}"
     lines = [header, "-" * len(header)]
     for method, m, seconds in rows:

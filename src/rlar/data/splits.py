@@ -1,28 +1,59 @@
-"""Patient-level stratified k-fold splits, saved as an editable JSON file (nnU-Net's ``splits_final.json`` idea).
+"""Nested, group-aware, stratified splits, saved as an editable JSON file (nnU-Net's ``splits_final.json`` idea).
 
-File format (a list, one entry per fold; image ids, so a user can move single images)::
+The held-out protocol (docs/protocol.md): an **outer** grouped stratified k-fold gives each fold's ``test`` images,
+which are only ever scored once, at the end; inside the outer training images an **inner** grouped stratified
+split gives ``val`` (checkpoint selection, early stopping) and leaves ``train``. Selecting on the fold one reports
+would be optimistic (issue 6), so the reported numbers never come from the images that chose the checkpoint.
 
-    [{"train": ["12_1", "12_2", ...], "val": ["7_1", ...]}, ...]
+File format (a list, one entry per outer fold; image ids, so a user can move single images)::
 
-Folds are stratified on the TI-RADS label (unknown labels form their own stratum) and grouped by patient, so no
-patient's images fall on both sides. :func:`check_splits` enforces that for any file a user edits or supplies.
+    [{"train": ["12_1", ...], "val": ["7_1", ...], "test": ["3_1", ...]}, ...]
+
+Groups default to patients; :mod:`rlar.data.grouping` widens them to content groups (identical or near-identical
+images across cases). Strata are the TI-RADS labels (unknown labels form their own stratum).
+:func:`check_splits` refuses any group on two sides of a fold, for files a user edits or supplies.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from rlar.data.labels import LabelSpace
 from rlar.data.record import SampleInfo
 from rlar.errors import DataError
 
 Fold = dict[str, list[str]]
+#: The sides of every fold, in file order.
+SIDES: tuple[str, ...] = ("train", "val", "test")
+#: Default share of the outer training images held out as the inner validation split.
+DEFAULT_VAL_FRACTION = 0.2
+#: A split whose folds cover less than this share of the source's images gets a warning.
+MIN_COVERAGE = 0.5
+
+
+def _group_list(infos: Sequence[SampleInfo], groups: Sequence[str] | Mapping[str, str] | None) -> list[str]:
+    if groups is None:
+        return [info.patient_id for info in infos]
+    if isinstance(groups, Mapping):
+        return [groups[info.image_id] for info in infos]
+    if len(groups) != len(infos):
+        raise ValueError(f"{len(groups)} groups for {len(infos)} images")
+    return list(groups)
+
+
+def inner_folds(val_fraction: float) -> int:
+    """Number of inner folds whose one fold is about ``val_fraction`` of the outer training images (>= 2)."""
+    if not 0.0 < val_fraction <= 0.5:
+        raise DataError("val_fraction", f"must be in (0, 0.5], got {val_fraction}")
+    return max(2, round(1.0 / val_fraction))
 
 
 def make_splits(
@@ -30,21 +61,60 @@ def make_splits(
     n_folds: int = 5,
     seed: int = 0,
     label_space: LabelSpace | None = None,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    groups: Sequence[str] | Mapping[str, str] | None = None,
 ) -> list[Fold]:
-    """Split images into ``n_folds`` patient-grouped folds, stratified on the label (seeded, deterministic)."""
+    """Nested grouped stratified folds: ``test`` from an outer k-fold, ``val`` from an inner split of the rest.
+
+    Args:
+        infos: the images to split.
+        n_folds: outer folds; every image is in exactly one fold's ``test``.
+        seed: seeds both levels (deterministic).
+        label_space: encodes the stratum (classes of the task) where the info's scale matches.
+        val_fraction: approximate share of each outer training set that becomes ``val`` (one fold of
+            ``round(1 / val_fraction)`` inner grouped folds).
+        groups: split group per image (aligned list or image_id mapping); default: the patient.
+    """
     if n_folds < 2:
         raise DataError("n_folds", f"need at least 2 folds, got {n_folds}")
-    patients = {info.patient_id for info in infos}
-    if len(patients) < n_folds:
-        raise DataError("n_folds", f"{n_folds} folds requested but only {len(patients)} patients")
-    strata = [_stratum(info, label_space) for info in infos]
-    groups = [info.patient_id for info in infos]
-    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    n_inner = inner_folds(val_fraction)
+    group_of = _group_list(infos, groups)
+    n_groups = len(set(group_of))
+    if n_groups < n_folds:
+        raise DataError("n_folds", f"{n_folds} folds requested but only {n_groups} patients (split groups)")
+    strata = np.array([_stratum(info, label_space) for info in infos])
+    group_arr = np.array(group_of)
     ids = np.array([info.image_id for info in infos])
     folds: list[Fold] = []
-    for train_idx, val_idx in splitter.split(np.zeros(len(infos)), strata, groups):
-        folds.append({"train": sorted(ids[train_idx].tolist()), "val": sorted(ids[val_idx].tolist())})
+    for k, (train_idx, test_idx) in enumerate(_grouped_kfold(n_folds, strata, group_arr, seed)):
+        inner_groups = group_arr[train_idx]
+        if len(set(inner_groups.tolist())) < n_inner:
+            raise DataError(
+                f"fold {k}",
+                f"its training side has {len(set(inner_groups.tolist()))} patients (split groups), too few for an "
+                f"inner validation split of 1/{n_inner} (data.val_fraction={val_fraction})",
+            )
+        fit_idx, val_idx = _grouped_kfold(n_inner, strata[train_idx], inner_groups, seed + 1 + k)[0]
+        folds.append({
+            "train": sorted(ids[train_idx][fit_idx].tolist()),
+            "val": sorted(ids[train_idx][val_idx].tolist()),
+            "test": sorted(ids[test_idx].tolist()),
+        })
     return folds
+
+
+def _grouped_kfold(n_splits: int, strata: np.ndarray, groups: np.ndarray, seed: int
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Grouped k-fold, stratified where the strata allow it (best effort: rare levels cannot be spread over every
+    fold, and when every stratum is smaller than ``n_splits`` scikit-learn refuses, so the folds are only grouped)."""
+    x = np.zeros(len(groups))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        try:
+            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            return list(splitter.split(x, strata, groups))
+        except ValueError:
+            return list(GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(x, strata, groups))
 
 
 def _stratum(info: SampleInfo, label_space: LabelSpace | None) -> str:
@@ -55,31 +125,91 @@ def _stratum(info: SampleInfo, label_space: LabelSpace | None) -> str:
     return str(label_space.encode(info.tirads))
 
 
-def check_splits(folds: Sequence[Fold], infos: Sequence[SampleInfo]) -> None:
-    """Refuse a split in which a patient falls on both sides of a fold, or that names unknown images.
+def validate_structure(data: Any, where: str = "split") -> list[Fold]:
+    """Check the shape of a split: a list of ``{"train": [...], "val": [...], "test": [...]}`` of image-id strings.
 
-    Raises DataError naming the fold, the patient and example image ids.
+    Raises DataError naming ``where``, the fold and the side for: a non-list, a fold that is not a mapping, the
+    old two-key format, a side that is null or a string (a string would otherwise be read as its characters),
+    and ids that are not strings.
     """
-    patient_of = {info.image_id: info.patient_id for info in infos}
+    if not isinstance(data, list) or not data:
+        raise DataError(where, "a split must be a non-empty list of {'train': [...], 'val': [...], 'test': [...]}")
+    folds: list[Fold] = []
+    for k, fold in enumerate(data):
+        if not isinstance(fold, Mapping):
+            raise DataError(f"{where}: fold {k}", f"must be an object with keys {list(SIDES)}, got {type(fold).__name__}")
+        keys = set(fold)
+        if keys == {"train", "val"}:
+            raise DataError(
+                f"{where}: fold {k}",
+                "has only 'train' and 'val' (the old format, whose 'val' was both the selection and the reported "
+                "fold). The held-out protocol needs 'train', 'val' (selection) and 'test' (reported) per fold: "
+                "delete the file to have the folds made again, or add a 'test' list to every fold",
+            )
+        if keys != set(SIDES):
+            missing, extra = sorted(set(SIDES) - keys), sorted(keys - set(SIDES))
+            raise DataError(f"{where}: fold {k}",
+                            f"expected keys {list(SIDES)}" + (f"; missing {missing}" if missing else "")
+                            + (f"; unexpected {extra}" if extra else ""))
+        clean: Fold = {}
+        for side in SIDES:
+            value = fold[side]
+            if value is None:
+                raise DataError(f"{where}: fold {k} '{side}'", "is null; expected a list of image ids")
+            if isinstance(value, str):
+                raise DataError(f"{where}: fold {k} '{side}'",
+                                f"is the string {value[:40]!r}; expected a list of image ids, e.g. [{value[:20]!r}]")
+            if not isinstance(value, list | tuple):
+                raise DataError(f"{where}: fold {k} '{side}'", f"expected a list of image ids, got {type(value).__name__}")
+            bad = [v for v in value if not isinstance(v, str)]
+            if bad:
+                raise DataError(f"{where}: fold {k} '{side}'", f"image ids must be strings, got {bad[:3]!r}")
+            clean[side] = list(value)
+        folds.append(clean)
+    return folds
+
+
+def check_splits(folds: Sequence[Fold], infos: Sequence[SampleInfo],
+                 groups: Sequence[str] | Mapping[str, str] | None = None, where: str = "split") -> None:
+    """Refuse a split that names unknown images, puts an image or a group on two sides, or has an empty side.
+
+    Groups default to patients (pass the content grouping to check that too). Raises DataError naming the fold,
+    the group and example image ids. Warns when the folds leave most of the source's images out.
+    """
+    folds = validate_structure(list(folds), where)
+    group_list = _group_list(infos, groups)
+    group_of = {info.image_id: g for info, g in zip(infos, group_list, strict=True)}
+    used: set[str] = set()
     for k, fold in enumerate(folds):
-        if set(fold) != {"train", "val"}:
-            raise DataError(f"fold {k}", f"expected keys 'train' and 'val', got {sorted(fold)}")
-        sides: dict[str, dict[str, list[str]]] = defaultdict(lambda: {"train": [], "val": []})
-        for side in ("train", "val"):
-            unknown = [i for i in fold[side] if i not in patient_of]
+        for side in SIDES:
+            if not fold[side]:
+                raise DataError(f"{where}: fold {k}", f"'{side}' is empty")
+            unknown = [i for i in fold[side] if i not in group_of]
             if unknown:
-                raise DataError(f"fold {k} {side}", f"{len(unknown)} image id(s) not in the source, e.g. {unknown[:3]}")
+                raise DataError(f"{where}: fold {k} {side}",
+                                f"{len(unknown)} image id(s) not in the source, e.g. {unknown[:3]}")
+        seen: dict[str, str] = {}
+        for side in SIDES:
             for image_id in fold[side]:
-                sides[patient_of[image_id]][side].append(image_id)
-        for patient, where in sides.items():
-            if where["train"] and where["val"]:
-                raise DataError(
-                    f"fold {k}",
-                    f"patient '{patient}' is on both sides (train: {where['train'][:3]}, val: {where['val'][:3]})",
-                )
-        overlap = set(fold["train"]) & set(fold["val"])
-        if overlap:
-            raise DataError(f"fold {k}", f"image(s) in both train and val, e.g. {sorted(overlap)[:3]}")
+                if image_id in seen:
+                    raise DataError(f"{where}: fold {k}", f"image '{image_id}' is in both {seen[image_id]} and {side}")
+                seen[image_id] = side
+        sides_of: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        for image_id, side in seen.items():
+            sides_of[group_of[image_id]][side].append(image_id)
+        for group, where_ in sorted(sides_of.items()):
+            if len(where_) > 1:
+                detail = ", ".join(f"{side}: {sorted(ids)[:3]}" for side, ids in sorted(where_.items()))
+                what = "patient" if "+" not in group else "group (patients sharing identical images)"
+                raise DataError(f"{where}: fold {k}", f"{what} '{group}' is on more than one side ({detail})")
+        used.update(seen)
+    coverage = len(used) / max(1, len(group_of))
+    if coverage < MIN_COVERAGE:
+        warnings.warn(
+            f"{where}: the folds use {len(used)} of the source's {len(group_of)} images ({coverage:.0%}); "
+            f"{len(group_of) - len(used)} images are left out of training and testing (is this the right split file?)",
+            stacklevel=2,
+        )
 
 
 def save_splits(path: str | Path, folds: Sequence[Fold]) -> None:
@@ -89,14 +219,12 @@ def save_splits(path: str | Path, folds: Sequence[Fold]) -> None:
 
 
 def load_splits(path: str | Path) -> list[Fold]:
-    """Read a split file; accepts the list format above or ``{"folds": [...]}``."""
+    """Read a split file (the list format above, or ``{"folds": [...]}``); its shape is checked on reading."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(path, f"cannot read split file ({exc})") from exc
+        raise DataError(path, f"cannot read split file ({exc})") from None
     if isinstance(data, dict) and "folds" in data:
         data = data["folds"]
-    if not isinstance(data, list) or not all(isinstance(f, dict) for f in data):
-        raise DataError(path, "split file must be a list of {'train': [...], 'val': [...]} objects")
-    return [{"train": list(f.get("train", [])), "val": list(f.get("val", []))} for f in data]
+    return validate_structure(data, where=str(path))

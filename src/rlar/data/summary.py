@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from rlar.data.grouping import Grouping, format_merged
 from rlar.data.record import DESCRIPTORS, Skip
 from rlar.data.sources.base import Source
 
@@ -23,10 +24,15 @@ class DataSummary:
     images_per_patient: dict[int, int]  # n images -> n patients
     skips: list[Skip] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Split groups that join several patients because their images are identical or near-identical
+    #: (``{"patients": [...], "images": [...], "links": ["a=b", ...]}``); None when content was not compared.
+    merged_groups: list[dict[str, list[str]]] | None = None
+    content_lines: list[str] = field(default_factory=list)
 
 
-def summarise_source(source: Source) -> DataSummary:
-    """Count everything in ``source.infos`` and ``source.skips`` (no pixels are decoded here)."""
+def summarise_source(source: Source, grouping: Grouping | None = None) -> DataSummary:
+    """Count everything in ``source.infos`` and ``source.skips`` (no pixels are decoded here); with ``grouping``
+    (:func:`rlar.data.grouping.group_source`), also the groups merged by content."""
     infos = source.infos
     levels = Counter(info.tirads if info.tirads is not None else "unknown" for info in infos)
     descriptor_counts = {
@@ -48,6 +54,11 @@ def summarise_source(source: Source) -> DataSummary:
         images_per_patient=dict(sorted(Counter(per_patient.values()).items())),
         skips=list(source.skips),
         notes=list(getattr(source, "notes", [])),
+        merged_groups=None if grouping is None else [
+            {"patients": list(g.patients), "images": list(g.images),
+             "links": [f"{link.a}={link.b}" for link in g.links]} for g in grouping.merged
+        ],
+        content_lines=[] if grouping is None else format_merged(grouping),
     )
 
 
@@ -71,6 +82,7 @@ def format_summary(summary: DataSummary, level_order: tuple[str, ...] = ()) -> s
     lines.append("images per case: " + ", ".join(f"{n} image(s): {c} cases" for n, c in summary.images_per_patient.items()))
     for note in summary.notes:
         lines.append(f"note: {note}")
+    lines += summary.content_lines
     lines.append(f"skipped or incomplete items: {len(summary.skips)}")
     reasons = Counter(s.reason for s in summary.skips)
     lines += [f"  {s.item}: {s.reason}" for s in summary.skips]

@@ -1,6 +1,12 @@
 """Metrics (segmentation, classification, calibration, fold summaries) and model evaluation."""
 
-from rlar.evaluation.evaluate import evaluate, metrics_from_predictions, predict, validation_score
+from rlar.evaluation.evaluate import (
+    evaluate,
+    metrics_from_predictions,
+    predict,
+    predictions_table,
+    validation_score,
+)
 from rlar.evaluation.metrics import (
     WORST_CASE_HD95,
     classification_metrics,
@@ -18,6 +24,7 @@ __all__ = [
     "format_mean_std",
     "metrics_from_predictions",
     "predict",
+    "predictions_table",
     "segmentation_metrics",
     "summarise_folds",
     "validation_score",

@@ -26,6 +26,11 @@ from tqdm.auto import tqdm
 
 from rlar.data.dataset import ThyroidDataset, collate
 from rlar.evaluation.metrics import aggregate_segmentation, classification_metrics, per_image_segmentation
+from rlar.models import predict_batch
+from rlar.tasks import TASKS
+
+#: The selection score's parts: the headline metric of every task that has one (rlar.tasks: dice, macro_f1).
+HEADLINES: tuple[str, ...] = tuple(spec.headline for spec in TASKS.values() if spec.headline)
 
 #: Probability threshold applied to sigmoid(mask_logits).
 MASK_THRESHOLD = 0.5
@@ -56,6 +61,8 @@ def _mask_filename(image_id: str) -> str:
     return _UNSAFE_FILENAME.sub("_", image_id) + ".png"
 
 
+
+
 @torch.inference_mode()
 def predict(
     model: nn.Module,
@@ -77,7 +84,8 @@ def predict(
     The model is run in eval mode and put back in its previous mode afterwards.
     """
     if getattr(dataset, "augment", False):
-        warnings.warn("predict() was given a dataset with augment=True; metrics will be on augmented images")
+        warnings.warn("predict() was given a dataset with augment=True; metrics will be on augmented images",
+                      stacklevel=2)
     out_dir = Path(output_dir) if output_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,13 +98,14 @@ def predict(
     written: dict[str, str] = {}
     try:
         for batch in tqdm(loader, desc="predicting", disable=not progress, unit="batch"):
-            out = model(batch["image"].to(device))
+            prediction = predict_batch(model, batch["image"].to(device))
+            class_prob, mask_prob = prediction.class_prob, prediction.mask_prob
             base = [
                 {"image_id": i, "patient_id": p, "label": int(y), "has_mask": bool(m)}
                 for i, p, y, m in zip(batch["image_id"], batch["patient_id"], batch["label"], batch["has_mask"])
             ]
-            if out.class_logits is not None:
-                probs = torch.softmax(out.class_logits.float(), dim=1).cpu().numpy()
+            if class_prob is not None:
+                probs = class_prob.float().cpu().numpy()
                 if class_names is None:
                     class_names = class_names_of(dataset, probs.shape[1])
                 pred = probs.argmax(axis=1)
@@ -105,8 +114,8 @@ def predict(
                     row["pred_class_name"] = class_names[k]
                     row["confidence"] = float(p[k])
                     row.update({prob_column(name): float(v) for name, v in zip(class_names, p)})
-            if out.mask_logits is not None:
-                pred_masks = (torch.sigmoid(out.mask_logits.float()) > MASK_THRESHOLD)[:, 0].cpu().numpy()
+            if mask_prob is not None:
+                pred_masks = (mask_prob.float() > MASK_THRESHOLD)[:, 0].cpu().numpy()
                 true_masks = batch["mask"][:, 0].numpy() > 0.5
                 scores = per_image_segmentation(pred_masks, true_masks)
                 annotated = batch["has_mask"].numpy()
@@ -132,6 +141,30 @@ def predict(
     finally:
         model.train(was_training)
     return pd.DataFrame(rows)
+
+
+#: Column order of ``predictions_test.csv`` (docs/interfaces.md); ``prob_<class>`` columns follow, then the rest.
+PREDICTION_COLUMNS: tuple[str, ...] = ("image_id", "patient_id", "has_mask", "dice", "iou", "hd95_px", "label",
+                                       "label_name", "pred", "pred_name")
+
+
+def predictions_table(frame: pd.DataFrame, class_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """A :func:`predict` frame in the per-image table format of the run folder (``predictions_test.csv``).
+
+    Renames ``pred_class``/``pred_class_name`` to ``pred``/``pred_name``, adds ``label_name`` (empty where the
+    label is unknown), drops in-memory masks, and orders the columns as :data:`PREDICTION_COLUMNS`, then
+    ``prob_<class>``, then the remaining ones (``confidence``, ``has_truth``, ``empty_pred``).
+    """
+    table = frame.drop(columns=[c for c in ("pred_mask",) if c in frame.columns])
+    table = table.rename(columns={"pred_class": "pred", "pred_class_name": "pred_name"})
+    if class_names is None:
+        class_names = [c[len("prob_"):] for c in table.columns if c.startswith("prob_")]
+    if "label" in table.columns:
+        names = list(class_names)
+        table["label_name"] = [names[k] if 0 <= k < len(names) else "" for k in table["label"].astype(int)]
+    first = [c for c in PREDICTION_COLUMNS if c in table.columns]
+    probs = [c for c in table.columns if c.startswith("prob_")]
+    return table[first + probs + [c for c in table.columns if c not in first and c not in probs]]
 
 
 def metrics_from_predictions(
@@ -205,7 +238,7 @@ def validation_score(metrics: Mapping[str, Any]) -> float:
     when neither is available, because a NaN score would silently never (or always) select a checkpoint.
     """
     parts = []
-    for key in ("dice", "macro_f1"):
+    for key in HEADLINES:
         value = metrics.get(key)
         if value is not None and isinstance(value, (int, float, np.floating)) and math.isfinite(float(value)):
             parts.append(float(value))

@@ -99,8 +99,8 @@ def per_image_segmentation(
     if pred.shape != true.shape:
         raise ValueError(f"pred_masks shape {pred.shape} differs from true_masks shape {true.shape}")
     n, height, width = true.shape
-    has_truth = true.reshape(n, -1).any(axis=1)
-    empty_pred = ~pred.reshape(n, -1).any(axis=1)
+    has_truth: np.ndarray = np.asarray(true.reshape(n, -1).any(axis=1), dtype=bool)
+    empty_pred: np.ndarray = ~np.asarray(pred.reshape(n, -1).any(axis=1), dtype=bool)
     dice = np.full(n, np.nan)
     iou = np.full(n, np.nan)
     hd95 = np.full(n, np.nan)

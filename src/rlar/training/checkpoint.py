@@ -33,19 +33,35 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     truncated file (os.replace is atomic on POSIX and Windows when both paths are on one file system).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise DataError(path, f"cannot write the checkpoint ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
+    except OSError as exc:  # disk full, permissions changed mid-run, ...: name the file, keep the previous one
+        Path(tmp_name).unlink(missing_ok=True)
+        raise DataError(path, f"cannot write the checkpoint ({exc.strerror or exc}); the previous file is kept") from None
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line`` of an exception, without PyTorch's advice to retry with weights_only=False (unsafe).
+
+    An empty message (EOFError on a truncated file) gives the type alone instead of an IndexError.
+    """
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    first = next((line for line in lines if "weights_only" not in line), "")
+    return f"{type(exc).__name__}: {first.strip()}" if first else type(exc).__name__
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -54,12 +70,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     Raises DataError naming the file when it is missing, unreadable, or not an rlar checkpoint.
     """
     path = Path(path)
+    if path.is_dir():
+        hint = " (a run folder? name its checkpoints/best.pt)" if (path / "checkpoints").is_dir() else ""
+        raise DataError(path, f"is a folder, not a checkpoint file{hint}")
     if not path.is_file():
         raise DataError(path, "checkpoint file does not exist")
+    if path.stat().st_size == 0:
+        raise DataError(path, "checkpoint file is empty (0 bytes): an interrupted copy? Use another checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... depending on the damage
-        raise DataError(path, f"not a readable rlar checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        raise DataError(path, f"not a readable rlar checkpoint ({_first_line(exc)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise DataError(path, "not an rlar checkpoint (no 'format: rlar-checkpoint' entry)")
     if state.get("version", 0) > CHECKPOINT_VERSION:

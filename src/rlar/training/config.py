@@ -14,54 +14,40 @@ the radiomics guidance switch only where the user left them unset (``null``), an
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from rlar.errors import ConfigError
+from rlar.tasks import RADIOMICS_DIM, TASK_NAMES, TASKS, default_grouping
+from rlar.training.presets import METHOD_NAMES, PRESETS, MethodPreset, tasks_of
 
-MethodName = Literal[
-    "seg_only",
-    "cls_efficientnet",
-    "cls_convnext",
-    "vanilla_mtl",
-    "guided_mtl",
-    "rlar",
-    "repmtl",
-    "pcgrad",
-    "cagrad",
-    "nashmtl",
-    "uncertainty",
-]
+# Old import names, kept as shims: the presets live in rlar.training.presets.
+MethodName = str
+
+__all__ = ["METHOD_NAMES", "PRESETS", "MethodPreset", "RlarConfig", "load_config", "parse_value", "strategy_choices"]
 
 
-class MethodPreset(BaseModel):
-    """One row of the method table in docs/interfaces.md."""
+def strategy_choices() -> tuple[str, ...]:
+    """Names of the registered gradient strategies (``rlar.strategies``; imported lazily, it needs torch)."""
+    import rlar.strategies as strategies
 
-    model_config = ConfigDict(frozen=True)
-
-    arch: Literal["multitask", "segmentation", "classification"]
-    backbone: str
-    strategy: str
-    guided: bool  # the 13-dim TI-RADS-aligned radiomics guidance (rad loss) is on
+    registry = getattr(strategies, "STRATEGIES", None)
+    if registry is None:  # before contract C1 lands
+        return tuple(strategies.STRATEGY_NAMES)
+    return tuple(registry)
 
 
-_MTL = dict(arch="multitask", backbone="compact")
-PRESETS: dict[str, MethodPreset] = {
-    "seg_only": MethodPreset(arch="segmentation", backbone="compact", strategy="sum", guided=False),
-    "cls_efficientnet": MethodPreset(arch="classification", backbone="efficientnet-b0", strategy="sum", guided=False),
-    "cls_convnext": MethodPreset(arch="classification", backbone="convnext", strategy="sum", guided=False),
-    "vanilla_mtl": MethodPreset(**_MTL, strategy="sum", guided=False),
-    "guided_mtl": MethodPreset(**_MTL, strategy="sum", guided=True),
-    "rlar": MethodPreset(**_MTL, strategy="rlar", guided=True),
-    **{name: MethodPreset(**_MTL, strategy=name, guided=False) for name in ("repmtl", "pcgrad", "cagrad", "nashmtl", "uncertainty")},
-}
-METHOD_NAMES: tuple[str, ...] = tuple(PRESETS)
-# Names accepted by rlar.strategies.get_strategy (repeated, not imported, so that reading a config needs no torch).
-STRATEGY_CHOICES: tuple[str, ...] = ("sum", "rlar", "repmtl", "pcgrad", "cagrad", "nashmtl", "uncertainty")
+def __getattr__(name: str) -> Any:
+    # STRATEGY_CHOICES read from the strategies registry on first use, so importing this module stays torch-free.
+    if name == "STRATEGY_CHOICES":
+        return strategy_choices()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Section(BaseModel):
@@ -72,18 +58,33 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """Where the images come from and how they are split and presented."""
 
-    source: str = Field("phantom", description="source name: ddti, thyroidxl, aimi, folder, phantom")
-    root: str | None = Field(None, description="dataset folder (None only for the phantom)")
+    source: str = Field(default="phantom", description="source name: ddti, thyroidxl, aimi, folder, phantom")
+    root: str | None = Field(default=None, description="dataset folder (None only for the phantom)")
     options: dict[str, Any] = Field(default_factory=dict, description="source constructor options, e.g. n_cases")
-    image_size: tuple[int, int] = Field((128, 128), description="network input size (H, W); an int means square")
+    image_size: tuple[int, int] = Field(default=(128, 128), description="network input size (H, W); an int means square")
     task: Literal["multiclass", "binary"] = "multiclass"
-    n_folds: int = Field(5, ge=2)
-    fold: int = Field(0, ge=0)
-    split_file: str | None = Field(None, description="user split file (checked for patient leakage)")
-    seed: int = Field(0, description="seed of the fold assignment (independent of the training seed)")
-    cache_dir: str | None = Field(None, description="radiomics target cache; default ~/.cache/rlar")
-    num_workers: int = Field(0, ge=0)
+    n_folds: int = Field(default=5, ge=2)
+    fold: int = Field(default=0, ge=0)
+    split_file: str | None = Field(default=None, description="user split file (checked for group leakage on all three sides)")
+    seed: int = Field(default=0, description="seed of the fold assignment (independent of the training seed)")
+    val_fraction: float = Field(
+        default=0.2, gt=0.0, le=0.5,
+        description="share of each outer training set held out (grouped, stratified) as the inner validation split "
+                    "that selects the checkpoint and drives early stopping; one fold of round(1/val_fraction)",
+    )
+    group_by_content: bool = Field(
+        default=True, description="merge patients whose images are identical or near-identical into one split group",
+    )
+    near_duplicate_bits: int = Field(
+        default=16, ge=0, le=256, description="dHash distance (bits of 256) at or below which two images are near-identical",
+    )
+    cache_dir: str | None = Field(default=None, description="radiomics target cache; default ~/.cache/rlar")
+    num_workers: int = Field(default=0, ge=0)
     augment: bool = True
+    augmentation: dict[str, Any] = Field(
+        default_factory=dict,
+        description="training augmentation options (rlar.data.augment.AugmentOptions; empty: the shipped defaults)",
+    )
 
     @field_validator("image_size", mode="before")
     @classmethod
@@ -104,14 +105,27 @@ class DataConfig(_Section):
             raise ConfigError("data.fold", f"fold {self.fold} is out of range for n_folds={self.n_folds} (0-based)")
         return self
 
+    @model_validator(mode="after")
+    def _typed_options(self) -> DataConfig:
+        # Checked while the config loads (not when the run opens the source or builds the dataset), so a misspelt
+        # option fails before any work and names its key: data.options.<key>, data.augmentation.<field>.
+        from rlar.data.augment import validate_augment_options
+        from rlar.data.sources import validate_source_options
+
+        validate_source_options(self.source, dict(self.options))
+        validate_augment_options(self.augmentation, key="data.augmentation")
+        return self
+
 
 class ModelConfig(_Section):
-    arch: Literal["multitask", "segmentation", "classification"] | None = Field(None, description="null: from method")
-    backbone: str | None = Field(None, description="null: from method")
-    deep_dim: int = Field(64, ge=1, description="size of the free part h_deep of the classification embedding")
-    tirads_dim: int = Field(13, ge=1, description="size of the radiomics-aligned part h_tirads")
+    arch: Literal["multitask", "segmentation", "classification"] | None = Field(default=None, description="null: from method")
+    backbone: str | None = Field(default=None, description="null: from method")
+    deep_dim: int = Field(default=64, ge=1, description="size of the free part h_deep of the classification embedding")
+    tirads_dim: int = Field(default=RADIOMICS_DIM, ge=1, description="size of the radiomics-aligned part h_tirads")
     pretrained_path: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict, description="extra build_model keyword arguments")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="backbone options (validated by rlar.models.validate_backbone_options)",
+    )
 
 
 class StrategyConfig(_Section):
@@ -122,26 +136,18 @@ class StrategyConfig(_Section):
     works without editing it. Example::
 
         options:
-          rlar: {layers: [bottleneck], tau: 0.0, p: 2, absolute: false, lambda: 0.1, warmup_steps: 0}
+          rlar: {tau: 0.0, lambda_rlar: 0.5}
           cagrad: {c: 0.4}
 
-    Unknown options are reported by the strategy itself when the run builds it, under
-    ``strategy.options.<name>.<option>``.
+    Every entry is validated while the config loads by the strategy's own typed ``Options`` model
+    (``rlar.strategies.validate_strategy_options``), so a bad value is an error naming
+    ``strategy.options.<name>.<option>``; the defaults live in those models only.
     """
 
-    name: str | None = Field(None, description="null: from method")
-    tasks: dict[str, list[str]] | None = Field(None, description="task -> loss keys; null: derived from the method")
-    representation: str = Field("bottleneck", description="z: where task directions are compared (and logged)")
+    name: str | None = Field(default=None, description="null: from method")
+    tasks: dict[str, list[str]] | None = Field(default=None, description="task -> loss keys; null: derived from the method")
+    representation: str = Field(default="bottleneck", description="z: where task directions are compared (and logged)")
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
-
-    @field_validator("options")
-    @classmethod
-    def _known_strategies(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        unknown = sorted(set(value) - set(STRATEGY_CHOICES))
-        if unknown:
-            raise ConfigError(f"strategy.options.{unknown[0]}",
-                              f"not a strategy name (strategies: {', '.join(STRATEGY_CHOICES)})")
-        return value
 
     @property
     def selected_options(self) -> dict[str, Any]:
@@ -149,18 +155,30 @@ class StrategyConfig(_Section):
         return dict(self.options.get(self.name or "", {}))
 
 
-class LossWeights(_Section):
-    seg: float | None = Field(None, ge=0, description="null: 1 if the method has the segmentation task, else 0")
-    cls: float | None = Field(None, ge=0, description="null: 1 if the method has the classification task, else 0")
-    rad: float | None = Field(None, ge=0, description="null: 1 if radiomics guidance is on, else 0")
+# One weight per task of the task table (rlar.tasks): null = 1 if the method trains that task, else 0.
+if TYPE_CHECKING:  # a model built at run time: the type checker sees its base
+    LossWeights = _Section
+else:
+    LossWeights = create_model(
+        "LossWeights",
+        __base__=_Section,
+        __doc__="Weight of each task's loss (keys: rlar.tasks.TASK_NAMES).",
+        **{name: (float | None, Field(default=None, ge=0, description=f"null: 1 if the method trains '{name}' "
+                                      f"({TASKS[name].description}), else 0")) for name in TASK_NAMES},
+    )
+
+
+def loss_weights(cfg: RlarConfig) -> dict[str, float]:
+    """Resolved loss weight per task name (after the preset filled the unset ones)."""
+    return {name: float(getattr(cfg.loss.weights, name) or 0.0) for name in TASK_NAMES}
 
 
 class LossConfig(_Section):
     weights: LossWeights = Field(default_factory=LossWeights)
     class_weights: str | list[float] = Field(
-        "auto", description="'auto': balanced weights from the training fold's label counts; 'none'; or a list"
+        default="auto", description="'auto': balanced weights from the training fold's label counts; 'none'; or a list"
     )
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
 
     @field_validator("class_weights", mode="before")
     @classmethod
@@ -179,39 +197,59 @@ class LossConfig(_Section):
 
 
 class RadiomicsConfig(_Section):
-    enabled: bool | None = Field(None, description="null: from method (on for guided_mtl and rlar)")
-    exclude_feature: str | None = Field(None, description="leave-one-out ablation: this feature's target is zeroed")
+    enabled: bool | None = Field(default=None, description="null: from method (on for guided_mtl and rlar)")
+    exclude_feature: str | None = Field(default=None, description="leave-one-out ablation: this feature's target is zeroed")
     params: dict[str, Any] = Field(default_factory=dict, description="RadiomicsParams fields")
 
 
 class OptimConfig(_Section):
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    epochs: int = Field(500, ge=1)
-    batch_size: int = Field(8, ge=1)
-    warmup_epochs: float = Field(5, ge=0, description="linear warm-up length before the cosine decay")
-    grad_clip: float | None = Field(1.0, gt=0, description="max global gradient norm; null disables clipping")
-    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU/MPS)")
+    lr: float = Field(default=1e-4, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    epochs: int = Field(default=500, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    warmup_epochs: float = Field(default=5, ge=0, description="linear warm-up length before the cosine decay")
+    grad_clip: float | None = Field(default=1.0, gt=0, description="max global gradient norm; null disables clipping")
+    amp: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU/MPS)")
+
+
+class DivergenceConfig(_Section):
+    """The divergence guard on the loss trend (issue 11): NaN/inf is always fatal; this also catches a finite blow-up.
+
+    The trainer keeps the mean total loss of the last ``window`` steps and its lowest value so far; when the
+    current window mean exceeds ``factor`` times that lowest value (and ``min_loss``), the run stops with a
+    message and the last good checkpoint is kept. A healthy run moves its loss by far less than 1000x.
+    """
+
+    enabled: bool = True
+    factor: float = Field(default=1000.0, gt=1.0, description="stop when the window mean exceeds factor x its lowest value")
+    window: int = Field(default=10, ge=1, description="steps averaged before comparing")
+    min_loss: float = Field(default=1.0, gt=0.0, description="never stop while the window mean is below this value")
 
 
 class TrainingConfig(_Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     seed: int = 0
     deterministic: bool = True
-    early_stopping_patience: int | None = Field(None, ge=1, description="validations without improvement; null: off")
-    val_every: int = Field(1, ge=1, description="epochs between validations")
-    checkpoint_every: int = Field(1, ge=1, description="epochs between 'last' checkpoints")
-    log_every: int = Field(10, ge=1, description="steps between TensorBoard step scalars")
-    cpu_threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads (null: torch's default); 1 is often fastest on a shared CPU"
+    selection: Literal["best_val", "last"] = Field(
+        default="best_val",
+        description="best_val: the checkpoint with the best inner-validation score is tested; last: the last epoch "
+                    "(no selection; validation then only drives early stopping if patience is set)",
     )
+    early_stopping_patience: int | None = Field(default=None, ge=1, description="validations without improvement; null: off")
+    val_every: int = Field(default=1, ge=1, description="epochs between validations")
+    checkpoint_every: int = Field(default=1, ge=1, description="epochs between 'last' checkpoints")
+    log_every: int = Field(default=10, ge=1, description="steps between TensorBoard step scalars")
+    cpu_threads: int | None = Field(
+        default=None, ge=1, description="torch intra-op threads (null: torch's default); 1 is often fastest on a shared CPU"
+    )
+    divergence: DivergenceConfig = Field(default_factory=DivergenceConfig)
 
 
 class RlarConfig(_Section):
     """A full training run. ``resolve`` semantics: preset-derived fields are filled after validation."""
 
-    method: MethodName = "rlar"
-    size: str | None = Field(None, description="which entry of the file's 'sizes' was applied (provenance)")
+    method: str = Field(default="rlar", description="method preset (rlar.training.presets.PRESETS)")
+    size: str | None = Field(default=None, description="which entry of the file's 'sizes' was applied (provenance)")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
@@ -219,7 +257,14 @@ class RlarConfig(_Section):
     radiomics: RadiomicsConfig = Field(default_factory=RadiomicsConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    output: str = Field("runs/rlar", description="default output folder of `rlar train`")
+    output: str = Field(default="runs/rlar", description="default output folder of `rlar train`")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in PRESETS:
+            raise ValueError(f"unknown method '{value}'; choose one of: {', '.join(METHOD_NAMES)}")
+        return value
 
     @model_validator(mode="after")
     def _apply_preset(self) -> RlarConfig:
@@ -234,37 +279,58 @@ class RlarConfig(_Section):
             object.__setattr__(strategy, "name", preset.strategy)
         if rad.enabled is None:
             object.__setattr__(rad, "enabled", preset.guided and model.arch == "multitask")
-        has_seg = model.arch in ("multitask", "segmentation")
-        has_cls = model.arch in ("multitask", "classification")
+        arch = model.arch or preset.arch
+        trained = tasks_of(arch, bool(rad.enabled))
         weights = loss.weights
-        if weights.seg is None:
-            object.__setattr__(weights, "seg", 1.0 if has_seg else 0.0)
-        if weights.cls is None:
-            object.__setattr__(weights, "cls", 1.0 if has_cls else 0.0)
-        if weights.rad is None:
-            object.__setattr__(weights, "rad", 1.0 if rad.enabled else 0.0)
-        if weights.rad and not rad.enabled:
+        for name in TASK_NAMES:
+            if getattr(weights, name) is None:
+                object.__setattr__(weights, name, 1.0 if name in trained else 0.0)
+        if getattr(weights, "rad", 0) and not rad.enabled:
             raise ConfigError("loss.weights.rad", "> 0 needs radiomics.enabled: true (there would be no targets)")
-        if rad.enabled and model.arch != "multitask":
-            raise ConfigError("radiomics.enabled", f"guidance needs the multitask architecture, not '{model.arch}'")
-        if strategy.name not in STRATEGY_CHOICES:
-            raise ConfigError("strategy.name", f"unknown strategy '{strategy.name}' (choose from {', '.join(STRATEGY_CHOICES)})")
+        if rad.enabled and arch != "multitask":
+            raise ConfigError("radiomics.enabled", f"guidance needs the multitask architecture, not '{arch}'")
         if strategy.tasks is None:
-            # Every loss key the model produces belongs to a task (a key outside every task would become a task of
-            # its own in the strategy); the guidance loss is part of the classification task as in the paper.
-            tasks: dict[str, list[str]] = {}
-            if has_seg:
-                tasks["seg"] = ["seg"]
-            if has_cls:
-                tasks["cls"] = ["cls", "rad"] if rad.enabled else ["cls"]
-            object.__setattr__(strategy, "tasks", tasks)
-        if not (weights.seg or weights.cls or weights.rad):
+            # Every loss key the model produces belongs to a task group (a key outside every group would become a
+            # group of its own in the strategy); the guidance loss is in the classification group as in the paper.
+            object.__setattr__(strategy, "tasks", default_grouping(tasks_of(arch, bool(rad.enabled))))
+        if not any(getattr(weights, name) for name in TASK_NAMES):
             raise ConfigError("loss.weights", "every loss weight is 0; nothing to train")
+        _validate_strategy(strategy)
+        _validate_backbone(model)
         return self
 
     @property
     def task_names(self) -> list[str]:
         return list(self.strategy.tasks or {})
+
+
+def _validate_strategy(strategy: StrategyConfig) -> None:
+    """The strategy name and every ``strategy.options`` entry, by the strategies' own registry (contract C1)."""
+    choices = strategy_choices()
+    if strategy.name not in choices:
+        raise ConfigError("strategy.name", f"unknown strategy '{strategy.name}' (choose from {', '.join(choices)})")
+    unknown = sorted(set(strategy.options) - set(choices))
+    if unknown:
+        raise ConfigError(f"strategy.options.{unknown[0]}", f"not a strategy name (strategies: {', '.join(choices)})")
+    import rlar.strategies as strategies
+
+    validate = getattr(strategies, "validate_strategy_options", None)
+    if validate is None:  # before contract C1 lands: the strategy reports its options when the run builds it
+        return
+    for name, raw in strategy.options.items():
+        if not isinstance(raw, dict):
+            raise ConfigError(f"strategy.options.{name}", f"must be a mapping of options, got {raw!r}")
+        validate(name, raw)
+
+
+def _validate_backbone(model: ModelConfig) -> None:
+    """``model.options`` by the backbone's own typed options (contract C3), when that registry exists."""
+    import rlar.models as models
+
+    validate = getattr(models, "validate_backbone_options", None)
+    if validate is None or model.backbone is None:
+        return
+    validate(model.backbone, dict(model.options))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -278,7 +344,7 @@ def _from_validation_error(err: ValidationError) -> ConfigError:
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
     key = ".".join(str(p) for p in loc) or "<config>"
     if first["type"] == "extra_forbidden":
-        return ConfigError(key, "unknown key (check the spelling; see rlar/training/config.py for the schema)")
+        return ConfigError(key, "unknown key" + _did_you_mean(loc))
     reason = first["msg"].removeprefix("Value error, ")
     if first["type"] not in ("value_error", "assertion_error") and "input" in first:
         reason += f" (got {first['input']!r})"
@@ -288,12 +354,56 @@ def _from_validation_error(err: ValidationError) -> ConfigError:
     return ConfigError(key, reason)
 
 
+def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config section (pydantic model class) that holds the key at ``loc`` (None past a free-form dict)."""
+    model: type[BaseModel] = RlarConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """``"; did you mean 'optim.lr'?"`` for a misspelt key (difflib), else a pointer to the schema."""
+    section = _section_at(loc)
+    if section is None or not loc:
+        return " (check the spelling; see rlar/training/config.py for the schema)"
+    close = difflib.get_close_matches(str(loc[-1]), list(section.model_fields), n=3, cutoff=0.6)
+    prefix = ".".join(str(p) for p in loc[:-1])
+    if close:
+        names = " or ".join(f"'{prefix + '.' if prefix else ''}{c}'" for c in close)
+        return f"; did you mean {names}?"
+    return f" (keys here: {', '.join(section.model_fields)})"
+
+
 def validate_config(raw: dict[str, Any]) -> RlarConfig:
     """Validate a plain dict (already merged) into an :class:`RlarConfig`; errors become ConfigError."""
     try:
         return RlarConfig.model_validate(raw)
     except ValidationError as err:
         raise _from_validation_error(err) from None
+
+
+def parse_value(text: str) -> Any:
+    """A ``key=value`` value as the user means it: YAML scalar semantics (``3`` int, ``[1, 2]`` list, ``null``,
+    ``true``), plus ``1e-4`` as a float (YAML 1.1 reads it as a string because it lacks a dot).
+
+    The one value parser of rlar: ``--set`` here and the CLI's ``--option`` both use it. Raises ValueError with
+    the reason for text that is not valid YAML.
+    """
+    if not text.strip():
+        return None
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"value {text!r} is not valid YAML ({exc})") from None
+    if isinstance(parsed, str) and parsed.lower() not in ("nan", "inf", "-inf", "infinity", "+inf"):
+        with contextlib.suppress(ValueError):
+            return float(parsed)
+    return parsed
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -306,15 +416,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if any(not p for p in parts):
         raise ConfigError(key, "empty component in dotted key")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(key, f"value {value!r} is not valid YAML ({exc})") from None
-    # YAML reads "1e-4" as a string (it needs a dot); users mean a number.
-    if isinstance(parsed, str):
-        try:
-            parsed = float(parsed) if parsed.lower() not in ("nan", "inf", "-inf", "infinity") else parsed
-        except ValueError:
-            pass
+        parsed = parse_value(value)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
     return parts, parsed
 
 
@@ -367,8 +471,10 @@ def resolve_raw(raw: dict[str, Any], overrides: list[str] | None = None, size: s
     for parts, value in parsed:
         if parts == ["size"]:
             size = value
-    if size is None:
+    if size is None and sizes:
         size = raw.get("size")
+    # A resolved config.yaml (dump_config) keeps `size` as provenance without the `sizes` it came from: its values
+    # already include that size, so it reloads as it is.
     if size is not None:
         if size not in sizes:
             known = ", ".join(sizes) or "none defined in this file"

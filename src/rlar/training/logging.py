@@ -26,9 +26,7 @@ def flatten_scalars(values: Mapping[str, Any], prefix: str = "") -> dict[str, fl
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             out.update(flatten_scalars(value, prefix=f"{name}/"))
-        elif isinstance(value, bool):
-            out[name] = float(value)
-        elif isinstance(value, int | float):
+        elif isinstance(value, bool | int | float):
             out[name] = float(value)
         elif hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalars
             out[name] = float(value.item())

@@ -1,13 +1,15 @@
-"""One training run, end to end: source -> split -> radiomics targets -> datasets -> model/strategy/loss -> trainer
--> evaluation of the best checkpoint on the validation fold.
+"""One training run under the nested held-out protocol (docs/protocol.md), end to end:
+source -> content groups -> train/val/test split -> radiomics targets -> datasets -> model/strategy/loss -> trainer
+(checkpoint selection on the inner ``val`` only) -> one evaluation of the chosen checkpoint on the outer ``test``.
 
-Files written into ``out_dir`` (rank 0 only):
+Files written into ``out_dir`` (rank 0 only; contract C6):
 
 - ``config.yaml``: the resolved config (method preset expanded), reloadable with ``rlar train --config``;
-- ``splits.json``: every fold of the split used (image ids), reusable as ``data.split_file``;
-- ``log.csv`` and ``tensorboard/``: per-epoch (and per-step) scalars;
-- ``checkpoints/last.pt`` (resume) and ``checkpoints/best.pt`` (best validation score);
-- ``metrics.json``: the validation-fold metrics of the best checkpoint, plus a ``run`` section.
+- ``splits.json``: every fold's ``train``/``val``/``test`` image ids, reusable (and editable) as ``data.split_file``;
+- ``log.csv`` and ``tensorboard/``: per-epoch (and per-step) scalars, incl. the strategy's cosine and extras;
+- ``checkpoints/last.pt`` (resume) and ``checkpoints/best.pt`` (best inner-validation score);
+- ``metrics.json``: ``{"test": {...}, "val": {...}, "run": {...}}`` of the chosen checkpoint;
+- ``predictions_test.csv``: one row per test image (scores, label, prediction, class probabilities).
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +28,17 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
 
 from rlar.data.labels import LabelSpace, detect_scale
 from rlar.data.sources import open_source
 from rlar.data.sources.base import Source
-from rlar.data.splits import check_splits, load_splits, make_splits, save_splits
-from rlar.errors import ConfigError, DataError
+from rlar.data.splits import SIDES, Fold, check_splits, load_splits, make_splits, save_splits
+from rlar.errors import ConfigError, DataError, RlarError
+from rlar.training.builders import build_components, rad_feature_mask
 from rlar.training.checkpoint import load_checkpoint
 from rlar.training.config import RlarConfig, config_to_dict, dump_config, validate_config
+from rlar.training.config_diff import RESUME_FREE_KEYS, config_difference
 from rlar.training.distributed import (
     DistContext,
     barrier,
@@ -39,14 +47,18 @@ from rlar.training.distributed import (
     init_distributed,
 )
 from rlar.training.seeding import make_generator, seed_everything, worker_init_fn
-from rlar.training.trainer import BEST, Trainer, resolve_device
+from rlar.training.trainer import BEST, LAST, Trainer, resolve_device
 
 CONFIG_FILE = "config.yaml"
 SPLITS_FILE = "splits.json"
 METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions_test.csv"
 
-# Settings that may differ between a run and its resumption without changing what is computed.
-_RESUME_FREE_KEYS = {("training", "device"), ("data", "num_workers"), ("output",)}
+_RESUME_FREE_KEYS = RESUME_FREE_KEYS  # old private name, kept as a shim
+
+__all__ = ["CONFIG_FILE", "METRICS_FILE", "PREDICTIONS_FILE", "RESUME_FREE_KEYS", "SPLITS_FILE", "build_components",
+           "check_writable", "config_difference", "label_space_for", "prepare_splits", "rad_feature_mask",
+           "run_training", "to_jsonable"]
 
 
 def default_cache_dir() -> Path:
@@ -60,50 +72,83 @@ def label_space_for(source: Source, task: str) -> LabelSpace:
     return LabelSpace(scale=scale, task=task)
 
 
-def _diff_key(old: Any, new: Any, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
-    """First dotted path where two plain config dicts differ (ignoring resume-free keys), or None."""
-    if path in _RESUME_FREE_KEYS:
-        return None
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new)):
-            found = _diff_key(old.get(key), new.get(key), (*path, key))
-            if found is not None:
-                return found
-        return None
-    return None if old == new else path
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and prove a file can be written there, before any long work (issue 11)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".rlar-write-test-"):
+            pass
+    except OSError as exc:
+        raise DataError(folder, f"the run folder is not writable ({exc.strerror or exc}); choose another --out") from None
 
 
-def prepare_splits(cfg: RlarConfig, source: Source, label_space: LabelSpace, out_dir: Path,
-                   resume: bool) -> list[dict[str, list[str]]]:
-    """The folds for this run: the run's own splits.json when resuming, a user split file, or new folds."""
+_diff_key = config_difference  # old private name, kept as a shim
+
+
+def _normalised(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config passed through today's schema, so a key added since (with its default) is no
+    difference; the raw dict when it no longer validates (the comparison then names the key)."""
+    try:
+        return config_to_dict(validate_config(saved))
+    except RlarError:
+        return saved
+
+
+def prepare_splits(cfg: RlarConfig, source: Source, label_space: LabelSpace, out_dir: Path, resume: bool,
+                   progress: bool = False, notes: bool = False) -> list[Fold]:
+    """The folds of this run (the run's own splits.json when resuming, a user split file, or new nested folds),
+    checked against the content groups: no patient and no content group on two sides of any fold.
+
+    Images that cannot be decoded are dropped from ``source.infos`` (recorded in ``source.skips``) and, with
+    ``notes``, listed on stdout, the way ``rlar data summary`` does.
+    """
+    from rlar.data.grouping import drop_unreadable, group_source
+
+    grouping = group_source(source, by_content=cfg.data.group_by_content,
+                            near_threshold=cfg.data.near_duplicate_bits, progress=progress)
+    drop_unreadable(source, grouping.unreadable)
+    if grouping.unreadable and notes:
+        tqdm.write(f"skipped {len(grouping.unreadable)} unreadable image(s):")
+        for skip in grouping.unreadable:
+            tqdm.write(f"  {skip.item}: {skip.reason}")
+    if grouping.merged and notes:
+        tqdm.write(f"{len(grouping.merged)} split group(s) join several patients because their images are "
+                   f"identical or near-identical: " + ", ".join(g.group for g in grouping.merged[:10]))
     own = out_dir / SPLITS_FILE
     if resume and own.is_file():
-        folds = load_splits(own)
+        folds, where = load_splits(own), str(own)
     elif cfg.data.split_file is not None:
-        folds = load_splits(cfg.data.split_file)
+        folds, where = load_splits(cfg.data.split_file), str(cfg.data.split_file)
     else:
-        folds = make_splits(source.infos, n_folds=cfg.data.n_folds, seed=cfg.data.seed, label_space=label_space)
-    check_splits(folds, source.infos)
+        folds, where = make_splits(source.infos, n_folds=cfg.data.n_folds, seed=cfg.data.seed,
+                                   label_space=label_space, val_fraction=cfg.data.val_fraction,
+                                   groups=grouping.group_of), "split"
+    unreadable = {skip.item for skip in grouping.unreadable}
+    if unreadable:  # a given split may name images that turned out unreadable: leave them out, as listed above
+        folds = [{side: [i for i in fold[side] if i not in unreadable] for side in SIDES} for fold in folds]
+    check_splits(folds, source.infos, groups=grouping.group_of, where=where)
     if cfg.data.fold >= len(folds):
         raise ConfigError("data.fold", f"fold {cfg.data.fold} does not exist; the split has {len(folds)} folds")
     return folds
 
 
-def prepare_radiomics(cfg: RlarConfig, source: Source, train_ids: list[str],
-                      progress: bool) -> tuple[pd.DataFrame | None, dict[str, Any] | None]:
-    """Standardised radiomics targets (fit on the training fold only) and the standardiser state, or (None, None).
+def prepare_radiomics(cfg: RlarConfig, source: Source, train_ids: list[str], progress: bool
+                      ) -> tuple[pd.DataFrame | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """Standardised radiomics targets (fit on the training side only), the standardiser state and the training
+    reference distribution (:func:`radiomics_reference`), or (None, None, None) without guidance.
 
     Leave-one-out ablation (``radiomics.exclude_feature``) is applied in the loss (see :func:`rad_feature_mask`):
     the targets keep all 13 columns, and the left-out ones are simply not supervised.
     """
     if not cfg.radiomics.enabled:
-        return None, None
+        return None, None, None
     from rlar.radiomics import RadiomicsParams, Standardiser, compute_targets
 
     try:
         params = RadiomicsParams(**cfg.radiomics.params)
     except Exception as exc:  # pydantic ValidationError, TypeError: report under the config key
-        raise ConfigError("radiomics.params", str(exc).splitlines()[0] + f" ({exc})") from None
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError("radiomics.params", f"{first} ({exc})") from None
     rad_feature_mask(cfg)  # validate radiomics.exclude_feature before the (long) extraction
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else default_cache_dir()
     targets = compute_targets(source, cache_dir, params=params, progress=progress)
@@ -111,24 +156,21 @@ def prepare_radiomics(cfg: RlarConfig, source: Source, train_ids: list[str],
     if len(train_rows) == 0:
         raise DataError("radiomics", "no training image has a mask, so radiomics targets cannot be standardised")
     standardiser = Standardiser().fit(train_rows)
-    return standardiser.transform(targets), standardiser.state_dict()
+    return standardiser.transform(targets), standardiser.state_dict(), radiomics_reference(train_rows)
 
 
-def rad_feature_mask(cfg: RlarConfig) -> list[bool] | None:
-    """Which of the 13 radiomics features L_rad supervises, for ``radiomics.exclude_feature`` (None: all)."""
-    if cfg.radiomics.exclude_feature is None:
-        return None
-    from rlar.radiomics import feature_mask
+def radiomics_reference(train_rows: pd.DataFrame) -> dict[str, Any]:
+    """The checkpoint's ``radiomics_reference``: the raw (unstandardised) 13 features of every training-side image
+    with a mask, so that ``rlar predict`` can place a new nodule's value as a percentile of the training nodules."""
+    from rlar.radiomics.spec import FEATURE_NAMES
 
-    try:
-        return feature_mask(cfg.radiomics.exclude_feature)
-    except (KeyError, ValueError) as exc:
-        raise ConfigError("radiomics.exclude_feature", str(exc)) from None
+    values = train_rows.loc[:, list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+    return {"columns": list(FEATURE_NAMES), "values": values.tolist()}
 
 
 def class_weights_for(cfg: RlarConfig, labels: np.ndarray, num_classes: int) -> torch.Tensor | None:
     """Cross-entropy class weights: 'none', an explicit list, or 'auto' (scikit-learn's 'balanced' weights
-    from the training fold; classes absent from the fold get weight 1 since they contribute no loss anyway)."""
+    from the training side; classes absent from it get weight 1 since they contribute no loss anyway)."""
     spec = cfg.loss.class_weights
     if spec == "none":
         return None
@@ -146,51 +188,12 @@ def class_weights_for(cfg: RlarConfig, labels: np.ndarray, num_classes: int) -> 
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def build_components(cfg: RlarConfig, num_classes: int, class_weights: torch.Tensor | None
-                     ) -> tuple[torch.nn.Module, torch.nn.Module, Any]:
-    """Model, strategy and loss from the config; option errors are reported under their config keys."""
-    from rlar.losses import MultitaskLoss
-    from rlar.models import build_model
-    from rlar.strategies import get_strategy
-
-    try:
-        model = build_model(
-            arch=cfg.model.arch, backbone=cfg.model.backbone, num_classes=num_classes, in_channels=1,
-            tirads_dim=cfg.model.tirads_dim, deep_dim=cfg.model.deep_dim, pretrained_path=cfg.model.pretrained_path,
-            **cfg.model.options,
-        )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError("model", str(exc)) from None
-    name = cfg.strategy.name
-    options = {"representation": cfg.strategy.representation, **cfg.strategy.selected_options}
-    try:
-        strategy = get_strategy(name, tasks=cfg.strategy.tasks, **options)
-    except ConfigError as err:
-        # The strategy names its own option ("tau", "strategy.tau", "tasks.cls"); say where it sits in the config.
-        key = err.key.removeprefix("strategy.").removeprefix("strategy")
-        if key == "":
-            full = "strategy.name"
-        elif key.startswith("tasks") or key == "representation":
-            full = f"strategy.{key}"
-        else:
-            full = f"strategy.options.{name}.{key}"
-        raise ConfigError(full, err.reason) from None
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"strategy.options.{name}", str(exc)) from None
-    weights = cfg.loss.weights
-    loss_fn = MultitaskLoss(
-        seg_weight=weights.seg, cls_weight=weights.cls, rad_weight=weights.rad,
-        class_weights=class_weights, label_smoothing=cfg.loss.label_smoothing,
-        rad_feature_mask=rad_feature_mask(cfg),
-    )
-    return model, strategy, loss_fn
-
-
-def _evaluator(batch_size: int, device: torch.device, num_workers: int):
+def _evaluator(batch_size: int, device: torch.device, num_workers: int
+               ) -> Callable[[Any], Callable[[torch.nn.Module], tuple[dict[str, Any], float]]]:
     """validate(model) -> (metrics, score) on a fixed dataset, for the trainer."""
     from rlar.evaluation.evaluate import evaluate, validation_score
 
-    def make(dataset):
+    def make(dataset: Any) -> Callable[[torch.nn.Module], tuple[dict[str, Any], float]]:
         def validate(model: torch.nn.Module) -> tuple[dict[str, Any], float]:
             with torch.no_grad():
                 metrics = evaluate(model, dataset, batch_size=batch_size, device=device, progress=False,
@@ -198,7 +201,7 @@ def _evaluator(batch_size: int, device: torch.device, num_workers: int):
             try:
                 score = validation_score(metrics)
             except ValueError as exc:
-                warnings.warn(f"validation fold gives no selection score ({exc}); keeping the latest weights",
+                warnings.warn(f"validation split gives no selection score ({exc}); keeping the latest weights",
                               stacklevel=2)
                 score = math.nan
             return metrics, score
@@ -210,15 +213,17 @@ def _evaluator(batch_size: int, device: torch.device, num_workers: int):
 
 def run_training(cfg: RlarConfig, out_dir: str | Path, fold: int | None = None, resume: bool = False,
                  progress: bool = True) -> dict[str, Any]:
-    """Train one fold and evaluate its best checkpoint on the validation images; returns the metrics dict.
+    """Train one fold, select the checkpoint on its inner ``val`` split, and score it once on its ``test`` side.
 
     Args:
         cfg: the validated config (``fold`` overrides ``cfg.data.fold``).
-        out_dir: run folder (created). With ``resume``, continues from ``out_dir/checkpoints/last.pt``; the
-            config must match the one saved there (except device / num_workers / output).
+        out_dir: run folder (created; checked writable first). With ``resume``, continues from
+            ``out_dir/checkpoints/last.pt``; the config must match the one saved there (except device /
+            num_workers / output).
         progress: tqdm bars and per-epoch lines.
-    Raises ConfigError / DataError for bad settings or data, TrainingDiverged when the loss becomes NaN/inf.
-    Under ``torchrun`` every rank calls this; only rank 0 writes files and returns full metrics.
+    Returns ``{"test": flat metrics, "val": flat metrics, "run": {...}}`` (also written to ``metrics.json``).
+    Raises ConfigError / DataError for bad settings or data, TrainingDiverged when the loss becomes non-finite or
+    blows up. Under ``torchrun`` every rank calls this; only rank 0 writes files and returns the metrics.
     """
     cfg = cfg.model_copy(deep=True)
     if fold is not None:
@@ -236,43 +241,61 @@ def run_training(cfg: RlarConfig, out_dir: str | Path, fold: int | None = None, 
         cleanup_distributed(ctx)
 
 
+def _datasets(cfg: RlarConfig, source: Source, fold: Fold, label_space: LabelSpace,
+              radiomics: pd.DataFrame | None, notes: bool) -> dict[str, Any]:
+    """One ThyroidDataset per side; images that cannot be decoded are dropped (and listed) instead of crashing."""
+    from rlar.data.dataset import ThyroidDataset
+
+    size = (int(cfg.data.image_size[0]), int(cfg.data.image_size[1]))
+    datasets = {}
+    for side in SIDES:
+        train = side == "train"
+        datasets[side] = ThyroidDataset(source, fold[side], image_size=size, label_space=label_space,
+                                        radiomics=radiomics, augment=cfg.data.augment and train,
+                                        seed=cfg.training.seed, cache_in_memory=True,
+                                        augmentation=cfg.data.augmentation)
+        skipped = getattr(datasets[side], "skipped", [])
+        if skipped and notes:
+            tqdm.write(f"{side}: skipped {len(skipped)} unreadable image(s):")
+            for skip in skipped:
+                tqdm.write(f"  {skip.item}: {skip.reason}")
+    return datasets
+
+
 def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext, resume: bool,
          progress: bool) -> dict[str, Any]:
-    from rlar.data.dataset import ThyroidDataset, collate
+    from rlar.data.dataset import collate
 
-    last = out_dir / "checkpoints" / "last.pt"
+    started = time.perf_counter()
+    last = out_dir / "checkpoints" / LAST
     if resume:
         if not last.is_file():
             raise DataError(last, "cannot resume: no checkpoint here (run without --resume to start)")
-        saved = load_checkpoint(last)["config"]
-        differs = _diff_key(saved, config_to_dict(cfg))
+        saved = _normalised(load_checkpoint(last)["config"])
+        differs = config_difference(saved, config_to_dict(cfg))
         if differs is not None:
             key = ".".join(differs)
             raise ConfigError(key, f"differs from the run being resumed ({out_dir / CONFIG_FILE}); resume with the same config")
+    if ctx.is_main:
+        check_writable(out_dir)
     seed_everything(cfg.training.seed, cfg.training.deterministic)
     if cfg.training.cpu_threads is not None:
         torch.set_num_threads(cfg.training.cpu_threads)
 
     source = open_source(cfg.data.source, cfg.data.root, **cfg.data.options)
     label_space = label_space_for(source, cfg.data.task)
-    folds = prepare_splits(cfg, source, label_space, out_dir, resume)
-    train_ids, val_ids = folds[cfg.data.fold]["train"], folds[cfg.data.fold]["val"]
-    if not train_ids or not val_ids:
-        raise DataError(f"fold {cfg.data.fold}", f"empty side (train {len(train_ids)}, val {len(val_ids)} images)")
+    folds = prepare_splits(cfg, source, label_space, out_dir, resume, progress, notes=ctx.is_main)
+    fold = folds[cfg.data.fold]
     if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out_dir / CONFIG_FILE)
         save_splits(out_dir / SPLITS_FILE, folds)
 
-    radiomics, standardiser_state = prepare_radiomics(cfg, source, train_ids, progress)
-    size = tuple(cfg.data.image_size)
-    train_ds = ThyroidDataset(source, train_ids, image_size=size, label_space=label_space, radiomics=radiomics,
-                              augment=cfg.data.augment, seed=cfg.training.seed, cache_in_memory=True)
-    val_ds = ThyroidDataset(source, val_ids, image_size=size, label_space=label_space, radiomics=radiomics,
-                            augment=False, cache_in_memory=True)
+    radiomics, standardiser_state, reference = prepare_radiomics(cfg, source, fold["train"], progress)
+    datasets = _datasets(cfg, source, fold, label_space, radiomics, notes=ctx.is_main)
+    train_ds, val_ds, test_ds = datasets["train"], datasets["val"], datasets["test"]
 
     generator = make_generator(cfg.training.seed)
-    sampler = None
+    sampler: DistributedSampler[Any] | None = None
     if ctx.enabled:
         sampler = DistributedSampler(train_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                      seed=cfg.training.seed)
@@ -281,7 +304,8 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
     # BatchNorm cannot train on a batch of one sample: drop a lonely last sample rather than crash on it.
     drop_last = per_rank > batch_size and per_rank % batch_size == 1
     train_loader = DataLoader(
-        train_ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, collate_fn=collate,
+        train_ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+        collate_fn=getattr(train_ds, "collate_fn", collate),
         num_workers=cfg.data.num_workers, worker_init_fn=worker_init_fn, generator=generator, drop_last=drop_last,
         pin_memory=device.type == "cuda", persistent_workers=False,
     )
@@ -297,10 +321,12 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
     if ctx.enabled:
         seed_everything(cfg.training.seed + ctx.rank, cfg.training.deterministic)
 
-    validate = _evaluator(batch_size, device, cfg.data.num_workers)(val_ds)
+    evaluator = _evaluator(batch_size, device, cfg.data.num_workers)
+    validate = evaluator(val_ds)
     extra_state = {
         "config": config_to_dict(cfg),
         "standardiser": standardiser_state,
+        "radiomics_reference": reference,
         "label_space": {"scale": label_space.scale, "task": label_space.task},
         "fold": cfg.data.fold,
     }
@@ -317,24 +343,64 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
         return {}
 
     best = out_dir / "checkpoints" / BEST
-    chosen = best if best.is_file() else last
-    model.load_state_dict(load_checkpoint(chosen, map_location=device)["model"])
-    metrics, score = validate(model)
-    result = dict(metrics)
-    result["run"] = {
-        "method": cfg.method,
-        "fold": cfg.data.fold,
-        "checkpoint": str(chosen),
-        "best_epoch": state.best_epoch,
-        "validation_score": score,
-        "epochs_run": state.epoch,
-        "stopped_early": state.stopped_early,
-        "n_train": len(train_ds),
-        "n_val": len(val_ds),
-        "world_size": ctx.world_size,
+    chosen = best if (cfg.training.selection == "best_val" and best.is_file()) else last
+    chosen_state = load_checkpoint(chosen, map_location=device)
+    model.load_state_dict(chosen_state["model"])
+    val_metrics, score = validate(model)
+    test_metrics = score_test(model, test_ds, batch_size, device, cfg.data.num_workers, out_dir / PREDICTIONS_FILE,
+                              progress)
+    result: dict[str, Any] = {
+        "test": test_metrics,
+        "val": val_metrics,
+        "run": {
+            "method": cfg.method,
+            "fold": cfg.data.fold,
+            "seed": cfg.training.seed,
+            "selection": cfg.training.selection,
+            "checkpoint": str(chosen),
+            "best_epoch": state.best_epoch,
+            "checkpoint_epoch": int(chosen_state["epoch"]),
+            "validation_score": score,
+            "epochs_run": state.epoch,
+            "stopped_early": state.stopped_early,
+            "n_train": len(train_ds),
+            "n_val": len(val_ds),
+            "n_test": len(test_ds),
+            "skipped": [f"{s.item}: {s.reason}" for s in source.skips]
+            + [f"{s.item}: {s.reason}" for side in SIDES for s in getattr(datasets[side], "skipped", [])],
+            "wall_time_s": time.perf_counter() - started,
+            "world_size": ctx.world_size,
+        },
     }
-    (out_dir / METRICS_FILE).write_text(json.dumps(to_jsonable(result), indent=1))
+    write_text(out_dir / METRICS_FILE, json.dumps(to_jsonable(result), indent=1))
     return result
+
+
+def score_test(model: torch.nn.Module, dataset: Any, batch_size: int, device: torch.device, num_workers: int,
+               predictions_path: Path, progress: bool) -> dict[str, Any]:
+    """The one look at the test side: per-image predictions to ``predictions_test.csv`` and the flat metrics."""
+    from rlar.evaluation.evaluate import class_names_of, metrics_from_predictions, predict, predictions_table
+
+    with torch.no_grad():
+        frame = predict(model, dataset, batch_size=batch_size, device=device, progress=progress,
+                        keep_masks=False, num_workers=num_workers)
+    class_names = None
+    if "pred_class" in frame.columns:
+        class_names = class_names_of(dataset, sum(c.startswith("prob_") for c in frame.columns))
+    table = predictions_table(frame, class_names)
+    try:
+        table.to_csv(predictions_path, index=False)
+    except OSError as exc:
+        raise DataError(predictions_path, f"cannot write the test predictions ({exc.strerror or exc})") from None
+    return metrics_from_predictions(frame, class_names)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a small result file; a failure is a DataError naming the path, not a traceback."""
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise DataError(path, f"cannot write ({exc.strerror or exc})") from None
 
 
 def to_jsonable(value: Any) -> Any:

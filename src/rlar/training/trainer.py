@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from rlar.errors import RlarError
+from rlar.strategies.base import StepReport
 from rlar.training.checkpoint import load_checkpoint, save_checkpoint
 from rlar.training.config import OptimConfig, TrainingConfig
 from rlar.training.distributed import (
@@ -42,7 +43,34 @@ ValidateFn = Callable[[nn.Module], tuple[dict[str, Any], float]]
 
 
 class TrainingDiverged(RlarError):
-    """A loss, gradient or weight became NaN/inf; the run stops and the last good checkpoint is kept."""
+    """A loss, gradient or weight became NaN/inf, or the loss blew up; the run stops, the last good checkpoint stays."""
+
+
+class DivergenceGuard:
+    """Watches the loss trend (issue 11): a finite loss growing from 7e4 to 9e15 is as broken as a NaN.
+
+    Keeps the mean total loss of the last ``window`` steps and the lowest such mean so far; :meth:`update` returns
+    a reason string once the current mean exceeds ``factor`` x the lowest (and ``min_loss``), else None.
+    """
+
+    def __init__(self, factor: float, window: int, min_loss: float, enabled: bool = True) -> None:
+        self.factor, self.window, self.min_loss, self.enabled = factor, window, min_loss, enabled
+        self._recent: deque[float] = deque(maxlen=window)
+        self.lowest = math.inf
+
+    def update(self, loss: float) -> str | None:
+        if not self.enabled:
+            return None
+        self._recent.append(loss)
+        if len(self._recent) < self.window:
+            return None
+        mean = sum(self._recent) / len(self._recent)
+        self.lowest = min(self.lowest, mean)
+        if mean > self.min_loss and mean > self.factor * self.lowest:
+            return (f"the loss diverged: mean total loss of the last {self.window} steps is {mean:.4g}, "
+                    f"{mean / self.lowest:.3g}x its lowest value {self.lowest:.4g} (training.divergence.factor="
+                    f"{self.factor:g})")
+        return None
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -63,7 +91,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 def build_optimizer(model: nn.Module, strategy: nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
     """AdamW. No weight decay on biases and normalisation weights (1-D tensors) nor on strategy parameters
     (e.g. uncertainty log-variances): decaying those only biases them towards zero without regularising."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for param in model.parameters():
         if param.requires_grad:
             (decay if param.ndim > 1 else no_decay).append(param)
@@ -159,6 +188,8 @@ class Trainer:
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.state = TrainState()
         self.amp = optim.amp and device.type == "cuda"
+        div = training.divergence
+        self.guard = DivergenceGuard(div.factor, div.window, div.min_loss, enabled=div.enabled)
         self._history: list[dict[str, Any]] = []
         self.logger: RunLogger | None = None
 
@@ -231,6 +262,11 @@ class Trainer:
             f"run stopped, {kept}. Lower optim.lr or set optim.grad_clip."
         )
 
+    def _check_trend(self, epoch: int, batch_index: int, losses: Mapping[str, float]) -> None:
+        reason = self.guard.update(losses["total"])
+        if self._any_rank(reason is not None):
+            raise self._diverged(epoch, batch_index, reason or "the loss diverged on another rank", losses)
+
     def _any_rank(self, flag: bool) -> bool:
         """True if ``flag`` is true on any rank (so every rank stops together instead of hanging)."""
         if not self.dist.enabled:
@@ -243,13 +279,15 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
         self.strategy.train()
-        sampler = getattr(self.train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
+        sampler: Any = getattr(self.train_loader, "sampler", None)
+        if sampler is not None and hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)  # DistributedSampler: a new shuffle each epoch, same on every rank
-        dataset = getattr(self.train_loader, "dataset", None)
-        if hasattr(dataset, "set_epoch"):
+        dataset: Any = getattr(self.train_loader, "dataset", None)
+        if dataset is not None and hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)  # ThyroidDataset: augmentation randomness is a function of the epoch
         sums: dict[str, float] = defaultdict(float)
+        extra_sums: dict[str, float] = defaultdict(float)
+        extra_counts: dict[str, int] = defaultdict(int)
         cos_sum, cos_n, n_batches = 0.0, 0, 0
         clip = self.optim_cfg.grad_clip if self.optim_cfg.grad_clip is not None else math.inf
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.optim_cfg.epochs}", disable=not self.progress,
@@ -258,12 +296,13 @@ class Trainer:
             batch = move_batch(batch, self.device)
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                report = self.strategy.step(self.model, batch, self.loss_fn, self.state.global_step)
+                report = self._strategy_step(batch)
             losses = {k: float(v) for k, v in report.losses.items()}
             losses["total"] = float(report.total)
             bad_loss = not all(math.isfinite(v) for v in losses.values())
             if self._any_rank(bad_loss):
                 raise self._diverged(epoch, batch_index, "non-finite loss", losses)
+            self._check_trend(epoch, batch_index, losses)
             all_reduce_gradients(self.params, self.dist)
             # clip_grad_norm_ with max_norm=inf only measures the norm; a non-finite norm means a bad gradient.
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, clip))
@@ -277,18 +316,32 @@ class Trainer:
             if report.cosine is not None and math.isfinite(report.cosine):
                 cos_sum += float(report.cosine)
                 cos_n += 1
+            for key, raw in report.extra.items():  # contract C2: epoch means of finite values only
+                value = float(raw)
+                extra_counts[key] += 0  # every key gets a column (NaN if never finite): same keys on every rank
+                if math.isfinite(value):
+                    extra_sums[key] += value
+                    extra_counts[key] += 1
             n_batches += 1
             if self.logger is not None and self.state.global_step % self.training_cfg.log_every == 0:
                 self.logger.log_step(
                     self.state.global_step,
-                    {**losses, "cosine": report.cosine, "grad_norm": grad_norm, "lr": self.scheduler.get_last_lr()[0],
+                    {**losses, "cosine": report.cosine, "grad_norm": grad_norm,
+                     "lr": float(self.scheduler.get_last_lr()[0]),
                      **{f"extra/{k}": float(v) for k, v in report.extra.items()}},
                 )
             bar.set_postfix(total=f"{losses['total']:.4f}",
                             cos="-" if report.cosine is None else f"{report.cosine:+.3f}")
         means = {("total" if k == "total" else f"loss_{k}"): v / max(1, n_batches) for k, v in sums.items()}
         means["cosine"] = cos_sum / cos_n if cos_n else math.nan
+        for key, count in extra_counts.items():
+            means[f"extra_{key}"] = extra_sums[key] / count if count else math.nan
         return reduce_mean(means, self.dist, self.device)
+
+    def _strategy_step(self, batch: dict[str, Any]) -> StepReport:
+        """One ``strategy.step`` (contract C2); typed here because the strategy is held as an ``nn.Module``."""
+        step: Callable[..., StepReport] = getattr(self.strategy, "step")  # noqa: B009
+        return step(self.model, batch, self.loss_fn, self.state.global_step)
 
     def _validate(self) -> tuple[dict[str, float], float]:
         if self.validate is None:
