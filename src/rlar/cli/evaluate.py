@@ -1,37 +1,153 @@
-"""``rlar evaluate``: metrics and per-image predictions of a trained checkpoint on a data source.
+"""``rlar evaluate``: metrics and per-image predictions of a trained checkpoint, on images it was not trained on.
 
-Example::
+By default it scores the run's held-out **test** images of the checkpoint's fold, read from the run's
+``splits.json`` (``{"train", "val", "test"}`` per fold). ``--subset val`` scores the selection images instead;
+``--all-images`` scores every image of the source and warns when that includes training images. ``--root`` needs
+``--source`` (a root alone would silently be ignored). Examples::
 
-    rlar evaluate --checkpoint runs/rlar/fold_0/checkpoints/best.pt --source ddti --root /data/ddti --out eval/
+    rlar evaluate --checkpoint runs/ddti/rlar/fold_0 --out eval/                     # the run's test images
+    rlar evaluate --checkpoint best.pt --splits splits.json --fold 0 --subset val
+    rlar evaluate --checkpoint best.pt --source folder --root my_images --all-images --overlays --confusion-matrix --out eval/
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
-from rlar.cli.common import parse_key_values
-from rlar.data.sources import SOURCE_NAMES
+from rlar.cli.common import parse_key_values, probe_folder
+from rlar.data.sources import source_names
+from rlar.errors import ConfigError, DataError
+
+SUBSETS: tuple[str, ...] = ("test", "val", "train")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("evaluate", help="evaluate a checkpoint on a dataset")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt / last.pt)")
-    parser.add_argument("--source", choices=SOURCE_NAMES, default=None,
+    parser = subparsers.add_parser("evaluate", help="evaluate a checkpoint on its held-out images",
+                                   description="Score a checkpoint on its run's held-out test images (default), "
+                                               "another subset, or every image of a source.")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt / last.pt) or run folder")
+    parser.add_argument("--source", choices=source_names(), default=None,
                         help="dataset layout (default: the one the checkpoint was trained on)")
-    parser.add_argument("--root", default=None, help="dataset folder (default: the training one)")
+    parser.add_argument("--root", default=None, help="dataset folder; needs --source")
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="source option (repeatable)")
-    parser.add_argument("--splits", default=None, help="split file; with --fold, evaluate that fold's val images")
-    parser.add_argument("--fold", type=int, default=None, help="fold of --splits whose 'val' images to evaluate")
-    parser.add_argument("--out", default=None, help="folder for predictions.csv, metrics.json and masks/")
+    parser.add_argument("--splits", default=None, help="split file (default: splits.json of the checkpoint's run)")
+    parser.add_argument("--fold", type=int, default=None, help="fold of the split (default: the checkpoint's fold)")
+    parser.add_argument("--subset", choices=SUBSETS, default="test", help="which side of the fold to score")
+    parser.add_argument("--all-images", action="store_true",
+                        help="score every image of the source (includes training images when it is the training source)")
+    parser.add_argument("--out", default=None, help="folder for predictions.csv, metrics.json, masks/, overlays/")
     parser.add_argument("--save-masks", action="store_true", help="write predicted masks as PNGs under <out>/masks")
+    parser.add_argument("--overlays", action="store_true",
+                        help="write predicted (yellow) and true (cyan) contours on each image under <out>/overlays")
+    parser.add_argument("--confusion-matrix", action="store_true", help="write <out>/confusion_matrix.png")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
+
+
+def run_folder_of(checkpoint: Path) -> Path:
+    """The run folder of a checkpoint file (``<run>/checkpoints/best.pt`` -> ``<run>``)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    if args.root is not None and args.source is None:
+        raise ConfigError("--root", "give --source too (which layout the folder has); without it the checkpoint's "
+                                    "training source would be used and --root ignored")
+    if args.all_images and (args.splits is not None or args.fold is not None):
+        raise ConfigError("--all-images", "scores every image; it cannot be combined with --splits/--fold")
+    if (args.overlays or args.confusion_matrix or args.save_masks) and args.out is None:
+        raise ConfigError("--out", "--overlays, --confusion-matrix and --save-masks write files: give --out")
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size", "must be >= 1")
+
+
+def select_images(args: argparse.Namespace, checkpoint: Path, ckpt: dict[str, Any], cfg: Any, source: Any,
+                  same_source: bool) -> tuple[list[str] | None, str]:
+    """The image ids to score and a description of them."""
+    from rlar.data.splits import check_splits, load_splits
+
+    if args.all_images:
+        if same_source:
+            warnings.warn("--all-images on the training source: the scores include the images the model was "
+                          "trained and selected on, so they overstate how it does on new images", stacklevel=1)
+        return None, f"all {len(source.infos)} images of '{source.name}'"
+    if not same_source:
+        raise ConfigError("--source", "the run's splits name images of its training source; to score another "
+                                      "source, add --all-images (none of its images were used in training)")
+    splits = Path(args.splits) if args.splits is not None else run_folder_of(checkpoint) / "splits.json"
+    if not splits.is_file():
+        raise DataError(splits, "split file not found; give --splits, or --all-images to score every image "
+                                "(training images included)")
+    folds = load_splits(splits)
+    check_splits(folds, source.infos, where=str(splits))
+    fold = args.fold if args.fold is not None else ckpt.get("fold", cfg.data.fold)
+    if fold is None or not 0 <= int(fold) < len(folds):
+        raise ConfigError("--fold", f"fold {fold} does not exist in {splits} ({len(folds)} folds)")
+    ids = list(folds[int(fold)][args.subset])
+    return ids, f"fold {fold} '{args.subset}' images of {splits} ({len(ids)})"
+
+
+def write_overlays(frame: Any, dataset: Any, folder: Path) -> int:
+    """Predicted and true contours on each image, at the network's input resolution."""
+    import numpy as np
+
+    from rlar.inference.outputs import overlay, png_bytes, safe_stem, write_bytes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    position = {image_id: i for i, image_id in enumerate(dataset.image_ids)}
+    written = 0
+    for _, row in frame.iterrows():
+        item = dataset[position[row["image_id"]]]
+        image = item["image"][0].numpy()
+        truth = item["mask"][0].numpy() > 0.5 if item["has_mask"] else None
+        pred = np.asarray(row["pred_mask"]) if "pred_mask" in row and row["pred_mask"] is not None else None
+        write_bytes(folder / f"{safe_stem(row['image_id'])}.png", png_bytes(overlay(image, pred, truth)))
+        written += 1
+    return written
+
+
+def write_confusion_matrix(matrix: Any, class_names: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    matrix = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(class_names), 1.0 + 0.7 * len(class_names)))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names)
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    ax.set_title(title, fontsize=9)
+    peak = matrix.max() if matrix.size else 0
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(int(value)), ha="center", va="center", color="white" if value > peak / 2 else "black")
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as exc:
+        raise DataError(path, f"cannot write ({type(exc).__name__}: {exc})") from None
+    finally:
+        plt.close(fig)
+
+
+def check_out_folder(out: str | Path | None) -> Path | None:
+    """Create ``--out`` and prove a file can be written in it (:func:`rlar.cli.common.probe_folder`), or None."""
+    if out is None:
+        return None
+    try:
+        return probe_folder(out, "--out")
+    except ConfigError as err:
+        raise ConfigError("--out", f"output folder is not writable; {err.reason}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,13 +156,13 @@ def run(args: argparse.Namespace) -> int:
     from rlar.data.dataset import ThyroidDataset
     from rlar.data.labels import LabelSpace
     from rlar.data.sources import open_source
-    from rlar.data.splits import check_splits, load_splits
-    from rlar.errors import ConfigError
     from rlar.evaluation.evaluate import class_names_of, metrics_from_predictions, predict
     from rlar.inference.loading import load_trained_model
     from rlar.training.run import label_space_for, to_jsonable
     from rlar.training.trainer import resolve_device
 
+    _check_arguments(args)
+    out = check_out_folder(args.out)  # before any model or image is loaded
     device = resolve_device(args.device)
     trained_model = load_trained_model(args.checkpoint, device=device)
     cfg, model = trained_model.config, trained_model.model
@@ -56,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         root, options = args.root, {}
     options.update(parse_key_values(args.option))
+    same_source = name == cfg.data.source and (args.source is None or str(root) == str(cfg.data.root))
     source = open_source(name, root, **options)
 
     trained = trained_model.label_space
@@ -66,36 +183,41 @@ def run(args: argparse.Namespace) -> int:
                       f"{here.scale} scale; classification metrics are skipped", stacklevel=1)
         label_space = None
 
-    image_ids = None
-    if args.splits is not None or args.fold is not None:
-        if args.splits is None or args.fold is None:
-            raise ConfigError("--splits/--fold", "give both to evaluate one fold's validation images")
-        folds = load_splits(args.splits)
-        check_splits(folds, source.infos)
-        if not 0 <= args.fold < len(folds):
-            raise ConfigError("--fold", f"fold {args.fold} does not exist in {args.splits} ({len(folds)} folds)")
-        image_ids = folds[args.fold]["val"]
-
-    dataset = ThyroidDataset(source, image_ids, image_size=tuple(cfg.data.image_size), label_space=label_space)
-    out = Path(args.out) if args.out is not None else None
+    image_ids, described = select_images(args, trained_model.path, trained_model.checkpoint, cfg, source, same_source)
+    print(f"scoring {described}", file=sys.stderr)
+    size = (int(cfg.data.image_size[0]), int(cfg.data.image_size[1]))
+    dataset = ThyroidDataset(source, image_ids, image_size=size, label_space=label_space)
+    for skip in getattr(dataset, "skipped", []):
+        print(f"skipped {skip.item}: {skip.reason}", file=sys.stderr)
     mask_dir = out / "masks" if (out is not None and args.save_masks) else None
     with torch.no_grad():
         frame = predict(model, dataset, batch_size=args.batch_size, device=device, progress=not args.no_progress,
-                        output_dir=mask_dir, keep_masks=False)
+                        output_dir=mask_dir, keep_masks=args.overlays)
     class_names = None
     if "pred_class" in frame.columns:
         class_names = class_names_of(dataset, sum(c.startswith("prob_") for c in frame.columns))
     scored = frame if label_space is not None else frame.assign(label=-1)
     metrics: dict[str, Any] = metrics_from_predictions(scored, class_names)
-    metrics["checkpoint"] = str(args.checkpoint)
+    metrics["checkpoint"] = str(trained_model.path)
     metrics["source"] = name
+    metrics["images"] = described
     metrics["n_images"] = len(dataset)
     for key, value in metrics.items():
         if isinstance(value, int | float | str):
             print(f"{key:>24}: {value:.4f}" if isinstance(value, float) else f"{key:>24}: {value}")
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out / "predictions.csv", index=False)
+        table = frame.drop(columns=[c for c in ("pred_mask",) if c in frame.columns])
+        table.to_csv(out / "predictions.csv", index=False)
         (out / "metrics.json").write_text(json.dumps(to_jsonable(metrics), indent=1))
         print(f"predictions: {out / 'predictions.csv'}; metrics: {out / 'metrics.json'}")
+        if args.overlays and "pred_mask" in frame.columns:
+            n = write_overlays(frame, dataset, out / "overlays")
+            print(f"overlays (yellow: predicted, cyan: reference): {n} images in {out / 'overlays'}")
+        if args.confusion_matrix:
+            if "confusion_matrix" in metrics and class_names is not None:
+                write_confusion_matrix(metrics["confusion_matrix"], list(class_names), out / "confusion_matrix.png",
+                                       f"{trained_model.path.name}: {described}")
+                print(f"confusion matrix: {out / 'confusion_matrix.png'}")
+            else:
+                print("no confusion matrix: no labelled image or no classifier", file=sys.stderr)
     return 0

@@ -1,0 +1,131 @@
+"""``rlar predict``: segment the nodule, predict its TI-RADS category and explain it, for new images.
+
+Examples::
+
+    rlar predict --model runs/ddti/rlar/fold_0 image.png --out pred/          # one run
+    rlar predict --model runs/ddti/rlar scans/ --out pred/                    # every fold_* run, ensembled
+    rlar predict --model best.pt clip.dcm --tta --out pred/                   # multi-frame DICOM, flip TTA
+
+Writes per image a mask PNG, a contour overlay, a JSON report and a self-contained HTML report, plus
+``predictions.csv``; unreadable files are listed at the end (and in ``failures.csv``) without stopping the run.
+Exit status: 0 all predicted, 1 some inputs failed, 2 nothing could be predicted or a bad model/option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from rlar.errors import ConfigError
+
+#: Inputs listed one per line on the terminal up to this many (a progress bar and the CSV cover larger runs).
+_LIST_LIMIT = 20
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="predict mask, TI-RADS category and evidence for new images",
+        description="Predict on PNG/JPEG/TIFF/DICOM files or folders (recursively) with a trained model; writes "
+                    "masks, overlays, JSON and HTML reports and predictions.csv into --out.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    parser.add_argument("--model", required=True, metavar="RUN_OR_CHECKPOINT",
+                        help="run folder, experiment folder of fold_* runs (ensembled), or a .pt checkpoint")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--folds", default=None, help="comma-separated folds of an experiment folder (default: all)")
+    parser.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
+    parser.add_argument("--crop", choices=("auto", "on", "off"), default="auto",
+                        help="scan-area crop before resizing (auto: as the training data was cropped)")
+    parser.add_argument("--spacing", default=None, metavar="ROW_MM,COL_MM",
+                        help="pixel spacing for inputs whose header has none (measurements in mm)")
+    parser.add_argument("--max-megapixels", type=float, default=40.0,
+                        help="refuse inputs declaring more pixels (all frames) than this, before decoding")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for the network (default: torch's; 1 is much faster on a busy machine)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def parse_folds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError("--folds", f"expected comma-separated fold numbers, got '{text}'") from None
+
+
+def parse_spacing(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        row, col = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError("--spacing", f"expected ROW_MM,COL_MM (two numbers), got '{text}'") from None
+    if not (row > 0 and col > 0):
+        raise ConfigError("--spacing", f"spacings must be positive, got '{text}'")
+    return row, col
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit torch's intra-op threads (on a shared machine one thread avoids contention between spinning threads)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ConfigError("--threads", f"must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def describe(report: dict[str, Any]) -> str:
+    """One terminal line per image."""
+    m = report["measurements"]
+    size = f" Size {m['width']:.1f} x {m['height']:.1f} {m['unit']} (W x H), taller-than-wide {m['taller_than_wide']:.2f}." if m else ""
+    return f"{report['image']}: {report['statement']}{size}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rlar.inference.batch import predict_many
+    from rlar.inference.outputs import check_writable
+    from rlar.inference.predictor import PHANTOM_NOTICE, Predictor
+    from rlar.training.trainer import resolve_device
+
+    folds = parse_folds(args.folds)
+    spacing = parse_spacing(args.spacing)
+    if args.max_megapixels <= 0:
+        raise ConfigError("--max-megapixels", "must be positive")
+    check_writable(Path(args.out))  # before loading models or reading any image
+    set_threads(args.threads)
+    crop = {"auto": None, "on": True, "off": False}[args.crop]
+    predictor = Predictor.from_run(args.model, folds=folds, tta=args.tta, device=resolve_device(args.device),
+                                   crop=crop, max_pixels=int(args.max_megapixels * 1e6), spacing_mm=spacing)
+    if predictor.trained_on_phantom:
+        print(f"warning: {PHANTOM_NOTICE}", file=sys.stderr)
+    arguments = {"command": "predict", "inputs": list(args.inputs), "model": args.model, "folds": folds,
+                 "tta": args.tta, "crop": args.crop, "spacing": args.spacing, "max_megapixels": args.max_megapixels,
+                 "device": args.device}
+    summary = predict_many(predictor, args.inputs, args.out, arguments, progress=not args.no_progress)
+    if len(summary.reports) <= _LIST_LIMIT:
+        for report in summary.reports:
+            print(describe(report))
+    found = sum(1 for r in summary.reports if r["nodule_found"])
+    print(f"predicted {len(summary.reports)} image(s) with {len(predictor.members)} model(s)"
+          f"{' + flip TTA' if args.tta else ''}: nodule found in {found}; reports in {args.out}"
+          + (f" (table: {summary.csv_path})" if summary.csv_path else ""))
+    if summary.ignored:
+        print(f"ignored {summary.ignored} file(s) in the folders that are not images (by suffix)")
+    if summary.failures:
+        print(f"could not predict {len(summary.failures)} input(s) (also in {Path(args.out) / 'failures.csv'}):",
+              file=sys.stderr)
+        for file, reason in summary.failures:
+            print(f"  {file}: {reason}", file=sys.stderr)
+        return 2 if not summary.reports else 1
+    if not summary.reports:
+        print("no image found in the inputs", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,321 @@
+"""The one path from an image to a prediction, shared by ``rlar predict``, ``rlar serve`` and ``rlar evaluate``.
+
+Modelled on nnU-Net's ``nnUNetPredictor``: :meth:`Predictor.from_run` takes a run folder, an experiment folder of
+fold runs (``fold_*/``), or a checkpoint file; several fold models of one experiment are ensembled by default
+(mean of probabilities), flip test-time augmentation is an option; :meth:`Predictor.predict` takes paths, file
+bytes or arrays and needs no data source. Each input is mapped to the network exactly as in training (scan-area
+crop when the training source cropped, aspect-preserving resize, padding, 8-bit quantisation; see
+:mod:`.geometry`) and masks come back at the input's own resolution. A clip (multi-frame DICOM or TIFF) gets
+per-frame masks and a nodule-level category: the mean class probabilities over the frames where a nodule was found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlar import __version__
+from rlar.data.labels import LabelSpace
+from rlar.errors import DataError
+from rlar.inference.evidence import (
+    EvidenceRow,
+    Measurements,
+    RadiomicsReference,
+    measure,
+    model_readout,
+    safe_evidence,
+)
+from rlar.inference.geometry import Geometry, prepare, source_crops
+from rlar.inference.images import DEFAULT_MAX_PIXELS, InputImage, read_input
+from rlar.inference.loading import TrainedModel, load_trained_model, resolve_checkpoint
+from rlar.models import predict_batch
+from rlar.radiomics import FEATURE_NAMES, RadiomicsParams, Standardiser, feature_mask
+from rlar.training.config import RlarConfig
+
+#: Probability threshold on the (ensembled) nodule probability, as in the evaluation.
+MASK_THRESHOLD = 0.5
+
+PHANTOM_NOTICE = ("this model was trained only on the synthetic phantom: its outputs on real ultrasound images "
+                  "mean nothing")
+
+Input = str | Path | bytes | np.ndarray | InputImage
+
+
+@dataclass
+class FrameResult:
+    """One frame: nodule probability and mask at the input's resolution, class probabilities, geometry."""
+
+    mask_prob: np.ndarray | None
+    mask: np.ndarray | None
+    class_prob: np.ndarray | None
+    readout: dict[str, float] | None
+    geometry: Geometry
+
+    @property
+    def nodule_pixels(self) -> int:
+        return int(self.mask.sum()) if self.mask is not None else 0
+
+
+@dataclass
+class ImageResult:
+    """Everything predicted for one input (a still image or a clip)."""
+
+    input: InputImage
+    frames: list[FrameResult]
+    key_frame: int  # the frame the measurements and evidence describe (largest predicted nodule)
+    class_prob: np.ndarray | None  # nodule-level class probabilities
+    class_names: tuple[str, ...]
+    nodule_found: bool | None  # None for a classification-only model
+    measurements: Measurements | None
+    evidence: list[EvidenceRow]
+    evidence_note: str | None
+    readout: dict[str, float] | None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def category(self) -> str | None:
+        return self.class_names[int(np.argmax(self.class_prob))] if self.class_prob is not None else None
+
+    @property
+    def key(self) -> FrameResult:
+        return self.frames[self.key_frame]
+
+
+def find_run_checkpoints(path: str | Path, folds: Sequence[int] | None = None) -> list[Path]:
+    """Checkpoint files of ``path``: a file, a run folder, or an experiment folder of ``fold_<k>`` runs."""
+    path = Path(path)
+    if path.is_dir():
+        fold_runs = sorted(path.glob("fold_*/checkpoints/best.pt"), key=lambda p: _fold_number(p.parent.parent))
+        if fold_runs and not (path / "checkpoints").is_dir():
+            if folds is not None:
+                wanted = {int(f) for f in folds}
+                chosen = [p for p in fold_runs if _fold_number(p.parent.parent) in wanted]
+                missing = wanted - {_fold_number(p.parent.parent) for p in chosen}
+                if missing:
+                    raise DataError(path, f"no run for fold(s) {sorted(missing)}; found "
+                                          f"{', '.join(p.parent.parent.name for p in fold_runs)}")
+                return chosen
+            return fold_runs
+    if folds is not None:
+        raise DataError(path, "folds= selects runs of an experiment folder (fold_*/); this is a single run")
+    return [resolve_checkpoint(path)]
+
+
+def _fold_number(run_dir: Path) -> int:
+    try:
+        return int(run_dir.name.removeprefix("fold_"))
+    except ValueError:
+        return 10**6
+
+
+def _same_experiment(members: Sequence[TrainedModel]) -> None:
+    """Fold models may only be ensembled when they differ in nothing but the fold."""
+    first = members[0]
+    for other in members[1:]:
+        checks = {
+            "label space": (first.label_space, other.label_space),
+            "image size": (tuple(first.config.data.image_size), tuple(other.config.data.image_size)),
+            "architecture": ((first.config.model.arch, first.config.model.backbone),
+                             (other.config.model.arch, other.config.model.backbone)),
+            "data source": (first.config.data.source, other.config.data.source),
+            "method": (first.config.method, other.config.method),
+        }
+        for what, (a, b) in checks.items():
+            if a != b:
+                raise DataError(other.path, f"cannot be ensembled with {first.path}: {what} differs ({a} vs {b})")
+
+
+class Predictor:
+    """Predict segmentation, TI-RADS category and evidence for images, with one model or a fold ensemble.
+
+    Args:
+        members: loaded models of one experiment (see :meth:`from_run`).
+        tta: average with the horizontally flipped image (masks flipped back).
+        device: torch device of the members.
+        crop: scan-area crop before resizing; None = as the training source did.
+        batch_size: frames per forward pass (bounds memory on long clips).
+        max_pixels: inputs declaring more pixels than this are refused before decoding.
+        spacing_mm: (row, column) pixel spacing assumed for inputs whose header declares none.
+    """
+
+    def __init__(self, members: Sequence[TrainedModel], tta: bool = False, device: str | torch.device = "cpu",
+                 crop: bool | None = None, batch_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 spacing_mm: tuple[float, float] | None = None) -> None:
+        if not members:
+            raise ValueError("a Predictor needs at least one model")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        _same_experiment(members)
+        self.members = list(members)
+        self.tta = bool(tta)
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        self.max_pixels = int(max_pixels)
+        self.spacing_mm = spacing_mm
+        cfg = self.config
+        self.crop = source_crops(cfg.data.source, dict(cfg.data.options)) if crop is None else bool(crop)
+        self.network_shape = (int(cfg.data.image_size[0]), int(cfg.data.image_size[1]))
+        self.radiomics_params = RadiomicsParams(**cfg.radiomics.params)
+        lead = self.members[0].checkpoint
+        self.standardisers = [self._standardiser(m) for m in self.members]
+        self.reference = RadiomicsReference.from_checkpoint(lead.get("radiomics_reference"))
+        exclude = cfg.radiomics.exclude_feature
+        self.supervised = feature_mask(exclude) if exclude is not None else [True] * len(FEATURE_NAMES)
+
+    # ------------------------------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_run(cls, path: str | Path, folds: Sequence[int] | None = None, tta: bool = False,
+                 device: str | torch.device = "cpu", **options: Any) -> Predictor:
+        """Load a run folder, an experiment folder (every ``fold_*`` run is ensembled unless ``folds`` picks some)
+        or a checkpoint file."""
+        files = find_run_checkpoints(path, folds)
+        return cls([load_trained_model(f, device=device) for f in files], tta=tta, device=device, **options)
+
+    @staticmethod
+    def _standardiser(member: TrainedModel) -> Standardiser | None:
+        state = member.checkpoint.get("standardiser")
+        if not state:
+            return None
+        try:
+            return Standardiser.from_state_dict(state)
+        except ValueError as err:
+            raise DataError(member.path, f"checkpoint's radiomics standardiser is damaged ({err})") from None
+
+    # ------------------------------------------------------------------------------------------- properties
+
+    @property
+    def config(self) -> RlarConfig:
+        return self.members[0].config
+
+    @property
+    def label_space(self) -> LabelSpace:
+        return self.members[0].label_space
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.label_space.class_names)
+
+    @property
+    def trained_on_phantom(self) -> bool:
+        return any(m.config.data.source == "phantom" for m in self.members)
+
+    @property
+    def has_segmentation(self) -> bool:
+        return self.config.model.arch in ("multitask", "segmentation")
+
+    @property
+    def has_classification(self) -> bool:
+        return self.config.model.arch in ("multitask", "classification")
+
+    def provenance(self) -> dict[str, Any]:
+        """The model's identity for reports: versions, weights hashes, config, folds."""
+        from rlar.training.config import config_to_dict
+
+        return {
+            "rlar_version": __version__,
+            "torch_version": torch.__version__,
+            "models": [{"checkpoint": str(m.path), "sha256": m.sha256, "fold": m.fold,
+                        "epoch": m.checkpoint.get("epoch")} for m in self.members],
+            "ensemble": len(self.members),
+            "tta": self.tta,
+            "crop": self.crop,
+            "network_input_hw": list(self.network_shape),
+            "label_space": {"scale": self.label_space.scale, "task": self.label_space.task},
+            "trained_on": self.config.data.source,
+            "config": config_to_dict(self.config),
+        }
+
+    # -------------------------------------------------------------------------------------------- predicting
+
+    def predict(self, inputs: Sequence[Input] | Input) -> list[ImageResult]:
+        """Predict every input (paths, file bytes, arrays or :class:`InputImage`), in order."""
+        if isinstance(inputs, str | Path | bytes | np.ndarray | InputImage):
+            inputs = [inputs]
+        return [self.predict_one(item) for item in inputs]
+
+    def read(self, item: Input, name: str | None = None) -> InputImage:
+        """Decode one input with this predictor's pixel cap."""
+        if isinstance(item, InputImage):
+            return item
+        return read_input(item, name=name, max_pixels=self.max_pixels, spacing_mm=self.spacing_mm)
+
+    def predict_one(self, item: Input, name: str | None = None) -> ImageResult:
+        image = self.read(item, name)
+        frames: list[FrameResult] = []
+        for start in range(0, len(image.frames), self.batch_size):
+            frames.extend(self._predict_frames(image.frames[start : start + self.batch_size]))
+        return self._summarise(image, frames)
+
+    @torch.no_grad()
+    def _predict_frames(self, grey_frames: Sequence[np.ndarray]) -> list[FrameResult]:
+        prepared = [prepare(frame, self.network_shape, self.crop) for frame in grey_frames]
+        batch = torch.from_numpy(np.stack([array for array, _ in prepared])).to(self.device)
+        mask_sum: torch.Tensor | None = None
+        prob_sum: torch.Tensor | None = None
+        readouts: list[list[dict[str, float] | None]] = []
+        for member, standardiser in zip(self.members, self.standardisers):
+            member.model.eval()
+            out = predict_batch(member.model, batch, tta=self.tta)
+            if out.mask_prob is not None:
+                mask_sum = out.mask_prob if mask_sum is None else mask_sum + out.mask_prob
+            if out.class_prob is not None:
+                prob_sum = out.class_prob if prob_sum is None else prob_sum + out.class_prob
+            h = out.h_tirads.cpu().numpy() if out.h_tirads is not None else None
+            readouts.append([model_readout(h[i] if h is not None else None, standardiser) for i in range(len(batch))])
+        n = len(self.members)
+        results = []
+        for i, (_, geometry) in enumerate(prepared):
+            mask_prob = mask = None
+            if mask_sum is not None:
+                mask_prob = geometry.restore((mask_sum[i, 0] / n).cpu().numpy())
+                mask = mask_prob > MASK_THRESHOLD
+            probs = (prob_sum[i] / n).cpu().numpy().astype(np.float64) if prob_sum is not None else None
+            results.append(FrameResult(mask_prob, mask, probs, _mean_readout([r[i] for r in readouts]), geometry))
+        return results
+
+    def _summarise(self, image: InputImage, frames: list[FrameResult]) -> ImageResult:
+        warnings: list[str] = []
+        if self.trained_on_phantom:
+            warnings.append(PHANTOM_NOTICE)
+        areas = [f.nodule_pixels for f in frames]
+        key = int(np.argmax(areas))
+        found: bool | None = None if not self.has_segmentation else areas[key] > 0
+        with_nodule = [f for f, a in zip(frames, areas) if a > 0] or frames
+        probs = None
+        if self.has_classification:
+            probs = np.mean([f.class_prob for f in with_nodule if f.class_prob is not None], axis=0)
+        measurements: Measurements | None = None
+        evidence: list[EvidenceRow] = []
+        note: str | None = None
+        key_frame = frames[key]
+        if found and key_frame.mask is not None:
+            measurements = measure(key_frame.mask, image.spacing_mm, image.spacing_source)
+            top, bottom, left, right = key_frame.geometry.crop_box
+            evidence, note = safe_evidence(
+                image.frames[key][top:bottom, left:right], key_frame.mask[top:bottom, left:right],
+                self.radiomics_params, self.standardisers[0], self.reference, key_frame.readout,
+                supervised=self.supervised, item=image.name,
+            )
+        elif found is False:
+            note = "no nodule found: the predicted mask is empty, so there is nothing to measure"
+        if evidence and self.reference is None:
+            warnings.append("percentiles unavailable: the checkpoint stores no training distribution of the "
+                            "radiomics features (z-scores use its standardiser's mean and std)")
+        return ImageResult(
+            input=image, frames=frames, key_frame=key, class_prob=probs, class_names=self.class_names,
+            nodule_found=found, measurements=measurements, evidence=evidence, evidence_note=note,
+            readout=key_frame.readout, warnings=warnings + list(image.notes),
+        )
+
+
+def _mean_readout(readouts: Sequence[dict[str, float] | None]) -> dict[str, float] | None:
+    present = [r for r in readouts if r is not None]
+    if not present:
+        return None
+    return {name: float(np.mean([r[name] for r in present])) for name in present[0]}

@@ -1,0 +1,99 @@
+"""`rlar predict` end to end: files, folders, bad files listed at the end, exit codes, phantom warning."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
+
+import _rlar_trained_model  # noqa: E402
+
+from rlar.cli.main import main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _rlar_trained_model.trained_run(tmp_path_factory)
+
+
+def test_predict_a_folder_writes_every_file_and_lists_failures(trained_run: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    images = tmp_path / "images"
+    _rlar_trained_model.phantom_png(images, 0, size=(70, 90))
+    _rlar_trained_model.phantom_png(images / "nested", 1)
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    (images / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    code = main(["predict", "--model", str(trained_run), str(images), "--out", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1  # some inputs failed, the others were predicted
+    assert "broken.png" in captured.err and "could not predict 1 input" in captured.err
+    assert "trained only on the synthetic phantom" in captured.err
+    for stem in ("phantom_0", "nested__phantom_1"):
+        for suffix in (".mask.png", ".overlay.png", ".json", ".html"):
+            assert (out / f"{stem}{suffix}").is_file(), stem + suffix
+    assert Image.open(out / "phantom_0.mask.png").size == (90, 70)  # the input's own resolution (W, H)
+    report = json.loads((out / "phantom_0.json").read_text())
+    assert report["trained_on_phantom"] and report["label_space"]["classes"] == ["TR1", "TR2", "TR3", "TR4", "TR5"]
+    assert report["provenance"]["arguments"]["inputs"] == [str(images)]
+    table = pd.read_csv(out / "predictions.csv")
+    assert len(table) == 2 and {"category", "prob_TR1", "nodule_found"} <= set(table.columns)
+    assert pd.read_csv(out / "failures.csv")["file"].str.endswith("broken.png").all()
+    assert "ignored 1 file(s)" in captured.out
+
+
+def test_predict_exit_codes_for_bad_models_and_inputs(trained_run: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    notes = tmp_path / "model.pt"
+    notes.write_text("hello")
+    image = _rlar_trained_model.phantom_png(tmp_path / "in")
+    assert main(["predict", "--model", str(notes), str(image), "--out", str(tmp_path / "o")]) == 2
+    assert "not a PyTorch checkpoint" in capsys.readouterr().err
+    assert main(["predict", "--model", str(trained_run), str(tmp_path / "missing.png"), "--out",
+                 str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["predict", "--model", str(trained_run), str(image), "--out", str(tmp_path / "o"),
+                 "--spacing", "0.1"]) == 2
+    assert "--spacing" in capsys.readouterr().err
+    assert main(["predict", "--model", str(trained_run), str(image), "--out", str(tmp_path / "o"),
+                 "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err
+
+
+def test_predict_with_spacing_reports_millimetres(trained_run: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    image = _rlar_trained_model.phantom_png(tmp_path / "in")
+    out = tmp_path / "o"
+    assert main(["predict", "--model", str(trained_run), str(image), "--out", str(out), "--spacing", "0.1,0.1",
+                 "--tta", "--threads", "1", "--no-progress"]) == 0
+    report = json.loads((out / "phantom_0.json").read_text())
+    if report["nodule_found"]:
+        assert report["measurements"]["unit"] == "mm" and report["measurements"]["spacing_source"] == "given"
+    assert report["provenance"]["tta"] is True
+    assert "predicted 1 image(s)" in capsys.readouterr().out
+
+
+def test_unwritable_output_fails_before_any_work(trained_run: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    image = _rlar_trained_model.phantom_png(tmp_path / "in")
+    assert main(["predict", "--model", str(trained_run), str(image), "--out", str(blocker / "sub")]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+@pytest.mark.ddti
+def test_predict_on_ddti_images(trained_run: Path, ddti_root: Path, tmp_path: Path) -> None:
+    images = sorted(ddti_root.glob("*_1.jpg"))[:3]
+    out = tmp_path / "ddti"
+    assert main(["predict", "--model", str(trained_run), *map(str, images), "--out", str(out), "--no-progress"]) == 0
+    for image in images:
+        report = json.loads((out / f"{image.stem}.json").read_text())
+        assert report["image_shape_hw"] == [360, 560] and report["warnings"][0].startswith("this model was trained")
+        assert Image.open(out / f"{image.stem}.overlay.png").size == (560, 360)
