@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,7 +249,7 @@ def _decorate_cosine(ax: Axes, runs: list[RunCurves], colours: list[Any], has_da
     ax.set_ylim(min(low, min(refs) - pad), max(high, max(refs) + pad))
 
 
-def make_figure(run_dirs: list[str | Path], labels: list[str] | None = None) -> Figure:
+def make_figure(run_dirs: Sequence[str | Path], labels: list[str] | None = None) -> Figure:
     """The training-curves figure of one or more run folders (not saved; see :func:`plot_runs`).
 
     Args:

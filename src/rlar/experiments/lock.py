@@ -1,0 +1,79 @@
+"""A lock file per run, so two workers (processes, or machines sharing a folder) never train the same run.
+
+The lock is created with ``O_CREAT | O_EXCL``, which is atomic on local file systems and on NFSv3+; it holds
+``host pid start-time``. A lock left by a crashed process is taken over only when its owner is provably dead: same
+host and no such pid. A lock from another host is respected until it is removed by hand (``rlar experiment``
+prints its path), since a live job on another machine cannot be told apart from a dead one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+
+LOCK_FILE = ".lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+class RunLock:
+    """``with RunLock(folder) as lock: if lock.acquired: ...``; ``owner`` says who holds it otherwise."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self.acquired = False
+        self.owner: str | None = None
+
+    def _stale(self) -> bool:
+        try:
+            host, pid, *_ = self.path.read_text().split()
+        except (OSError, ValueError):
+            return False  # being written right now, or unreadable: not provably stale
+        return host == socket.gethostname() and not _pid_alive(int(pid))
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if self._stale():
+                    self.path.unlink(missing_ok=True)
+                    continue
+                try:
+                    self.owner = self.path.read_text().strip()
+                except OSError:
+                    self.owner = "unknown"
+                return False
+            with os.fdopen(fd, "w") as handle:
+                handle.write(f"{socket.gethostname()} {os.getpid()} {time.time():.0f}\n")
+            self.acquired = True
+            return True
+        return False
+
+    def release(self) -> None:
+        if self.acquired:
+            self.path.unlink(missing_ok=True)
+            self.acquired = False
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+
+__all__ = ["LOCK_FILE", "RunLock"]

@@ -1,0 +1,188 @@
+"""``rlar report``: every table of a grid folder (Markdown, CSV, LaTeX) and the figures beside them.
+
+Output folder (default ``<grid>/report``)::
+
+    report.md                        all tables with their captions, and links to the figures
+    <table>__<evaluation>__<space>.{md,csv,tex}, ..._comparisons.csv
+    learning_curves.png, cosine.png, confusion.png, reliability.png, forest.png, overlays.png, annotator.png
+
+Tables are byte-for-byte reproducible from the run folders: rows follow the grid's order, the bootstrap has a
+fixed seed, and numbers have a fixed format. Figures are informative only (not part of that promise).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from rlar.errors import ConfigError
+from rlar.experiments.arms import TableSpec
+from rlar.experiments.runner import LABEL_NOISE_FILE
+from rlar.reporting import figures
+from rlar.reporting.collect import GridData, load_grid_data
+from rlar.reporting.stats import BOOTSTRAP_SEED, N_BOOTSTRAP
+from rlar.reporting.tables import SPACES, Table, build_table, frame_metrics, to_csv, to_latex, to_markdown
+
+FORMATS: tuple[str, ...] = ("md", "csv", "tex")
+
+
+def with_reference(spec: TableSpec, reference: str) -> TableSpec:
+    """The main table compared with another reference: every arm vs it, plus rlar vs guided_mtl."""
+    if reference not in spec.arms:
+        raise ConfigError("--reference", f"'{reference}' is not a row of table '{spec.name}' ({', '.join(spec.arms)})")
+    pairs = [(a, reference) for a in spec.arms if a != reference]
+    if "rlar" in spec.arms and "guided_mtl" in spec.arms and reference != "guided_mtl":
+        pairs.append(("rlar", "guided_mtl"))
+    return replace(spec, comparisons=tuple(pairs))
+
+
+def build_tables(grid: GridData, reference: str | None = None, n_resamples: int = N_BOOTSTRAP,
+                 seed: int = BOOTSTRAP_SEED) -> list[Table]:
+    """Every (table, evaluation, label space) combination that has data, in grid order."""
+    out = []
+    for spec in grid.tables:
+        if reference is not None and spec.name == "main":
+            spec = with_reference(spec, reference)
+        for evaluation in grid.evaluations:
+            for space in SPACES:
+                table = build_table(grid, spec, evaluation, space, n_resamples, seed)
+                if table is not None:
+                    out.append(table)
+    return out
+
+
+def _annotator_points(grid: GridData) -> pd.DataFrame:
+    rows = []
+    for arm in grid.arms.values():
+        if "level" not in arm.meta:
+            continue
+        for run in grid.runs_of(arm.name):
+            for key, frame in sorted(run.frames.items()):
+                if key not in ("test", "truth"):
+                    continue
+                metrics = frame_metrics(frame, "levels")
+                for metric in ("dice", "macro_f1"):
+                    rows.append({"level": arm.meta["level"], "level_index": arm.meta["level_index"],
+                                 "method": arm.meta.get("method", arm.method),
+                                 "evaluation": "readers" if key == "test" else "truth", "metric": metric,
+                                 "value": metrics[metric]})
+    return pd.DataFrame(rows)
+
+
+def _draw(name: str, out: Path, make: Callable[[], Figure | None], written: list[Path]) -> None:
+    """Draw one figure; a failure (missing data source, no torch, fonts) only warns: tables matter more."""
+    try:
+        fig = make()
+    except Exception as exc:  # noqa: BLE001
+        warnings.warn(f"figure {name} not drawn: {type(exc).__name__}: {exc}", stacklevel=2)
+        return
+    if fig is not None:
+        written.append(figures.save(fig, out / name))
+
+
+def write_figures(grid: GridData, tables: list[Table], out: Path, overlays: bool = True) -> list[Path]:
+    from rlar.reporting.curves import make_figure
+
+    written: list[Path] = []
+    main = next((t for t in grid.tables if t.name == "main"), grid.tables[0] if grid.tables else None)
+    arms = list(main.arms) if main is not None else sorted(grid.arms)
+    firsts = [runs[0] for arm in arms if (runs := grid.runs_of(arm)) and runs[0].log is not None]
+    if firsts:
+        _draw("learning_curves.png", out,
+              lambda: make_figure([r.path for r in firsts], [f"{r.arm} (seed {r.seed}, fold {r.fold})" for r in firsts]),
+              written)
+    _draw("cosine.png", out, lambda: figures.cosine_figure(grid, arms), written)
+    _draw("confusion.png", out, lambda: figures.confusion_figure(grid, arms), written)
+    _draw("reliability.png", out, lambda: figures.reliability_figure(grid, arms), written)
+    forest = next((t for t in tables if t.spec.name == (main.name if main else "") and t.comparisons), None)
+    if forest is not None:
+        _draw("forest.png", out, lambda: figures.forest_figure(forest), written)
+    if overlays:
+        preferred = "rlar" if "rlar" in arms else (arms[0] if arms else None)
+        runs = grid.runs_of(preferred) if preferred else []
+        if runs and "test" in runs[0].frames and "dice" in runs[0].frames["test"].columns:
+            _draw("overlays.png", out, lambda: figures.overlay_figure(runs[0].path, runs[0].frames["test"]), written)
+    points = _annotator_points(grid)
+    if not points.empty:
+        noise_path = grid.root / LABEL_NOISE_FILE
+        noise = json.loads(noise_path.read_text()) if noise_path.is_file() else None
+        _draw("annotator.png", out, lambda: figures.annotator_figure(points, noise), written)
+    return written
+
+
+def write_report(root: str | Path, out: str | Path | None = None, reference: str | None = None,
+                 formats: Sequence[str] = FORMATS, draw_figures: bool = True, overlays: bool = True,
+                 n_resamples: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> list[Path]:
+    """Write the report of grid folder ``root`` (module docstring); returns the files written, report.md first."""
+    return make_report(root, out, reference, formats, draw_figures, overlays, n_resamples, seed)[0]
+
+
+def make_report(root: str | Path, out: str | Path | None = None, reference: str | None = None,
+                formats: Sequence[str] = FORMATS, draw_figures: bool = True, overlays: bool = True,
+                n_resamples: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> tuple[list[Path], list[Table]]:
+    """:func:`write_report`, also returning the tables it wrote."""
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ConfigError("--format", f"unknown format(s) {bad}; choose from {', '.join(FORMATS)}")
+    grid = load_grid_data(root)
+    out = Path(out) if out is not None else grid.root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    tables = build_tables(grid, reference, n_resamples, seed)
+    written: list[Path] = []
+    for table in tables:
+        if "md" in formats:
+            (out / f"{table.slug}.md").write_text(to_markdown(table))
+            written.append(out / f"{table.slug}.md")
+        if "csv" in formats:
+            rows, comparisons = to_csv(table)
+            (out / f"{table.slug}.csv").write_text(rows)
+            written.append(out / f"{table.slug}.csv")
+            if table.comparisons:
+                (out / f"{table.slug}_comparisons.csv").write_text(comparisons)
+                written.append(out / f"{table.slug}_comparisons.csv")
+        if "tex" in formats:
+            (out / f"{table.slug}.tex").write_text(to_latex(table))
+            written.append(out / f"{table.slug}.tex")
+    pictures = write_figures(grid, tables, out, overlays) if draw_figures else []
+    n_runs = len(grid.runs)
+    lines = [f"# Report: {grid.root.name}", "",
+             f"{n_runs} finished runs of {len(grid.arms)} arms; {len(tables)} tables. Regenerate with "
+             f"`rlar report {grid.root.name}` (bootstrap: {n_resamples} resamples, seed {seed}).", ""]
+    missing = sorted({a for a in grid.arms if not grid.runs_of(a)})
+    if missing:
+        lines += [f"Arms of the grid without a finished run (left out): {', '.join(missing)}.", ""]
+    lines += [to_markdown(t) for t in tables]
+    if pictures:
+        lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in pictures] + [""]
+    index = out / "report.md"
+    index.write_text("\n".join(lines))
+    return [index, *written, *pictures], tables
+
+
+def headline(tables: list[Table]) -> str:
+    """A short text summary of the first table (for the terminal)."""
+    if not tables:
+        return "no table"
+    t = tables[0]
+    lines = [f"{t.spec.title} ({t.evaluation.key}, {t.space}):"]
+    for row in t.rows:
+        d, f = row.cells["dice"], row.cells["macro_f1"]
+        lines.append(f"  {row.arm:<28} Dice {_ms(d.mean, d.std)}  macro-F1 {_ms(f.mean, f.std)}  ({row.n_runs} runs)")
+    return "\n".join(lines)
+
+
+def _ms(mean: float, std: float) -> str:
+    if not math.isfinite(mean):
+        return "  n/a        "
+    return f"{mean:.3f} ± {std:.3f}" if math.isfinite(std) else f"{mean:.3f} ± n/a  "
+
+
+__all__ = ["FORMATS", "build_tables", "headline", "make_report", "with_reference",
+           "write_figures", "write_report"]

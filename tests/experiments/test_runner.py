@@ -1,0 +1,109 @@
+"""The grid runner with a fake trainer: shared splits, skip, resume, conflict, locks, shards, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+from _fake_train import fake_train
+
+import rlar.training.run
+from rlar.cli.main import main
+from rlar.data.splits import load_splits
+from rlar.experiments.grid import expand, load_grid
+from rlar.experiments.lock import LOCK_FILE
+from rlar.experiments.runner import config_difference, run_grid
+
+
+def _calls(run: Path) -> list[str]:
+    return (run / "calls.txt").read_text().split()
+
+
+def test_skip_resume_conflict_and_locks(tiny_grid: Path, tmp_path: Path) -> None:
+    grid = expand(load_grid(tiny_grid), methods=["vanilla_mtl", "rlar"], seeds=[0])
+    out = tmp_path / "out"
+    first = run_grid(grid, out, train_fn=fake_train, progress=False)
+    assert [r.status for r in first] == ["trained"] * 4
+    assert [r.rel_dir for r in first] == ["vanilla_mtl/seed0/fold0", "rlar/seed0/fold0", "vanilla_mtl/seed0/fold1",
+                                          "rlar/seed0/fold1"]
+    # one split for the whole grid, and every run reads it (paired comparisons)
+    folds = load_splits(out / "splits.json")
+    assert len(folds) == 2
+    for r in first:
+        saved = yaml.safe_load((out / r.rel_dir / "config.yaml").read_text())
+        assert saved["data"]["split_file"] == str((out / "splits.json").resolve())
+    assert json.loads((out / "grid.json").read_text())["arms"][0]["name"] == "vanilla_mtl"
+
+    # rerun: everything finished -> skipped, nothing retrained
+    again = run_grid(grid, out, train_fn=fake_train, progress=False)
+    assert [r.status for r in again] == ["skipped"] * 4
+    assert _calls(out / "rlar/seed0/fold1") == ["fresh"]
+
+    # an interrupted run (last checkpoint, no metrics) is resumed with resume=True
+    run = out / "rlar/seed0/fold1"
+    (run / "metrics.json").unlink()
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    statuses = {r.rel_dir: r.status for r in run_grid(grid, out, train_fn=fake_train, progress=False)}
+    assert statuses["rlar/seed0/fold1"] == "resumed" and _calls(run) == ["fresh", "resume"]
+
+    # a run held by a live worker is left alone; a lock of a dead process on this host is taken over
+    live = out / "vanilla_mtl/seed0/fold0"
+    (live / "metrics.json").unlink()
+    (live / LOCK_FILE).write_text(f"{socket.gethostname()} {os.getpid()} 0\n")
+    statuses = {r.rel_dir: r.status for r in run_grid(grid, out, train_fn=fake_train, progress=False)}
+    assert statuses["vanilla_mtl/seed0/fold0"] == "locked"
+    (live / LOCK_FILE).write_text(f"{socket.gethostname()} 999999999 0\n")
+    statuses = {r.rel_dir: r.status for r in run_grid(grid, out, train_fn=fake_train, progress=False)}
+    assert statuses["vanilla_mtl/seed0/fold0"] == "trained" and not (live / LOCK_FILE).exists()
+
+    # a finished run with another config is never overwritten
+    raw = yaml.safe_load(tiny_grid.read_text())
+    raw["overrides"].append("optim.lr=0.5")
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(raw))
+    other = expand(load_grid(changed), methods=["rlar"], folds=[0], seeds=[0])
+    (result,) = run_grid(other, out, train_fn=fake_train, progress=False)
+    assert result.status == "conflict" and "optim.lr" in result.message
+
+
+def test_failed_run_is_recorded_and_the_grid_goes_on(tiny_grid: Path, tmp_path: Path) -> None:
+    def broken(cfg, out_dir, **kwargs):  # noqa: ANN001, ANN003
+        if cfg.method == "rlar":
+            raise RuntimeError("boom")
+        return fake_train(cfg, out_dir, **kwargs)
+
+    grid = expand(load_grid(tiny_grid), folds=[0], seeds=[0])
+    results = run_grid(grid, tmp_path / "out", train_fn=broken, progress=False)
+    assert [r.status for r in results] == ["trained", "failed"]
+    assert "boom" in (tmp_path / "out/rlar/seed0/fold0/error.txt").read_text()
+
+
+def test_config_difference_ignores_where_it_ran() -> None:
+    saved = {"training": {"device": "cpu", "seed": 0}, "data": {"num_workers": 0, "split_file": "/a"}}
+    assert config_difference(saved, {"training": {"device": "cuda", "seed": 0},
+                                     "data": {"num_workers": 4, "split_file": "/b"}}) is None
+    assert config_difference(saved, {**saved, "training": {"device": "cpu", "seed": 1}}) == "training.seed"
+
+
+def test_cli_shards_cover_the_grid_once(tiny_grid: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(rlar.training.run, "run_training", fake_train)
+    out = tmp_path / "shared"
+    for shard in ("0/3", "1/3", "2/3"):
+        assert main(["experiment", "--config", str(tiny_grid), "--out", str(out), "--shard", shard,
+                     "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "shard 0/3: 3 runs" in printed and "run 1 of 3" in printed
+    runs = sorted(p.parent.relative_to(out).as_posix() for p in out.glob("*/seed*/fold*/calls.txt"))
+    assert len(runs) == 8  # 2 methods x 2 seeds x 2 folds, each trained by exactly one shard
+    assert all(_calls(out / r) == ["fresh"] for r in runs)
+    assert main(["experiment", "--config", str(tiny_grid), "--out", str(out), "--no-progress"]) == 0
+    assert "8 runs: 8 skipped" in capsys.readouterr().out
+    assert main(["experiment", "--config", str(tiny_grid), "--out", str(out), "--list", "--methods", "rlar",
+                 "--folds", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["  rlar/seed0/fold1", "  rlar/seed1/fold1"]

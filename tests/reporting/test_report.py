@@ -1,0 +1,88 @@
+"""`rlar report` on a hand-written grid folder: layout, statistics, label spaces, byte-for-byte reproducibility."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from _fake_grid import DICE_SHIFT, write_fake_grid
+
+from rlar.cli.main import main
+from rlar.errors import ConfigError, DataError
+from rlar.reporting.collect import load_grid_data
+from rlar.reporting.report import build_tables, write_report
+from rlar.reporting.tables import frame_metrics
+
+
+@pytest.fixture(scope="module")
+def grid_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fake_grid(tmp_path_factory.mktemp("grid") / "fake")
+
+
+def test_tables_rows_comparisons_and_holm(grid_dir: Path) -> None:
+    tables = build_tables(load_grid_data(grid_dir), n_resamples=300)
+    keys = [(t.spec.name, t.evaluation.key, t.space) for t in tables]
+    assert keys == [("main", "test", "levels"), ("main", "test", "binary")]
+    levels = tables[0]
+    assert [r.arm for r in levels.rows] == ["vanilla_mtl", "guided_mtl", "rlar"]  # the grid's order
+    assert all(r.n_runs == 3 for r in levels.rows)
+    # 3 pairs x 2 headline metrics, each with a CI, two p-values and their Holm adjustments
+    assert [(c.a, c.b, c.metric) for c in levels.comparisons][:2] == [("guided_mtl", "vanilla_mtl", "dice"),
+                                                                      ("guided_mtl", "vanilla_mtl", "macro_f1")]
+    rlar_dice = next(c for c in levels.comparisons if (c.a, c.b, c.metric) == ("rlar", "vanilla_mtl", "dice"))
+    assert rlar_dice.low < DICE_SHIFT["rlar"] < rlar_dice.high and rlar_dice.low > 0
+    assert rlar_dice.n_patients == 60 and rlar_dice.n_runs == 3
+    assert rlar_dice.p_wilcoxon < 0.001
+    for c in levels.comparisons:
+        assert c.p_wilcoxon_holm >= c.p_wilcoxon and c.p_nb_holm >= c.p_nb
+    # the binary space derives low/high risk from the six-level probabilities: AUROC and F1 differ from levels
+    assert tables[1].rows[0].cells["macro_f1"].mean != levels.rows[0].cells["macro_f1"].mean
+    assert tables[1].rows[0].cells["dice"].mean == levels.rows[0].cells["dice"].mean
+
+
+def test_table_mean_is_per_run_metric_mean(grid_dir: Path) -> None:
+    grid = load_grid_data(grid_dir)
+    table = build_tables(grid, n_resamples=50)[0]
+    runs = grid.runs_of("rlar")
+    dice = [pd.read_csv(r.path / "predictions_test.csv")["dice"].mean() for r in runs]
+    assert table.rows[2].cells["dice"].mean == pytest.approx(sum(dice) / len(dice))
+    assert frame_metrics(runs[0].frames["test"], "levels")["macro_f1"] >= 0
+
+
+def test_report_is_byte_for_byte_reproducible(grid_dir: Path, tmp_path: Path) -> None:
+    first = write_report(grid_dir, tmp_path / "a", draw_figures=False, n_resamples=200)
+    second = write_report(grid_dir, tmp_path / "b", draw_figures=False, n_resamples=200)
+    names = sorted(p.name for p in first)
+    assert names == sorted(p.name for p in second)
+    assert {"report.md", "main__test__levels.md", "main__test__levels.csv", "main__test__levels.tex",
+            "main__test__levels_comparisons.csv", "main__test__binary.md"} <= set(names)
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    text = (tmp_path / "a" / "report.md").read_text()
+    assert "Holm correction across the 6 comparisons" in text and "Nadeau-Bengio" in text
+    assert "| rlar - vanilla_mtl | Dice |" in text
+    tex = (tmp_path / "a" / "main__test__levels.tex").read_text()
+    assert tex.count(r"\begin{tabular}") == 2 and r"$\pm$" in tex
+
+
+def test_cli_report_with_reference_and_figures(grid_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r"
+    assert main(["report", str(grid_dir), "--reference", "guided_mtl", "--out", str(out), "--format", "md",
+                 "--no-overlays", "--bootstrap", "100"]) == 0
+    printed = capsys.readouterr().out
+    assert "rlar" in printed and "Dice" in printed
+    text = (out / "main__test__levels.md").read_text()
+    assert "| rlar - guided_mtl | Dice |" in text and "| vanilla_mtl - guided_mtl | Dice |" in text
+    assert not list(out.glob("*.csv"))  # md only
+    for name in ("learning_curves.png", "cosine.png", "confusion.png", "reliability.png", "forest.png"):
+        assert (out / name).stat().st_size > 1000, name
+
+
+def test_report_errors_name_the_problem(tmp_path: Path, grid_dir: Path) -> None:
+    with pytest.raises(DataError, match="no finished run"):
+        write_report(tmp_path)
+    with pytest.raises(ConfigError, match="--reference"):
+        build_tables(load_grid_data(grid_dir), reference="pcgrad")
+    with pytest.raises(ConfigError, match="--format"):
+        write_report(grid_dir, tmp_path / "x", formats=["html"])
