@@ -1,39 +1,94 @@
-"""Argument helpers shared by the CLI commands."""
+"""Argument helpers shared by the CLI commands: source arguments, ``key=value`` options, output checks."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from rlar.data.sources import SOURCE_NAMES, Source, open_source
+from rlar.data.sources import Source, open_source, source_names
 from rlar.errors import ConfigError
 
 
 def parse_key_values(pairs: list[str] | None, what: str = "--option") -> dict[str, Any]:
-    """Parse ``key=value`` strings; values are read as YAML scalars (``3`` -> int, ``[1,2]`` -> list)."""
+    """Parse ``key=value`` strings with rlar's one value parser (YAML scalars, ``1e-4`` read as a float)."""
+    if not pairs:
+        return {}
+    from rlar.training.config import parse_value  # imported here: the parser of --set, shared by --option
+
     out: dict[str, Any] = {}
-    for pair in pairs or []:
+    for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ConfigError(pair, f"{what} expects key=value")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = parse_value(value)
+        except ValueError as exc:
+            raise ConfigError(f"{what} {key.strip()}", str(exc)) from None
     return out
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", choices=SOURCE_NAMES, help="dataset layout")
+    parser.add_argument("source", choices=source_names(), help="dataset layout (see docs/data-formats.md)")
     parser.add_argument("--root", default=None, help="dataset folder (not needed for the phantom)")
     parser.add_argument(
         "--option", action="append", metavar="KEY=VALUE", help="source option, e.g. n_cases=50 (repeatable)"
     )
 
 
+# How the source's config keys are spelled on the command line, for error messages.
+_CLI_SPELLING = {"data.root": "--root", "data.source": "source"}
+_OPTION_PREFIX = "data.options."
+
+
 def source_from_args(args: argparse.Namespace) -> Source:
-    return open_source(args.source, args.root, **parse_key_values(args.option))
+    """Open the source named by ``add_source_arguments``; errors name the command-line flag (``--option scal``)."""
+    options = parse_key_values(args.option)
+    try:
+        return open_source(args.source, args.root, **options)
+    except ConfigError as err:
+        key = _CLI_SPELLING.get(err.key, err.key)
+        if key.startswith(_OPTION_PREFIX):
+            key = f"--option {key[len(_OPTION_PREFIX):]}"
+        raise ConfigError(key, err.reason) from None
+
+
+def check_output_file(path: str | Path, what: str = "--out") -> Path:
+    """Fail early, naming ``path``, if an output file cannot be written there (before any long work).
+
+    A missing parent folder is created (as the commands did before they checked); it must then accept a new file
+    (probed by creating and removing a temporary file, which also catches read-only file systems); an existing
+    target must be a writable file, not a folder.
+    """
+    out = Path(path)
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise ConfigError(what, f"{out} is a folder; give a file name")
+    if parent.exists() and not parent.is_dir():
+        raise ConfigError(what, f"cannot write {out}: {parent} is not a folder")
+    probe_folder(parent, what, target=out)
+    if out.exists() and not os.access(out, os.W_OK):
+        raise ConfigError(what, f"cannot write {out}: the file is read-only")
+    return out
+
+
+def probe_folder(folder: str | Path, what: str, target: str | Path | None = None) -> Path:
+    """Create ``folder`` if needed and check a file can be written in it; ConfigError naming the path otherwise."""
+    folder = Path(folder)
+    shown = target if target is not None else folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=folder, prefix=".rlar-write-check-")
+    except OSError as exc:
+        raise ConfigError(what, f"cannot write {shown}: {exc.strerror or exc} ({folder})") from None
+    os.close(handle)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return folder
 
 
 def write_curves(run_dirs: list[Path], out: Path, labels: list[str] | None = None) -> Path | None:

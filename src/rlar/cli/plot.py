@@ -7,12 +7,16 @@ Examples::
 
 Panels: training losses (total, seg, cls, rad), the cosine between the tasks' gradient directions at z (with 0
 and each RLAR run's tau), validation Dice and macro-F1 (best checkpoint starred) and the learning rate.
+The output's format comes from its suffix; an unknown suffix or an unwritable place is an error before drawing.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 from pathlib import Path
+
+from rlar.errors import ConfigError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,9 +34,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def image_formats() -> list[str]:
+    """File suffixes (without the dot) that matplotlib can write here."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    return sorted(FigureCanvasAgg(Figure()).get_supported_filetypes())
+
+
+def check_image_suffix(out: Path) -> None:
+    """ConfigError naming ``--out`` when its suffix is not an image format matplotlib writes (did-you-mean)."""
+    formats = image_formats()
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix in formats:
+        return
+    close = difflib.get_close_matches(suffix, formats, n=1)
+    hint = f"did you mean '.{close[0]}'? " if close else ""
+    what = f"'{out.suffix}'" if suffix else "no suffix"
+    raise ConfigError("--out", f"{out}: {what} is not an image format; {hint}use one of .{', .'.join(formats)}")
+
+
 def run(args: argparse.Namespace) -> int:
+    from rlar.cli.common import check_output_file
     from rlar.reporting.curves import plot_runs
 
-    written = plot_runs([Path(p) for p in args.run_dirs], Path(args.out), labels=args.labels)
+    out = Path(args.out)
+    check_image_suffix(out)
+    check_output_file(out)
+    missing = [p for p in args.run_dirs if not Path(p).is_dir()]
+    if missing:
+        raise ConfigError("RUN_DIR", f"not a folder: {', '.join(missing)} (give run folders written by 'rlar train')")
+    written = plot_runs([Path(p) for p in args.run_dirs], out, labels=args.labels)
     print(written)
     return 0
