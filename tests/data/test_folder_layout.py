@@ -51,18 +51,10 @@ def test_repeated_label_problems_are_one_skip_per_reason(tmp_path: Path) -> None
 
 
 def _dicom_with_spacing(path: Path, pixels: np.ndarray, spacing: list[float]) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UltrasoundImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = UltrasoundImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
+    from _dicom_base import ultrasound_dataset
+
+    ds = ultrasound_dataset()
     ds.PixelSpacing = spacing
     ds.set_pixel_data(pixels, photometric_interpretation="MONOCHROME2", bits_stored=8)
     ds.save_as(path, enforce_file_format=True)

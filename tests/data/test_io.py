@@ -34,18 +34,10 @@ def _dicom(
     suffix_free: bool = False,
 ) -> Path:
     """Write a minimal single-frame ultrasound DICOM (Part 10, explicit VR little endian)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UltrasoundImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = UltrasoundImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
+    from _dicom_base import ultrasound_dataset
+
+    ds = ultrasound_dataset()
     if pixels is not None:
         ds.Rows, ds.Columns = pixels.shape
         ds.SamplesPerPixel = 1

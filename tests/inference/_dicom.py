@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/: the shared DICOM base
+from _dicom_base import ultrasound_dataset  # noqa: E402
 
 
 def write_dicom(path: Path, pixels: np.ndarray | None, *, spacing: tuple[float, float] | None = None,
@@ -16,15 +19,7 @@ def write_dicom(path: Path, pixels: np.ndarray | None, *, spacing: tuple[float, 
                 bits_stored: int | None = None) -> Path:
     """``pixels`` (H, W) or (F, H, W) unsigned integers; ``region_cm`` = (PhysicalDeltaX, PhysicalDeltaY) in cm;
     ``declared`` = (rows, columns, frames) to write a header that lies about its size; None pixels = no PixelData."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UltrasoundImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = UltrasoundImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
+    ds = ultrasound_dataset()
     array = None if pixels is None else np.asarray(pixels)
     shape = (1, *array.shape) if array is not None and array.ndim == 2 else (array.shape if array is not None else (1, 8, 8))
     frames, rows, cols = (declared[2], declared[0], declared[1]) if declared else shape
