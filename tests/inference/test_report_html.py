@@ -7,10 +7,10 @@ import re
 
 import numpy as np
 
+from rlar.inference.html import render_report_html
 from rlar.inference.outputs import overlay, png_bytes, safe_stem
 from rlar.inference.predictor import Predictor
 from rlar.inference.report import RESEARCH_NOTICE, build_report, csv_row
-from rlar.reporting.html import render_report_html
 
 
 def _image() -> np.ndarray:

@@ -18,10 +18,10 @@ from tqdm.auto import tqdm
 
 from rlar.data.io import sniff_format
 from rlar.errors import DataError
+from rlar.inference.html import render_report_html
 from rlar.inference.outputs import check_writable, mask_png, overlay, png_bytes, safe_stem, write_bytes, write_json
 from rlar.inference.predictor import ImageResult, Predictor
 from rlar.inference.report import build_report, csv_row
-from rlar.reporting.html import render_report_html
 
 #: File suffixes picked up when walking a folder (suffix-less files are taken when their content is DICOM).
 INPUT_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom")

@@ -1,6 +1,6 @@
 """The JSON report of one prediction: what was predicted, the evidence, and where it came from.
 
-The same dictionary feeds the JSON file, the HTML report (:mod:`rlar.reporting.html`), the CSV row of a folder
+The same dictionary feeds the JSON file, the HTML report (:mod:`rlar.inference.html`), the CSV row of a folder
 run and the web viewer, so all four always say the same thing. Field meanings are documented in docs/clinical.md.
 """
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from rlar._optional import require
 from rlar.errors import DataError
+from rlar.inference.html import render_report_html
 from rlar.inference.outputs import overlay, png_bytes
 from rlar.inference.predictor import Predictor
 from rlar.inference.report import build_report
-from rlar.reporting.html import render_report_html
 from rlar.serving.limits import ServerLimits
 from rlar.serving.pages import error_page, index_page, result_page
 from rlar.serving.uploads import UploadRejected, check_upload, display_name

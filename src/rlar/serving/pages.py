@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from rlar.inference.html import STYLE, report_body
 from rlar.inference.report import RESEARCH_NOTICE
-from rlar.reporting.html import STYLE, report_body
 
 
 def _page(title: str, body: str) -> str:
