@@ -131,7 +131,7 @@ def test_shipped_configs_load_in_both_sizes(name: str) -> None:
     assert (paper.optim.lr, paper.optim.batch_size, paper.optim.epochs) == (1e-4, 8, 500)
     cpu = load_config(*find_config(f"{name}:cpu")[:1], size=find_config(f"{name}:cpu")[1])
     assert cpu.size == "cpu" and cpu.training.device == "cpu"
-    # The strategy's defaults live in its Options model only (contract C1): the shipped files set none of them.
+    # The strategy's defaults live in its Options model only: the shipped files set none of them.
     assert cpu.method == "rlar" and cpu.strategy.selected_options == {}
 
 
@@ -195,12 +195,11 @@ def test_backbone_options_are_validated_while_the_config_loads() -> None:
 
 
 def test_strategy_choices_come_from_the_strategies_registry() -> None:
-    import rlar.strategies as strategies
+    from rlar.strategies import STRATEGIES
     from rlar.training import config
 
-    registry = getattr(strategies, "STRATEGIES", None) or dict.fromkeys(strategies.STRATEGY_NAMES)
-    assert config.strategy_choices() == tuple(registry)
-    assert tuple(registry) == config.STRATEGY_CHOICES  # old name, read lazily
+    assert config.strategy_choices() == tuple(STRATEGIES)
+    assert tuple(STRATEGIES) == config.STRATEGY_CHOICES  # old name, read lazily
 
 
 def test_loss_weights_follow_the_task_table() -> None:

@@ -111,7 +111,7 @@ def write_grid_file(full: ExpandedGrid, root: Path) -> Path:
 
 
 def ensure_splits(expanded: ExpandedGrid, root: Path, timeout_s: float = 600.0) -> Path:
-    """``<root>/splits.json``, made once for the whole grid from its first arm's config (see contract C6).
+    """``<root>/splits.json``, made once for the whole grid from its first arm's config (see docs/interfaces.md).
 
     Concurrent shards: one takes the lock and writes the file, the others wait for it.
     """

@@ -1,4 +1,4 @@
-"""Build the run's components from a validated config: the one model builder (contract C5), the strategy, the loss.
+"""Build the run's components from a validated config: the one model builder, the strategy, the loss.
 
 Training (:mod:`rlar.training.run`) and inference loading (``rlar.inference``) both call
 :func:`build_model_from_config`, so a checkpoint is always rebuilt exactly as it was trained. Option errors were

@@ -27,20 +27,14 @@ from rlar.errors import ConfigError
 from rlar.tasks import RADIOMICS_DIM, TASK_NAMES, TASKS, default_grouping
 from rlar.training.presets import METHOD_NAMES, PRESETS, MethodPreset, tasks_of
 
-# Old import names, kept as shims: the presets live in rlar.training.presets.
-MethodName = str
-
 __all__ = ["METHOD_NAMES", "PRESETS", "MethodPreset", "RlarConfig", "load_config", "parse_value", "strategy_choices"]
 
 
 def strategy_choices() -> tuple[str, ...]:
     """Names of the registered gradient strategies (``rlar.strategies``; imported lazily, it needs torch)."""
-    import rlar.strategies as strategies
+    from rlar.strategies import STRATEGIES
 
-    registry = getattr(strategies, "STRATEGIES", None)
-    if registry is None:  # before contract C1 lands
-        return tuple(strategies.STRATEGY_NAMES)
-    return tuple(registry)
+    return tuple(STRATEGIES)
 
 
 def __getattr__(name: str) -> Any:
@@ -305,32 +299,28 @@ class RlarConfig(_Section):
 
 
 def _validate_strategy(strategy: StrategyConfig) -> None:
-    """The strategy name and every ``strategy.options`` entry, by the strategies' own registry (contract C1)."""
+    """The strategy name and every ``strategy.options`` entry, by the strategies' own registry."""
     choices = strategy_choices()
     if strategy.name not in choices:
         raise ConfigError("strategy.name", f"unknown strategy '{strategy.name}' (choose from {', '.join(choices)})")
     unknown = sorted(set(strategy.options) - set(choices))
     if unknown:
         raise ConfigError(f"strategy.options.{unknown[0]}", f"not a strategy name (strategies: {', '.join(choices)})")
-    import rlar.strategies as strategies
+    from rlar.strategies import validate_strategy_options
 
-    validate = getattr(strategies, "validate_strategy_options", None)
-    if validate is None:  # before contract C1 lands: the strategy reports its options when the run builds it
-        return
     for name, raw in strategy.options.items():
         if not isinstance(raw, dict):
             raise ConfigError(f"strategy.options.{name}", f"must be a mapping of options, got {raw!r}")
-        validate(name, raw)
+        validate_strategy_options(name, raw)
 
 
 def _validate_backbone(model: ModelConfig) -> None:
-    """``model.options`` by the backbone's own typed options (contract C3), when that registry exists."""
-    import rlar.models as models
-
-    validate = getattr(models, "validate_backbone_options", None)
-    if validate is None or model.backbone is None:
+    """``model.options`` by the backbone's own typed options (``rlar.models.BACKBONES``)."""
+    if model.backbone is None:
         return
-    validate(model.backbone, dict(model.options))
+    from rlar.models import validate_backbone_options
+
+    validate_backbone_options(model.backbone, dict(model.options))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 source -> content groups -> train/val/test split -> radiomics targets -> datasets -> model/strategy/loss -> trainer
 (checkpoint selection on the inner ``val`` only) -> one evaluation of the chosen checkpoint on the outer ``test``.
 
-Files written into ``out_dir`` (rank 0 only; contract C6):
+Files written into ``out_dir`` (rank 0 only; the run-folder layout of docs/interfaces.md):
 
 - ``config.yaml``: the resolved config (method preset expanded), reloadable with ``rlar train --config``;
 - ``splits.json``: every fold's ``train``/``val``/``test`` image ids, reusable (and editable) as ``data.split_file``;
@@ -54,7 +54,6 @@ SPLITS_FILE = "splits.json"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions_test.csv"
 
-_RESUME_FREE_KEYS = RESUME_FREE_KEYS  # old private name, kept as a shim
 
 __all__ = ["CONFIG_FILE", "METRICS_FILE", "PREDICTIONS_FILE", "RESUME_FREE_KEYS", "SPLITS_FILE", "build_components",
            "check_writable", "config_difference", "label_space_for", "prepare_splits", "rad_feature_mask",
@@ -80,9 +79,6 @@ def check_writable(folder: Path) -> None:
             pass
     except OSError as exc:
         raise DataError(folder, f"the run folder is not writable ({exc.strerror or exc}); choose another --out") from None
-
-
-_diff_key = config_difference  # old private name, kept as a shim
 
 
 def _normalised(saved: dict[str, Any]) -> dict[str, Any]:
@@ -264,8 +260,6 @@ def _datasets(cfg: RlarConfig, source: Source, fold: Fold, label_space: LabelSpa
 
 def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext, resume: bool,
          progress: bool) -> dict[str, Any]:
-    from rlar.data.dataset import collate
-
     started = time.perf_counter()
     last = out_dir / "checkpoints" / LAST
     if resume:
@@ -305,7 +299,7 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
     drop_last = per_rank > batch_size and per_rank % batch_size == 1
     train_loader = DataLoader(
         train_ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-        collate_fn=getattr(train_ds, "collate_fn", collate),
+        collate_fn=train_ds.collate_fn,
         num_workers=cfg.data.num_workers, worker_init_fn=worker_init_fn, generator=generator, drop_last=drop_last,
         pin_memory=device.type == "cuda", persistent_workers=False,
     )

@@ -316,7 +316,7 @@ class Trainer:
             if report.cosine is not None and math.isfinite(report.cosine):
                 cos_sum += float(report.cosine)
                 cos_n += 1
-            for key, raw in report.extra.items():  # contract C2: epoch means of finite values only
+            for key, raw in report.extra.items():  # epoch means of finite values only (docs/interfaces.md)
                 value = float(raw)
                 extra_counts[key] += 0  # every key gets a column (NaN if never finite): same keys on every rank
                 if math.isfinite(value):
@@ -339,7 +339,7 @@ class Trainer:
         return reduce_mean(means, self.dist, self.device)
 
     def _strategy_step(self, batch: dict[str, Any]) -> StepReport:
-        """One ``strategy.step`` (contract C2); typed here because the strategy is held as an ``nn.Module``."""
+        """One ``strategy.step`` (docs/interfaces.md); typed here because the strategy is held as an ``nn.Module``."""
         step: Callable[..., StepReport] = getattr(self.strategy, "step")  # noqa: B009
         return step(self.model, batch, self.loss_fn, self.state.global_step)
 
