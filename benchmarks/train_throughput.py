@@ -1,7 +1,8 @@
 """Training images per second: the full loop vs the bare model forward + backward on the same batches.
 
 Full loop: DataLoader over the uint8-cached ThyroidDataset -> ``dataset.collate_fn`` (collate + batch
-augmentation) -> forward of the compact multitask network -> MultitaskLoss (seg + cls + rad) -> backward ->
+augmentation) -> forward of the multitask network (``--backbone``, default the ddti cpu recipe's
+efficientnet-lite0) -> MultitaskLoss (seg + cls + rad) -> backward ->
 AdamW step. Bare: forward + loss + backward only, on the batches the full loop produced (materialised
 beforehand, so no data work is timed). The ratio full / bare says how much the data pipeline and the optimiser
 step cost on top of the network (goal >= 0.9). Epochs of the two are interleaved (full, bare, full, bare, ...)
@@ -63,8 +64,15 @@ def open_dataset(args: argparse.Namespace) -> ThyroidDataset:
 
 def make_model(args: argparse.Namespace, num_classes: int) -> torch.nn.Module:
     torch.manual_seed(0)
+    if args.backbone != "compact":
+        # Random weights: the cost of a step does not depend on them (and needs no `pretrained` extra).
+        return build_model("multitask", args.backbone, num_classes=num_classes, deep_dim=32)
     channels = tuple(int(c) for c in args.channels.split(","))
     return build_model("multitask", "compact", num_classes=num_classes, deep_dim=32, compact_channels=channels)
+
+
+def describe_model(args: argparse.Namespace) -> str:
+    return f"compact {args.channels}" if args.backbone == "compact" else args.backbone
 
 
 def full_epoch(ds: ThyroidDataset, model: torch.nn.Module, loss_fn: MultitaskLoss, opt: torch.optim.Optimizer,
@@ -115,7 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-images", type=int, default=400)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--channels", default="8,16,32,32", help="compact encoder widths (the ddti cpu recipe)")
+    parser.add_argument("--backbone", default="efficientnet-lite0",
+                        help="encoder (rlar.models.BACKBONES); the ddti cpu recipe's is efficientnet-lite0")
+    parser.add_argument("--channels", default="8,16,32,32", help="compact encoder widths (with --backbone compact)")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs of each kind (after one warm-up)")
     parser.add_argument("--threads", default="1,2", help="torch CPU thread counts to compare")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
@@ -123,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ds = open_dataset(args)
     loss_fn = MultitaskLoss()
-    print(f"model: compact multitask {args.channels}, {args.size} px, batch {args.batch}, "
+    print(f"model: {describe_model(args)} multitask, {args.size} px, batch {args.batch}, "
           f"DataLoader workers {args.workers}")
     print(f"{'threads':>7} {'full img/s':>11} {'bare img/s':>11} {'ratio':>6} {'data wait':>10} "
           f"{'full img/cpu-s':>15} {'bare img/cpu-s':>15} {'cpu ratio':>10}")

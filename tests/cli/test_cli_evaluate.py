@@ -83,3 +83,16 @@ def test_out_is_checked_before_the_checkpoint_and_sources_come_from_the_registry
     with pytest.raises(SystemExit):
         main(["evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--source", "no_such_layout"])
     assert "extra_layout" in capsys.readouterr().err  # argparse lists the registered choices
+
+
+def test_prediction_options_default_to_the_run_and_can_be_overridden(trained_run: Path, tmp_path: Path) -> None:
+    plain, largest = tmp_path / "plain", tmp_path / "largest"
+    assert main(["evaluate", "--checkpoint", str(trained_run), "--out", str(plain), "--no-progress"]) == 0
+    assert main(["evaluate", "--checkpoint", str(trained_run), "--out", str(largest), "--tta", "--postprocess",
+                 "largest", "--no-progress"]) == 0
+    saved = json.loads((plain / "metrics.json").read_text())["prediction"]
+    assert saved == {"tta": False, "mask_postprocess": "none", "min_region_fraction": 0.2}  # the run's config
+    changed = json.loads((largest / "metrics.json").read_text())["prediction"]
+    assert changed["tta"] is True and changed["mask_postprocess"] == "largest"
+    # One region per image after the clean-up: never more regions than before, on the same images.
+    assert len(pd.read_csv(largest / "predictions.csv")) == len(pd.read_csv(plain / "predictions.csv"))

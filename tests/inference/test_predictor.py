@@ -52,6 +52,22 @@ def test_flip_tta_makes_predictions_mirror_equivariant(trained_run: Path) -> Non
     np.testing.assert_allclose(plain.key.mask_prob, mirrored.key.mask_prob[:, ::-1], atol=1e-5)
 
 
+def test_prediction_options_come_from_the_run_unless_given(trained_run: Path) -> None:
+    from rlar.prediction import clean_mask
+    from rlar.training.config import config_to_dict
+
+    assert Predictor.from_run(trained_run).tta is False  # the run's config section `prediction`
+    assert Predictor.from_run(trained_run, tta=True).provenance()["tta"] is True
+    predictor = Predictor.from_run(trained_run)
+    predictor.options = predictor.options.model_copy(update={"mask_postprocess": "largest"})
+    image = _nodule_image((64, 64), (16, 40, 20, 50))
+    result = predictor.predict(image)[0]
+    assert predictor.provenance()["mask_postprocess"] == "largest"
+    assert result.key.mask is not None and result.key.mask_prob is not None
+    np.testing.assert_array_equal(result.key.mask, clean_mask(result.key.mask_prob > 0.5, "largest"))
+    assert config_to_dict(predictor.config)["prediction"]["tta"] is False
+
+
 def test_fold_models_of_an_experiment_are_ensembled(trained_run: Path, tmp_path: Path) -> None:
     experiment = tmp_path / "experiment"
     for fold in (0, 1):

@@ -134,7 +134,7 @@ def evaluate_against_truth(run_dir: Path) -> dict[str, Any]:
     test_ids = load_splits(run_dir / SPLITS_FILE)[cfg.data.fold]["test"]
     size = (int(cfg.data.image_size[0]), int(cfg.data.image_size[1]))
     dataset = ThyroidDataset(source, test_ids, image_size=size, label_space=trained.label_space)
-    return evaluate(trained.model, dataset, progress=False)
+    return evaluate(trained.model, dataset, progress=False, options=cfg.prediction)
 
 
 def format_rows(rows: list[tuple[str, dict[str, Any], float]]) -> str:

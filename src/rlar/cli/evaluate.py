@@ -17,11 +17,12 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from rlar.cli.common import parse_key_values, probe_folder
 from rlar.data.sources import source_names
 from rlar.errors import ConfigError, DataError
+from rlar.prediction import MaskPostprocess
 
 SUBSETS: tuple[str, ...] = ("test", "val", "train")
 
@@ -45,6 +46,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overlays", action="store_true",
                         help="write predicted (yellow) and true (cyan) contours on each image under <out>/overlays")
     parser.add_argument("--confusion-matrix", action="store_true", help="write <out>/confusion_matrix.png")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="horizontal-flip test-time augmentation (default: as the run's config, section prediction)")
+    parser.add_argument("--postprocess", choices=get_args(MaskPostprocess), default=None,
+                        help="mask region clean-up (default: as the run's config, section prediction)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     parser.add_argument("--no-progress", action="store_true")
@@ -186,19 +191,23 @@ def run(args: argparse.Namespace) -> int:
     image_ids, described = select_images(args, trained_model.path, trained_model.checkpoint, cfg, source, same_source)
     print(f"scoring {described}", file=sys.stderr)
     size = (int(cfg.data.image_size[0]), int(cfg.data.image_size[1]))
+    changes = {key: value for key, value in (("tta", args.tta), ("mask_postprocess", args.postprocess))
+               if value is not None}
+    prediction = cfg.prediction.model_copy(update=changes)
     dataset = ThyroidDataset(source, image_ids, image_size=size, label_space=label_space)
     for skip in getattr(dataset, "skipped", []):
         print(f"skipped {skip.item}: {skip.reason}", file=sys.stderr)
     mask_dir = out / "masks" if (out is not None and args.save_masks) else None
     with torch.no_grad():
         frame = predict(model, dataset, batch_size=args.batch_size, device=device, progress=not args.no_progress,
-                        output_dir=mask_dir, keep_masks=args.overlays)
+                        output_dir=mask_dir, keep_masks=args.overlays, options=prediction)
     class_names = None
     if "pred_class" in frame.columns:
         class_names = class_names_of(dataset, sum(c.startswith("prob_") for c in frame.columns))
     scored = frame if label_space is not None else frame.assign(label=-1)
     metrics: dict[str, Any] = metrics_from_predictions(scored, class_names)
     metrics["checkpoint"] = str(trained_model.path)
+    metrics["prediction"] = prediction.model_dump()
     metrics["source"] = name
     metrics["images"] = described
     metrics["n_images"] = len(dataset)

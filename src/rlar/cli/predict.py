@@ -34,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="run folder, experiment folder of fold_* runs (ensembled), or a .pt checkpoint")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--folds", default=None, help="comma-separated folds of an experiment folder (default: all)")
-    parser.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="horizontal-flip test-time augmentation (default: as the run's config, section prediction)")
     parser.add_argument("--crop", choices=("auto", "on", "off"), default="auto",
                         help="scan-area crop before resizing (auto: as the training data was cropped)")
     parser.add_argument("--spacing", default=None, metavar="ROW_MM,COL_MM",
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if predictor.trained_on_phantom:
         print(f"warning: {PHANTOM_NOTICE}", file=sys.stderr)
     arguments = {"command": "predict", "inputs": list(args.inputs), "model": args.model, "folds": folds,
-                 "tta": args.tta, "crop": args.crop, "spacing": args.spacing, "max_megapixels": args.max_megapixels,
+                 "tta": predictor.tta, "crop": args.crop, "spacing": args.spacing, "max_megapixels": args.max_megapixels,
                  "device": args.device}
     summary = predict_many(predictor, args.inputs, args.out, arguments, progress=not args.no_progress)
     if len(summary.reports) <= _LIST_LIMIT:
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             print(describe(report))
     found = sum(1 for r in summary.reports if r["nodule_found"])
     print(f"predicted {len(summary.reports)} image(s) with {len(predictor.members)} model(s)"
-          f"{' + flip TTA' if args.tta else ''}: nodule found in {found}; reports in {args.out}"
+          f"{' + flip TTA' if predictor.tta else ''}: nodule found in {found}; reports in {args.out}"
           + (f" (table: {summary.csv_path})" if summary.csv_path else ""))
     if summary.ignored:
         print(f"ignored {summary.ignored} file(s) in the folders that are not images (by suffix)")

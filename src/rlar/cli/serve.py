@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, metavar="RUN_OR_CHECKPOINT",
                         help="run folder, experiment folder of fold_* runs (ensembled), or a .pt checkpoint")
     parser.add_argument("--folds", default=None, help="comma-separated folds of an experiment folder (default: all)")
-    parser.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="horizontal-flip test-time augmentation (default: as the run's config, section prediction)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload")
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.host not in _LOOPBACK:
         print(f"warning: listening on {args.host}: other machines can reach this research viewer; it has no "
               "authentication", file=sys.stderr)
-    app = create_app(predictor, limits, {"model": args.model, "tta": args.tta, "folds": args.folds})
+    app = create_app(predictor, limits, {"model": args.model, "tta": predictor.tta, "folds": args.folds})
     print(f"rlar viewer on http://{args.host}:{args.port}  (Ctrl+C to stop)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -1,7 +1,8 @@
 """Run a model over a dataset: per-image predictions, all metrics, and the model-selection score.
 
 Predictions follow the :class:`~rlar.models.output.MultitaskOutput` contract: the nodule mask is
-``sigmoid(mask_logits) > 0.5`` and the class probabilities are ``softmax(class_logits)``. A segmentation-only
+``sigmoid(mask_logits) > 0.5``, cleaned up as the run's :class:`~rlar.prediction.PredictionOptions` say (config
+section ``prediction``: flip TTA, region clean-up), and the class probabilities are ``softmax(class_logits)``. A segmentation-only
 model (``class_logits`` None) yields only segmentation metrics, a classification-only model (``mask_logits``
 None) only classification metrics. Segmentation metrics are computed at the dataset's network resolution
 (aspect-preserving resize + padding, see :mod:`rlar.data.dataset`), in pixels of that grid.
@@ -27,13 +28,11 @@ from tqdm.auto import tqdm
 from rlar.data.dataset import ThyroidDataset, collate
 from rlar.evaluation.metrics import aggregate_segmentation, classification_metrics, per_image_segmentation
 from rlar.models import predict_batch
+from rlar.prediction import PredictionOptions
 from rlar.tasks import TASKS
 
 #: The selection score's parts: the headline metric of every task that has one (rlar.tasks: dice, macro_f1).
 HEADLINES: tuple[str, ...] = tuple(spec.headline for spec in TASKS.values() if spec.headline)
-
-#: Probability threshold applied to sigmoid(mask_logits).
-MASK_THRESHOLD = 0.5
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -73,6 +72,7 @@ def predict(
     output_dir: str | Path | None = None,
     keep_masks: bool = True,
     num_workers: int = 0,
+    options: PredictionOptions | None = None,
 ) -> pd.DataFrame:
     """Per-image predictions and per-image segmentation scores, in dataset order.
 
@@ -81,8 +81,10 @@ def predict(
     segmentation head ``dice``, ``iou``, ``hd95_px`` (NaN where the image is unannotated or its ground truth
     is empty), ``has_truth``, ``empty_pred``, plus ``pred_mask`` (bool (H, W) arrays) when ``keep_masks`` and
     ``pred_mask_path`` when ``output_dir`` is given (masks written there as 0/255 PNGs named by image id).
-    The model is run in eval mode and put back in its previous mode afterwards.
+    ``options`` (default: none of them) adds flip TTA and the mask clean-up, as the run's config section
+    ``prediction`` says. The model is run in eval mode and put back in its previous mode afterwards.
     """
+    options = options or PredictionOptions()
     if getattr(dataset, "augment", False):
         warnings.warn("predict() was given a dataset with augment=True; metrics will be on augmented images",
                       stacklevel=2)
@@ -98,7 +100,7 @@ def predict(
     written: dict[str, str] = {}
     try:
         for batch in tqdm(loader, desc="predicting", disable=not progress, unit="batch"):
-            prediction = predict_batch(model, batch["image"].to(device))
+            prediction = predict_batch(model, batch["image"].to(device), tta=options.tta)
             class_prob, mask_prob = prediction.class_prob, prediction.mask_prob
             base = [
                 {"image_id": i, "patient_id": p, "label": int(y), "has_mask": bool(m)}
@@ -115,7 +117,7 @@ def predict(
                     row["confidence"] = float(p[k])
                     row.update({prob_column(name): float(v) for name, v in zip(class_names, p)})
             if mask_prob is not None:
-                pred_masks = (mask_prob.float() > MASK_THRESHOLD)[:, 0].cpu().numpy()
+                pred_masks = options.masks(mask_prob.float()[:, 0].cpu().numpy())
                 true_masks = batch["mask"][:, 0].numpy() > 0.5
                 scores = per_image_segmentation(pred_masks, true_masks)
                 annotated = batch["has_mask"].numpy()
@@ -208,6 +210,7 @@ def evaluate(
     output_dir: str | Path | None = None,
     n_bins: int = 15,
     num_workers: int = 0,
+    options: PredictionOptions | None = None,
 ) -> dict[str, Any]:
     """Every segmentation and classification metric of ``model`` on ``dataset`` (flat dict).
 
@@ -223,6 +226,7 @@ def evaluate(
         output_dir=output_dir,
         keep_masks=False,
         num_workers=num_workers,
+        options=options,
     )
     class_names = None
     if "pred_class" in frame.columns:

@@ -69,7 +69,7 @@ def predict_images(checkpoint: Path, source_name: str, root: str | None, options
     # Another scale: the model's classes are not the source's levels; predict without labels, then attach them.
     dataset = ThyroidDataset(source, image_ids, image_size=(int(cfg.data.image_size[0]), int(cfg.data.image_size[1])),
                              label_space=space if same_scale else None, augment=False)
-    frame = predict(trained.model, dataset, device=device, progress=False, keep_masks=False)
+    frame = predict(trained.model, dataset, device=device, progress=False, keep_masks=False, options=cfg.prediction)
     infos = {info.image_id: info for info in source.infos}
     names = list(space.class_names)
     if not same_scale:

@@ -37,9 +37,6 @@ from rlar.models import predict_batch
 from rlar.radiomics import FEATURE_NAMES, RadiomicsParams, Standardiser, feature_mask
 from rlar.training.config import RlarConfig
 
-#: Probability threshold on the (ensembled) nodule probability, as in the evaluation.
-MASK_THRESHOLD = 0.5
-
 PHANTOM_NOTICE = ("this model was trained only on the synthetic phantom: its outputs on real ultrasound images "
                   "mean nothing")
 
@@ -135,7 +132,8 @@ class Predictor:
 
     Args:
         members: loaded models of one experiment (see :meth:`from_run`).
-        tta: average with the horizontally flipped image (masks flipped back).
+        tta: average with the horizontally flipped image (masks flipped back); None = as the run's config
+            (section ``prediction``, which also sets the mask clean-up the model was scored with).
         device: torch device of the members.
         crop: scan-area crop before resizing; None = as the training source did.
         batch_size: frames per forward pass (bounds memory on long clips).
@@ -143,7 +141,7 @@ class Predictor:
         spacing_mm: (row, column) pixel spacing assumed for inputs whose header declares none.
     """
 
-    def __init__(self, members: Sequence[TrainedModel], tta: bool = False, device: str | torch.device = "cpu",
+    def __init__(self, members: Sequence[TrainedModel], tta: bool | None = None, device: str | torch.device = "cpu",
                  crop: bool | None = None, batch_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXELS,
                  spacing_mm: tuple[float, float] | None = None) -> None:
         if not members:
@@ -152,7 +150,8 @@ class Predictor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         _same_experiment(members)
         self.members = list(members)
-        self.tta = bool(tta)
+        run_options = self.members[0].config.prediction
+        self.options = run_options if tta is None else run_options.model_copy(update={"tta": bool(tta)})
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         self.max_pixels = int(max_pixels)
@@ -170,7 +169,7 @@ class Predictor:
     # ------------------------------------------------------------------------------------------ construction
 
     @classmethod
-    def from_run(cls, path: str | Path, folds: Sequence[int] | None = None, tta: bool = False,
+    def from_run(cls, path: str | Path, folds: Sequence[int] | None = None, tta: bool | None = None,
                  device: str | torch.device = "cpu", **options: Any) -> Predictor:
         """Load a run folder, an experiment folder (every ``fold_*`` run is ensembled unless ``folds`` picks some)
         or a checkpoint file."""
@@ -188,6 +187,10 @@ class Predictor:
             raise DataError(member.path, f"checkpoint's radiomics standardiser is damaged ({err})") from None
 
     # ------------------------------------------------------------------------------------------- properties
+
+    @property
+    def tta(self) -> bool:
+        return self.options.tta
 
     @property
     def config(self) -> RlarConfig:
@@ -224,6 +227,7 @@ class Predictor:
                         "epoch": m.checkpoint.get("epoch")} for m in self.members],
             "ensemble": len(self.members),
             "tta": self.tta,
+            "mask_postprocess": self.options.mask_postprocess,
             "crop": self.crop,
             "network_input_hw": list(self.network_shape),
             "label_space": {"scale": self.label_space.scale, "task": self.label_space.task},
@@ -274,7 +278,7 @@ class Predictor:
             mask_prob = mask = None
             if mask_sum is not None:
                 mask_prob = geometry.restore((mask_sum[i, 0] / n).cpu().numpy())
-                mask = mask_prob > MASK_THRESHOLD
+                mask = self.options.mask(mask_prob)
             probs = (prob_sum[i] / n).cpu().numpy().astype(np.float64) if prob_sum is not None else None
             results.append(FrameResult(mask_prob, mask, probs, _mean_readout([r[i] for r in readouts]), geometry))
         return results

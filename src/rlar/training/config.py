@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from rlar.errors import ConfigError
+from rlar.prediction import PredictionOptions
 from rlar.tasks import RADIOMICS_DIM, TASK_NAMES, TASKS, default_grouping
 from rlar.training.presets import METHOD_NAMES, PRESETS, MethodPreset, tasks_of
 
@@ -251,6 +252,10 @@ class RlarConfig(_Section):
     radiomics: RadiomicsConfig = Field(default_factory=RadiomicsConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    prediction: PredictionOptions = Field(
+        default_factory=PredictionOptions,
+        description="how outputs become the reported prediction (flip TTA, mask clean-up) in validation, test and inference",
+    )
     output: str = Field(default="runs/rlar", description="default output folder of `rlar train`")
 
     @field_validator("method")

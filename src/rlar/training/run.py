@@ -35,6 +35,7 @@ from rlar.data.sources import open_source
 from rlar.data.sources.base import Source
 from rlar.data.splits import SIDES, Fold, check_splits, load_splits, make_splits, save_splits
 from rlar.errors import ConfigError, DataError, RlarError
+from rlar.prediction import PredictionOptions
 from rlar.training.builders import build_components, rad_feature_mask
 from rlar.training.checkpoint import load_checkpoint
 from rlar.training.config import RlarConfig, config_to_dict, dump_config, validate_config
@@ -184,7 +185,7 @@ def class_weights_for(cfg: RlarConfig, labels: np.ndarray, num_classes: int) -> 
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def _evaluator(batch_size: int, device: torch.device, num_workers: int
+def _evaluator(batch_size: int, device: torch.device, num_workers: int, options: PredictionOptions
                ) -> Callable[[Any], Callable[[torch.nn.Module], tuple[dict[str, Any], float]]]:
     """validate(model) -> (metrics, score) on a fixed dataset, for the trainer."""
     from rlar.evaluation.evaluate import evaluate, validation_score
@@ -193,7 +194,7 @@ def _evaluator(batch_size: int, device: torch.device, num_workers: int
         def validate(model: torch.nn.Module) -> tuple[dict[str, Any], float]:
             with torch.no_grad():
                 metrics = evaluate(model, dataset, batch_size=batch_size, device=device, progress=False,
-                                   num_workers=num_workers)
+                                   num_workers=num_workers, options=options)
             try:
                 score = validation_score(metrics)
             except ValueError as exc:
@@ -315,7 +316,7 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
     if ctx.enabled:
         seed_everything(cfg.training.seed + ctx.rank, cfg.training.deterministic)
 
-    evaluator = _evaluator(batch_size, device, cfg.data.num_workers)
+    evaluator = _evaluator(batch_size, device, cfg.data.num_workers, cfg.prediction)
     validate = evaluator(val_ds)
     extra_state = {
         "config": config_to_dict(cfg),
@@ -342,7 +343,7 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
     model.load_state_dict(chosen_state["model"])
     val_metrics, score = validate(model)
     test_metrics = score_test(model, test_ds, batch_size, device, cfg.data.num_workers, out_dir / PREDICTIONS_FILE,
-                              progress)
+                              progress, cfg.prediction)
     result: dict[str, Any] = {
         "test": test_metrics,
         "val": val_metrics,
@@ -371,13 +372,13 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
 
 
 def score_test(model: torch.nn.Module, dataset: Any, batch_size: int, device: torch.device, num_workers: int,
-               predictions_path: Path, progress: bool) -> dict[str, Any]:
+               predictions_path: Path, progress: bool, options: PredictionOptions | None = None) -> dict[str, Any]:
     """The one look at the test side: per-image predictions to ``predictions_test.csv`` and the flat metrics."""
     from rlar.evaluation.evaluate import class_names_of, metrics_from_predictions, predict, predictions_table
 
     with torch.no_grad():
         frame = predict(model, dataset, batch_size=batch_size, device=device, progress=progress,
-                        keep_masks=False, num_workers=num_workers)
+                        keep_masks=False, num_workers=num_workers, options=options)
     class_names = None
     if "pred_class" in frame.columns:
         class_names = class_names_of(dataset, sum(c.startswith("prob_") for c in frame.columns))
