@@ -28,6 +28,16 @@ if TYPE_CHECKING:  # annotation only: keeps importing the losses free of the net
 TASK_LOSSES: dict[str, str] = {"seg": "seg_loss", "cls": "cls_loss", "rad": "rad_loss"}
 
 
+def deep_supervised(main: torch.Tensor, auxiliary: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Weighted mean of the main loss and the deep-supervision losses (finest first): weights 1, 1/2, 1/4, ...
+    normalised to sum to 1 (nnU-Net's scheme), so the task's loss keeps its scale."""
+    weights = [0.5**k for k in range(len(auxiliary) + 1)]
+    total = main * weights[0]
+    for weight, loss in zip(weights[1:], auxiliary):
+        total = total + weight * loss
+    return total / sum(weights)
+
+
 class MultitaskLoss(nn.Module):
     """Compute ``{task: weight[task] * L_task}`` for one batch, over the tasks of :data:`rlar.tasks.TASKS`.
 
@@ -119,7 +129,12 @@ class MultitaskLoss(nn.Module):
                 ) from None
             flag_keys = "/".join(spec.target_keys[1:]) or spec.target_keys[0]
             valid = as_bool_vector(torch.as_tensor(valid, device=prediction.device), prediction.shape[0], flag_keys)
-            losses[spec.name] = self.weights[spec.name] * self.task_loss(spec.name)(prediction, target, valid)
+            loss_fn = self.task_loss(spec.name)
+            value = loss_fn(prediction, target, valid)
+            aux = out.aux_mask_logits if spec.output == "mask_logits" else []
+            if aux:
+                value = deep_supervised(value, [loss_fn(a, target, valid) for a in aux])
+            losses[spec.name] = self.weights[spec.name] * value
         return losses
 
     def extra_repr(self) -> str:

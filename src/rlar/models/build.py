@@ -40,7 +40,7 @@ def build_model(
         pretrained_path: local state-dict file for the network or its backbone (never downloaded); see
             :mod:`rlar.models.weights`. The load report is kept as ``model.pretrained_report``.
         **options: the flat ``model.options`` of a config: the network's options
-            (:class:`~rlar.models.options.NetworkOptions`: cls_levels, head_hidden, cls_dropout, decoder_channels,
+            (:class:`~rlar.models.options.NetworkOptions`: cls_levels, head_hidden, cls_dropout, decoder_channels, deep_supervision,
             pad_mode, norm, act) and the backbone's own (see docs/models.md), validated by
             :func:`~rlar.models.registry.validate_backbone_options`.
         load_weights: False when the network is rebuilt only to receive a checkpoint's state dict (inference,
@@ -66,7 +66,7 @@ def build_model(
     decoder = None
     if arch in ("multitask", "segmentation"):
         decoder = UNetDecoder(encoder.channels, encoder.strides, network.decoder_channels, out_channels=1,
-                              norm=network.norm, act=network.act)
+                              norm=network.norm, act=network.act, deep_supervision=network.deep_supervision)
     classifier = None
     cls_levels = network.cls_levels
     if arch in ("multitask", "classification"):

@@ -4,7 +4,9 @@ From the bottleneck upwards, each step doubles the resolution with a MONAI ``UpS
 the encoder feature map of the same resolution (skip connection) and mixes with two MONAI ``Convolution`` blocks.
 Encoders whose finest feature map is not at full resolution (ResNet/EfficientNet: stride 2, ConvNeXt: stride 4) get
 extra upsampling steps without a skip, as in MONAI's ``FlexibleUNet``. A final 1x1 convolution gives the nodule
-logits (B, 1, H, W).
+logits (B, 1, H, W). With ``deep_supervision=k``, 1x1 convolutions on the outputs of the k steps before the last
+give coarser nodule logits too (:meth:`UNetDecoder.forward_with_aux`), which the network upsamples to the input
+size for the segmentation loss during training (deep supervision, as in nnU-Net).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class UNetDecoder(nn.Module):
         out_channels: int = 1,
         norm: str | tuple = "batch",
         act: str | tuple = "relu",
+        deep_supervision: int = 0,
     ) -> None:
         super().__init__()
         strides = list(encoder_strides)
@@ -84,11 +87,28 @@ class UNetDecoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.n_skip = n_skip
         self.head = Convolution(2, prev, out_channels, kernel_size=1, conv_only=True)
+        if not 0 <= deep_supervision < n_steps:
+            raise ValueError(f"deep_supervision must be in [0, {n_steps - 1}] for this decoder of {n_steps} steps, "
+                             f"got {deep_supervision}")
+        # aux_heads[j] reads the output of step n_steps - 2 - j (the step before the last first).
+        self.aux_heads = nn.ModuleList(
+            Convolution(2, decoder_channels[n_steps - 2 - j], out_channels, kernel_size=1, conv_only=True)
+            for j in range(deep_supervision)
+        )
+
+    def forward_with_aux(self, features: Sequence[torch.Tensor], with_aux: bool = True
+                         ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The nodule logits and the deep-supervision logits, finest first (each at its own step's resolution;
+        an empty list when ``with_aux`` is False or the decoder has no auxiliary heads)."""
+        x = features[-1]
+        skips = list(features[:-1])[::-1]
+        outputs = []
+        for i, block in enumerate(self.blocks):
+            x = block(x, skips[i] if i < self.n_skip else None)
+            outputs.append(x)
+        aux = [head(outputs[len(outputs) - 2 - j]) for j, head in enumerate(self.aux_heads)] if with_aux else []
+        return self.head(x), aux
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """``features``: enc1..bottleneck, fine to coarse (the tensors the decoder consumes)."""
-        x = features[-1]
-        skips = list(features[:-1])[::-1]
-        for i, block in enumerate(self.blocks):
-            x = block(x, skips[i] if i < self.n_skip else None)
-        return self.head(x)
+        return self.forward_with_aux(features, with_aux=False)[0]

@@ -54,6 +54,8 @@ class NetworkOptions(BackboneOptions):
     head_hidden: hidden width of an MLP TI-RADS head (None: linear head).
     cls_dropout: dropout in the classification branch.
     decoder_channels: channels of each decoder step, deepest first (default derived from the encoder).
+    deep_supervision: extra nodule logits from this many coarser decoder steps, upsampled to the input size and
+        trained with the main ones (weights halving per step, nnU-Net style; training only, 0: off).
     pad_mode: how inputs that are not a multiple of the network stride are padded ("error" refuses them).
     norm, act: MONAI normalisation and activation of the decoder (and of the compact encoder).
     """
@@ -62,6 +64,7 @@ class NetworkOptions(BackboneOptions):
     head_hidden: int | None = Field(None, ge=1)
     cls_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     decoder_channels: tuple[int, ...] | None = None
+    deep_supervision: int = Field(0, ge=0)
     pad_mode: PadMode = "reflect"
     norm: LayerSpec = "batch"
     act: LayerSpec = "relu"

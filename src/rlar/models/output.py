@@ -25,6 +25,8 @@ class MultitaskOutput:
                   ``torch.autograd.grad(loss, leaves)`` gives the partial derivatives at the boundary using the
                   heads' backward only, and ``torch.autograd.backward(trunk_tensors, leaf_grads)`` finishes the
                   trunk's backward exactly once. ``cut_layer`` names which leaf is the representation z.
+    aux_mask_logits: deep-supervision nodule logits (B, 1, H, W) from coarser decoder steps, finest first,
+                  upsampled to the input size; filled only in training mode with ``deep_supervision`` > 0.
     """
 
     mask_logits: torch.Tensor | None
@@ -34,6 +36,7 @@ class MultitaskOutput:
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     cut: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     cut_layer: str | None = None
+    aux_mask_logits: list[torch.Tensor] = field(default_factory=list)
 
     def for_task(self, name: str) -> torch.Tensor | None:
         """The output task ``name`` of :data:`rlar.tasks.TASKS` reads (its ``TaskSpec.output`` field), or None."""
