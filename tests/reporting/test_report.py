@@ -11,7 +11,7 @@ from _fake_grid import DICE_SHIFT, write_fake_grid
 from rlar.cli.main import main
 from rlar.errors import ConfigError, DataError
 from rlar.reporting.collect import load_grid_data
-from rlar.reporting.report import build_tables, write_report
+from rlar.reporting.report import RUNS_FILE, build_tables, runs_table, write_report
 from rlar.reporting.tables import frame_metrics
 
 
@@ -50,12 +50,27 @@ def test_table_mean_is_per_run_metric_mean(grid_dir: Path) -> None:
     assert frame_metrics(runs[0].frames["test"], "levels")["macro_f1"] >= 0
 
 
+def test_runs_table_holds_the_values_behind_each_mean(grid_dir: Path, tmp_path: Path) -> None:
+    grid = load_grid_data(grid_dir)
+    runs = runs_table(grid)
+    assert list(runs["arm"].unique()) == ["vanilla_mtl", "guided_mtl", "rlar"]  # grid order
+    assert len(runs) == 3 * 3 * 2  # arms x folds x label spaces
+    table = build_tables(grid, n_resamples=50)[0]
+    levels = runs[(runs["space"] == "levels") & (runs["arm"] == "rlar")]
+    assert levels["dice"].mean() == pytest.approx(table.rows[2].cells["dice"].mean)
+    assert levels["macro_f1"].mean() == pytest.approx(table.rows[2].cells["macro_f1"].mean)
+    written = write_report(grid_dir, tmp_path / "r", draw_figures=False, n_resamples=50)
+    assert tmp_path / "r" / RUNS_FILE in written
+    assert len(pd.read_csv(tmp_path / "r" / RUNS_FILE)) == len(runs)
+    assert f"[{RUNS_FILE}]({RUNS_FILE})" in (tmp_path / "r" / "report.md").read_text()
+
+
 def test_report_is_byte_for_byte_reproducible(grid_dir: Path, tmp_path: Path) -> None:
     first = write_report(grid_dir, tmp_path / "a", draw_figures=False, n_resamples=200)
     second = write_report(grid_dir, tmp_path / "b", draw_figures=False, n_resamples=200)
     names = sorted(p.name for p in first)
     assert names == sorted(p.name for p in second)
-    assert {"report.md", "main__test__levels.md", "main__test__levels.csv", "main__test__levels.tex",
+    assert {"report.md", RUNS_FILE, "main__test__levels.md", "main__test__levels.csv", "main__test__levels.tex",
             "main__test__levels_comparisons.csv", "main__test__binary.md"} <= set(names)
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

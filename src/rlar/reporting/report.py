@@ -4,6 +4,7 @@ Output folder (default ``<grid>/report``)::
 
     report.md                        all tables with their captions, and links to the figures
     <table>__<evaluation>__<space>.{md,csv,tex}, ..._comparisons.csv
+    runs.csv                         every run's own metrics (one row per run, evaluation and label space)
     learning_curves.png, cosine.png, confusion.png, reliability.png, forest.png, overlays.png, annotator.png
 
 Tables are byte-for-byte reproducible from the run folders: rows follow the grid's order, the bootstrap has a
@@ -28,7 +29,17 @@ from rlar.experiments.runner import LABEL_NOISE_FILE
 from rlar.reporting import figures
 from rlar.reporting.collect import GridData, load_grid_data
 from rlar.reporting.stats import BOOTSTRAP_SEED, N_BOOTSTRAP
-from rlar.reporting.tables import SPACES, Table, build_table, frame_metrics, to_csv, to_latex, to_markdown
+from rlar.reporting.tables import (
+    METRICS,
+    SPACES,
+    Table,
+    build_table,
+    frame_metrics,
+    run_metrics,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
 
 FORMATS: tuple[str, ...] = ("md", "csv", "tex")
 
@@ -117,6 +128,28 @@ def write_figures(grid: GridData, tables: list[Table], out: Path, overlays: bool
     return written
 
 
+#: The per-run table of the report: what each cell of the mean +/- std tables was computed from.
+RUNS_FILE = "runs.csv"
+
+
+def runs_table(grid: GridData) -> pd.DataFrame:
+    """One row per finished run, evaluation and label space: the run's own metrics (the values the tables
+    average), in grid order (arm, seed, fold)."""
+    order = {name: k for k, name in enumerate(grid.arms)}
+    rows = []
+    for run in sorted(grid.runs, key=lambda r: (order.get(r.arm, len(order)), r.arm, r.seed, r.fold)):
+        for evaluation in grid.evaluations:
+            if evaluation.key not in run.frames:
+                continue
+            for space in SPACES:
+                metrics = run_metrics(run, evaluation.key, space)
+                if not any(math.isfinite(metrics[m]) for m in METRICS):
+                    continue
+                rows.append({"arm": run.arm, "seed": run.seed, "fold": run.fold, "evaluation": evaluation.key,
+                             "space": space, "n_test": run.n_test, **metrics})
+    return pd.DataFrame(rows, columns=["arm", "seed", "fold", "evaluation", "space", "n_test", *METRICS])
+
+
 def write_report(root: str | Path, out: str | Path | None = None, reference: str | None = None,
                  formats: Sequence[str] = FORMATS, draw_figures: bool = True, overlays: bool = True,
                  n_resamples: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> list[Path]:
@@ -150,6 +183,9 @@ def make_report(root: str | Path, out: str | Path | None = None, reference: str 
         if "tex" in formats:
             (out / f"{table.slug}.tex").write_text(to_latex(table))
             written.append(out / f"{table.slug}.tex")
+    if "csv" in formats:
+        runs_table(grid).to_csv(out / RUNS_FILE, index=False, float_format="%.6f")
+        written.append(out / RUNS_FILE)
     pictures = write_figures(grid, tables, out, overlays) if draw_figures else []
     n_runs = len(grid.runs)
     lines = [f"# Report: {grid.root.name}", "",
@@ -159,6 +195,8 @@ def make_report(root: str | Path, out: str | Path | None = None, reference: str 
     if missing:
         lines += [f"Arms of the grid without a finished run (left out): {', '.join(missing)}.", ""]
     lines += [to_markdown(t) for t in tables]
+    if "csv" in formats:
+        lines += [f"Every run's own metrics (the values behind each mean ± std): [{RUNS_FILE}]({RUNS_FILE}).", ""]
     if pictures:
         lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in pictures] + [""]
     index = out / "report.md"
