@@ -102,11 +102,13 @@ class UNetDecoder(nn.Module):
         an empty list when ``with_aux`` is False or the decoder has no auxiliary heads)."""
         x = features[-1]
         skips = list(features[:-1])[::-1]
+        keep = with_aux and len(self.aux_heads) > 0  # a plain forward holds no step outputs
         outputs = []
         for i, block in enumerate(self.blocks):
             x = block(x, skips[i] if i < self.n_skip else None)
-            outputs.append(x)
-        aux = [head(outputs[len(outputs) - 2 - j]) for j, head in enumerate(self.aux_heads)] if with_aux else []
+            if keep:
+                outputs.append(x)
+        aux = [head(outputs[len(outputs) - 2 - j]) for j, head in enumerate(self.aux_heads)] if keep else []
         return self.head(x), aux
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -17,6 +17,7 @@ from skimage.feature import graycomatrix, graycoprops
 
 from rlar.data.sources.masks import mask_problem
 from rlar.errors import DataError
+from rlar.prediction import clean_mask
 from rlar.radiomics.params import RadiomicsParams
 from rlar.radiomics.spec import FEATURE_NAMES
 
@@ -169,12 +170,7 @@ def select_component(mask: np.ndarray, component: str) -> np.ndarray:
     """The part of ``mask`` the features describe: all of it, or its largest 8-connected region."""
     if component == "all":
         return mask
-    labels = measure.label(mask, connectivity=2)
-    if labels.max() <= 1:
-        return mask
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == int(np.argmax(sizes))  # ties: the first in raster order, deterministic
+    return clean_mask(mask, "largest")  # the prediction's own rule: 8-connected, ties to the first in raster order
 
 
 def _composition(
