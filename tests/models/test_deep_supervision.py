@@ -24,6 +24,7 @@ def test_aux_logits_only_in_training_and_at_the_input_size() -> None:
     out = model.train()(images)
     assert len(out.aux_mask_logits) == 2
     assert all(a.shape == out.mask_logits.shape == (2, 1, 40, 36) for a in out.aux_mask_logits)
+    assert out.auxiliary_for_task("seg") is out.aux_mask_logits and out.auxiliary_for_task("cls") == []
     assert model.eval()(images).aux_mask_logits == []
     plain = build_model("multitask", "compact", num_classes=2, compact_channels=(4, 8, 8, 8))
     assert plain.train()(images).aux_mask_logits == []

@@ -131,7 +131,7 @@ class MultitaskLoss(nn.Module):
             valid = as_bool_vector(torch.as_tensor(valid, device=prediction.device), prediction.shape[0], flag_keys)
             loss_fn = self.task_loss(spec.name)
             value = loss_fn(prediction, target, valid)
-            aux = out.aux_mask_logits if spec.output == "mask_logits" else []
+            aux = out.auxiliary_for_task(spec.name)
             if aux:
                 value = deep_supervised(value, [loss_fn(a, target, valid) for a in aux])
             losses[spec.name] = self.weights[spec.name] * value

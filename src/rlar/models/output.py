@@ -8,6 +8,9 @@ import torch
 
 from rlar.tasks import TASKS
 
+#: Output field -> the field holding its deep-supervision copies from coarser decoder steps (finest first).
+DEEP_SUPERVISION_FIELDS: dict[str, str] = {"mask_logits": "aux_mask_logits"}
+
 
 @dataclass
 class MultitaskOutput:
@@ -44,6 +47,14 @@ class MultitaskOutput:
             raise KeyError(f"unknown task '{name}'; tasks are {list(TASKS)}")
         value: torch.Tensor | None = getattr(self, TASKS[name].output)
         return value
+
+    def auxiliary_for_task(self, name: str) -> list[torch.Tensor]:
+        """Deep-supervision copies of task ``name``'s output (see :data:`DEEP_SUPERVISION_FIELDS`); often empty."""
+        if name not in TASKS:
+            raise KeyError(f"unknown task '{name}'; tasks are {list(TASKS)}")
+        field_name = DEEP_SUPERVISION_FIELDS.get(TASKS[name].output)
+        auxiliary: list[torch.Tensor] = getattr(self, field_name) if field_name else []
+        return auxiliary
 
     def z(self) -> torch.Tensor:
         """The head-side leaf of the representation named by ``cut_layer`` (requires a cut forward)."""
