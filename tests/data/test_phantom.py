@@ -261,6 +261,33 @@ def test_reader_styles_dilate_and_erode() -> None:
             assert 2 * inter / (mask.sum() + truth) > 0.75  # a style, not a different nodule
 
 
+def test_disagreement_scales_every_style_and_caps_grade_noise() -> None:
+    base, doubled, exact = default_panel(5), default_panel(5, disagreement=2.0), default_panel(5, disagreement=0.0)
+    for one, two, zero in zip(base, doubled, exact):
+        assert two.name == one.name and two.seed == one.seed
+        assert (two.dilation_px, two.smoothing, two.contour_noise) == (
+            2 * one.dilation_px, 2 * one.smoothing, 2 * one.contour_noise)
+        assert two.grade_noise == min(2 * one.grade_noise, 1.0)
+        assert (zero.dilation_px, zero.smoothing, zero.contour_noise, zero.grade_noise) == (0.0, 0.0, 0.0, 0.0)
+    assert max(r.grade_noise for r in default_panel(5, disagreement=10.0)) == 1.0
+    with pytest.raises(ConfigError, match="disagreement"):
+        default_panel(3, disagreement=-1.0)
+
+
+def test_phantom_disagreement_option_raises_label_noise() -> None:
+    def noisy_fraction(disagreement: float) -> float:
+        source = PhantomSource(n_cases=60, image_size=(64, 64), readers=5, label_from="random_reader",
+                               disagreement=disagreement)
+        return float(np.mean([source[i].info.tirads != source[i].extras["true_level"] for i in range(len(source))]))
+
+    assert noisy_fraction(0.0) == 0.0
+    assert noisy_fraction(3.0) > noisy_fraction(1.0)
+    with pytest.raises(ConfigError, match="data.options.disagreement"):
+        PhantomSource(n_cases=2, disagreement=float("nan"))
+    with pytest.raises(ConfigError, match="integer 'readers'"):
+        PhantomSource(n_cases=2, readers=default_panel(2), disagreement=2.0)
+
+
 def test_reader_determinism_and_grade_noise() -> None:
     case = render_case(rng(4), (64, 64), nodule(), seed=4)
     reader = ReaderModel(dilation_px=1.0, contour_noise=1.0, grade_noise=0.5, seed=9)

@@ -39,15 +39,15 @@ def test_expand_methods_and_ablations_share_the_reference_arm(tiny_grid: Path) -
 def test_annotator_preset_levels_and_truth_flag(tiny_grid: Path) -> None:
     raw = yaml.safe_load(tiny_grid.read_text())
     raw["methods"] = []
-    raw["ablations"] = {"annotator": {"methods": ["vanilla_mtl", "rlar"], "levels": ["L0-truth", "L4-2readers"]}}
+    raw["ablations"] = {"annotator": {"methods": ["vanilla_mtl", "rlar"], "levels": ["L0-truth", "L4-severe"]}}
     grid = expand(validate_grid(raw))
     assert [a.name for a in grid.arms] == ["annot-L0-truth-vanilla_mtl", "annot-L0-truth-rlar",
-                                           "annot-L4-2readers-vanilla_mtl", "annot-L4-2readers-rlar"]
+                                           "annot-L4-severe-vanilla_mtl", "annot-L4-severe-rlar"]
     assert all(a.evaluate_truth for a in grid.arms)
     noisy = grid.arms[3]
     assert "data.options.mask_from=random_reader" in noisy.overrides and noisy.meta["level_index"] == 1
     assert [t.comparisons for t in grid.tables] == [(("annot-L0-truth-rlar", "annot-L0-truth-vanilla_mtl"),),
-                                                    (("annot-L4-2readers-rlar", "annot-L4-2readers-vanilla_mtl"),)]
+                                                    (("annot-L4-severe-rlar", "annot-L4-severe-vanilla_mtl"),)]
 
 
 @pytest.mark.parametrize(("change", "key"), [

@@ -55,19 +55,19 @@ def test_experiment_then_report_on_the_phantom(tiny_grid: Path, tmp_path: Path, 
 def test_annotator_study_scores_against_truth(tiny_grid: Path, tmp_path: Path) -> None:
     raw = yaml.safe_load(tiny_grid.read_text())
     raw.update(methods=[], seeds=[0], folds=[0],
-               ablations={"annotator": {"methods": ["vanilla_mtl"], "levels": ["L0-truth", "L4-2readers"]}})
+               ablations={"annotator": {"methods": ["vanilla_mtl"], "levels": ["L0-truth", "L4-severe"]}})
     tiny_grid.write_text(yaml.safe_dump(raw))
     out = tmp_path / "annot"
     assert main(["experiment", "--config", str(tiny_grid), "--out", str(out), "--no-progress"]) == 0
     noise = json.loads((out / "annotator_noise.json").read_text())
     assert noise["L0-truth"]["mask_dice_vs_truth"] == 1.0 and noise["L0-truth"]["grade_error_rate"] == 0.0
-    assert noise["L4-2readers"]["grade_error_rate"] > 0.0  # at 32 px the readers differ mostly in grades
-    noisy = out / "annot-L4-2readers-vanilla_mtl" / "seed0" / "fold0"
+    assert noise["L4-severe"]["grade_error_rate"] > 0.0  # at 32 px the readers differ mostly in grades
+    noisy = out / "annot-L4-severe-vanilla_mtl" / "seed0" / "fold0"
     readers = pd.read_csv(noisy / "predictions_test.csv")
     truth = pd.read_csv(noisy / "truth" / "predictions.csv")
     assert list(readers["image_id"]) == list(truth["image_id"])
     assert (readers["label"] != truth["label"]).any()  # same images, scored against the readers' and true levels
     assert main(["report", str(out), "--no-overlays", "--bootstrap", "50"]) == 0
     report = out / "report"
-    assert (report / "annotator-L4-2readers__truth__levels.md").is_file()
+    assert (report / "annotator-L4-severe__truth__levels.md").is_file()
     assert (report / "annotator.png").stat().st_size > 1000

@@ -124,17 +124,23 @@ _STYLES: tuple[dict[str, float | str], ...] = (
 )
 
 
-def default_panel(n: int = 3, seed: int = 0, pixel_scale: float = 1.0) -> list[ReaderModel]:
+def default_panel(n: int = 3, seed: int = 0, pixel_scale: float = 1.0, disagreement: float = 1.0) -> list[ReaderModel]:
     """``n`` readers with different styles: tight (eroding), generous (dilating), smoother, shaky, expert,
     then the cycle repeats (with different seeds). ``pixel_scale`` multiplies the pixel lengths, e.g.
-    ``min(image_size) / 128`` so that a reader's style looks the same at any resolution."""
+    ``min(image_size) / 128`` so that a reader's style looks the same at any resolution. ``disagreement``
+    multiplies every departure from the truth (dilation, smoothing, contour noise and grade noise, the latter
+    capped at 1): 0 makes every reader exact, 2 doubles each style, so one panel spans a graded range of
+    inconsistency without changing who its readers are."""
     if n < 0:
         raise ConfigError("readers", f"number of readers must be >= 0, got {n}")
+    if not np.isfinite(disagreement) or disagreement < 0:
+        raise ConfigError("disagreement", f"must be a finite number >= 0, got {disagreement}")
     panel = []
     for r in range(n):
         style = dict(_STYLES[r % len(_STYLES)])
         name = str(style.pop("name")) + ("" if r < len(_STYLES) else f"-{r // len(_STYLES) + 1}")
-        lengths = {k: float(v) * (pixel_scale if k != "grade_noise" else 1.0) for k, v in style.items()}
+        lengths = {k: float(v) * disagreement * (pixel_scale if k != "grade_noise" else 1.0) for k, v in style.items()}
+        lengths["grade_noise"] = min(lengths["grade_noise"], 1.0)
         panel.append(ReaderModel(**lengths, seed=seed * 1000 + r, name=name))
     return panel
 

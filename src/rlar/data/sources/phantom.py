@@ -57,6 +57,8 @@ class PhantomSource(Source):
         reader_index: which reader ``"reader"`` means.
         balanced: draw the true level uniformly over TR1..TR5 and then descriptors conditioned on it (equal
             classes); False draws descriptors from the prior only (TR1 and TR5 rarer).
+        disagreement: scale of the default panel's departures from the truth (see :func:`default_panel`;
+            1 = the shipped styles); only with an integer ``readers``.
     """
 
     name = "phantom"
@@ -74,6 +76,7 @@ class PhantomSource(Source):
         images_per_case: int = 1,
         reader_index: int = 0,
         balanced: bool = True,
+        disagreement: float = 1.0,
     ) -> None:
         if root is not None and str(root) != "":
             raise DataError(root, "the phantom source is synthetic and reads no files; leave its root unset (None)")
@@ -88,8 +91,13 @@ class PhantomSource(Source):
             if value not in LABEL_ORIGINS:
                 raise ConfigError(f"data.options.{key}", f"unknown value '{value}'; choose one of {', '.join(LABEL_ORIGINS)}")
         if isinstance(readers, int | np.integer):
-            panel = default_panel(int(readers), seed=seed, pixel_scale=min(size) / 128.0)
+            if not np.isfinite(disagreement) or disagreement < 0:
+                raise ConfigError("data.options.disagreement", f"must be a finite number >= 0, got {disagreement!r}")
+            panel = default_panel(int(readers), seed=seed, pixel_scale=min(size) / 128.0,
+                                  disagreement=float(disagreement))
         else:
+            if disagreement != 1.0:
+                raise ConfigError("data.options.disagreement", "scales the default panel only; set it with an integer 'readers'")
             panel = list(readers)
             bad = [i for i, r in enumerate(panel) if not isinstance(r, ReaderModel)]
             if bad:
@@ -109,6 +117,7 @@ class PhantomSource(Source):
         self.images_per_case = int(images_per_case)
         self.reader_index = int(reader_index)
         self.balanced = bool(balanced)
+        self.disagreement = float(disagreement)
         super().__init__(None)
 
     # ---- seeded streams ------------------------------------------------------------------------------------
