@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
+from rlar.prediction import MASK_THRESHOLD
 from rlar.reporting.collect import GridData
 from rlar.reporting.tables import HEADERS, Table, classification_inputs
 
@@ -193,7 +194,8 @@ def annotator_figure(points: pd.DataFrame, noise: dict[str, dict[str, float]] | 
     for name in levels["level"]:
         label = str(name)
         if noise and name in noise:
-            label += f"\nDice {noise[name]['mask_dice_vs_truth']:.2f}, err {noise[name]['grade_error_rate']:.2f}"
+            # one fact per line: side by side, five levels' labels run into each other
+            label += f"\nDice {noise[name]['mask_dice_vs_truth']:.2f}\nerr {noise[name]['grade_error_rate']:.2f}"
         ticks.append(label)
     for ax, (evaluation, metric) in zip(axes, panels):
         sub = points[(points["evaluation"] == evaluation) & (points["metric"] == metric)]
@@ -244,7 +246,7 @@ def overlay_figure(run_dir: Path, frame: pd.DataFrame, n: int = 3, device: str =
         out = trained.model(batch["image"].to(device))
     if out.mask_logits is None:
         return None
-    pred = (torch.sigmoid(out.mask_logits.float()) > 0.5)[:, 0].cpu().numpy()
+    pred = (torch.sigmoid(out.mask_logits.float()) > MASK_THRESHOLD)[:, 0].cpu().numpy()
     fig, axes = _figure(len(dataset), width=2.6, height=2.8, ncols=min(len(dataset), n))
     for j, ax in enumerate(axes[: len(dataset)]):
         ax.imshow(batch["image"][j, 0].numpy(), cmap="gray")
