@@ -71,3 +71,10 @@ def test_annotator_study_scores_against_truth(tiny_grid: Path, tmp_path: Path) -
     report = out / "report"
     assert (report / "annotator-L4-severe__truth__levels.md").is_file()
     assert (report / "annotator.png").stat().st_size > 1000
+    summary = pd.read_csv(report / "annotator.csv")  # the figure's numbers: one run per point here
+    runs = pd.read_csv(report / "runs.csv")
+    point = summary.query("level == 'L4-severe' and evaluation == 'truth' and metric == 'dice'")
+    run = runs.query("arm == 'annot-L4-severe-vanilla_mtl' and evaluation == 'truth' and space == 'levels'")
+    assert len(point) == len(run) == 1 and int(point["n_runs"].iloc[0]) == 1
+    assert point["mean"].iloc[0] == pytest.approx(run["dice"].iloc[0], abs=1e-6)
+    assert set(summary["level"]) == {"L0-truth", "L4-severe"} and set(summary["evaluation"]) == {"readers", "truth"}

@@ -184,9 +184,28 @@ def _t_interval(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(half)
 
 
+def annotator_summary(points: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95 % t-interval over runs of each level, method, evaluation and metric of ``points`` (see
+    :func:`annotator_figure`): the numbers the annotator figure draws, in level order."""
+    rows = []
+    methods = list(dict.fromkeys(points["method"]))
+    for (evaluation, metric), sub in points.groupby(["evaluation", "metric"], sort=False):
+        for method in methods:
+            for (index, level), group in sub[sub["method"] == method].groupby(["level_index", "level"], sort=True):
+                values = group["value"].to_numpy(dtype=np.float64)
+                mean, half = _t_interval(values)
+                rows.append({"level": level, "level_index": index, "method": method, "evaluation": evaluation,
+                             "metric": metric, "n_runs": int(np.isfinite(values).sum()), "mean": mean,
+                             "ci95_low": mean - half, "ci95_high": mean + half})
+    return pd.DataFrame(rows, columns=["level", "level_index", "method", "evaluation", "metric", "n_runs", "mean",
+                                       "ci95_low", "ci95_high"])
+
+
 def annotator_figure(points: pd.DataFrame, noise: dict[str, dict[str, float]] | None = None) -> Figure:
     """Metric vs annotator level per method. ``points``: columns level, level_index, method, evaluation, metric,
-    value (one row per run). Mean and 95 % t-interval over runs; the x labels carry the measured label noise."""
+    value (one row per run). Mean and 95 % t-interval over runs (:func:`annotator_summary`); the x labels carry
+    the measured label noise."""
+    summary = annotator_summary(points)
     panels = list(dict.fromkeys(zip(points["evaluation"], points["metric"])))
     fig, axes = _figure(len(panels), width=4.4, height=3.6)
     levels = points.drop_duplicates("level").sort_values("level_index")
@@ -198,18 +217,14 @@ def annotator_figure(points: pd.DataFrame, noise: dict[str, dict[str, float]] | 
             label += f"\nDice {noise[name]['mask_dice_vs_truth']:.2f}\nerr {noise[name]['grade_error_rate']:.2f}"
         ticks.append(label)
     for ax, (evaluation, metric) in zip(axes, panels):
-        sub = points[(points["evaluation"] == evaluation) & (points["metric"] == metric)]
+        sub = summary[(summary["evaluation"] == evaluation) & (summary["metric"] == metric)]
         for i, method in enumerate(dict.fromkeys(points["method"])):
             rows = sub[sub["method"] == method]
-            xs, means, halves = [], [], []
-            for index, group in rows.groupby("level_index", sort=True):
-                mean, half = _t_interval(group["value"].to_numpy(dtype=np.float64))
-                xs.append(index + (i - 1) * 0.06)
-                means.append(mean)
-                halves.append(0.0 if not math.isfinite(half) else half)
-            if xs:
-                ax.errorbar(xs, means, yerr=halves, color=_COLOURS[i % len(_COLOURS)], marker="o", capsize=3,
-                            label=method)
+            if rows.empty:
+                continue
+            halves = (rows["ci95_high"] - rows["mean"]).fillna(0.0).to_numpy()
+            ax.errorbar(rows["level_index"].to_numpy() + (i - 1) * 0.06, rows["mean"].to_numpy(), yerr=halves,
+                        color=_COLOURS[i % len(_COLOURS)], marker="o", capsize=3, label=method)
         ax.set_xticks(levels["level_index"].to_numpy(), ticks, fontsize=7)
         ax.set_title(f"{HEADERS.get(metric, metric)} vs {evaluation}", fontsize=10)
         ax.grid(True, alpha=0.3)
@@ -264,5 +279,5 @@ def overlay_figure(run_dir: Path, frame: pd.DataFrame, n: int = 3, device: str =
     return fig
 
 
-__all__ = ["COSINE_COLUMNS", "annotator_figure", "confusion_figure", "cosine_figure", "forest_figure",
+__all__ = ["COSINE_COLUMNS", "annotator_figure", "annotator_summary", "confusion_figure", "cosine_figure", "forest_figure",
            "overlay_figure", "reliability_figure", "save"]

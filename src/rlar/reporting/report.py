@@ -130,6 +130,8 @@ def write_figures(grid: GridData, tables: list[Table], out: Path, overlays: bool
 
 #: The per-run table of the report: what each cell of the mean +/- std tables was computed from.
 RUNS_FILE = "runs.csv"
+#: The annotator study's summary: what annotator.png draws, as numbers.
+ANNOTATOR_FILE = "annotator.csv"
 
 
 def runs_table(grid: GridData) -> pd.DataFrame:
@@ -183,9 +185,13 @@ def make_report(root: str | Path, out: str | Path | None = None, reference: str 
         if "tex" in formats:
             (out / f"{table.slug}.tex").write_text(to_latex(table))
             written.append(out / f"{table.slug}.tex")
+    annotator_points = _annotator_points(grid)
     if "csv" in formats:
         runs_table(grid).to_csv(out / RUNS_FILE, index=False, float_format="%.6f")
         written.append(out / RUNS_FILE)
+        if not annotator_points.empty:
+            figures.annotator_summary(annotator_points).to_csv(out / ANNOTATOR_FILE, index=False, float_format="%.6f")
+            written.append(out / ANNOTATOR_FILE)
     pictures = write_figures(grid, tables, out, overlays) if draw_figures else []
     n_runs = len(grid.runs)
     lines = [f"# Report: {grid.root.name}", "",
@@ -197,6 +203,9 @@ def make_report(root: str | Path, out: str | Path | None = None, reference: str 
     lines += [to_markdown(t) for t in tables]
     if "csv" in formats:
         lines += [f"Every run's own metrics (the values behind each mean ± std): [{RUNS_FILE}]({RUNS_FILE}).", ""]
+        if not annotator_points.empty:
+            lines += [f"The annotator figure's numbers (mean and 95 % t-interval over runs per level and method): "
+                      f"[{ANNOTATOR_FILE}]({ANNOTATOR_FILE}).", ""]
     if pictures:
         lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in pictures] + [""]
     index = out / "report.md"
