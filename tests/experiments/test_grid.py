@@ -102,6 +102,11 @@ def test_space_ablation_reads_the_values_from_the_strategy() -> None:
 
     values = rlar_spaces()
     assert values and all(STRATEGIES["rlar"].Options(space=v).space == v for v in values)
-    arms, (table,) = expand_preset("rlar_space", {})
-    assert [a.name for a in arms] == [f"rlar_space-{v}" for v in values] + ["rlar"]
-    assert table.comparisons == tuple((f"rlar_space-{v}", "rlar") for v in values)
+    default = STRATEGIES["rlar"].Options().space
+    others = rlar_spaces(include_default=False)
+    assert others == [v for v in values if v != default] and default in values
+    arms, (table,) = expand_preset("rlar_space", {})  # the default space is the reference arm rlar itself
+    assert [a.name for a in arms] == [f"rlar_space-{v}" for v in others] + ["rlar"]
+    assert table.comparisons == tuple((f"rlar_space-{v}", "rlar") for v in others)
+    arms, _ = expand_preset("rlar_space", {"values": [default]})  # asked for explicitly: kept
+    assert arms[0].name == f"rlar_space-{default}"

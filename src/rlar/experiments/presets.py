@@ -52,11 +52,13 @@ def _layer(o: LayerOptions) -> list[TableSpec | Arm]:
 
 
 class SpaceOptions(_Options):
-    values: list[str] | None = Field(None, description="direction spaces; default: every value the rlar strategy offers")
+    values: list[str] | None = Field(None, description="direction spaces; default: every value the rlar strategy "
+                                                         "offers except its default, which the reference arm rlar runs")
 
 
-def rlar_spaces() -> list[str]:
-    """The values of the rlar strategy's ``space`` option, read from its Options model (the one place they live)."""
+def rlar_spaces(include_default: bool = True) -> list[str]:
+    """The values of the rlar strategy's ``space`` option, read from its Options model (the one place they live);
+    without its default value when ``include_default`` is False."""
     try:
         from rlar.strategies import STRATEGIES
 
@@ -67,11 +69,12 @@ def rlar_spaces() -> list[str]:
     values = [str(v) for v in get_args(field.annotation)]
     if not values:
         raise ConfigError("ablations.rlar_space.values", "the space option is not a Literal; list the values")
-    return values
+    return values if include_default else [v for v in values if v != str(field.default)]
 
 
 def _space(o: SpaceOptions) -> list[TableSpec | Arm]:
-    values = o.values if o.values is not None else rlar_spaces()
+    # the default space is the reference arm itself: a second arm with it would train the same run twice
+    values = o.values if o.values is not None else rlar_spaces(include_default=False)
     arms = [Arm(f"rlar_space-{v}", "rlar", (f"strategy.options.rlar.space={v}",), meta={"space": v}) for v in values]
     return [*arms, _table("rlar_space", "RLAR direction space", arms)]
 
