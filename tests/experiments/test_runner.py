@@ -14,6 +14,7 @@ from _fake_train import fake_train
 import rlar.training.run
 from rlar.cli.main import main
 from rlar.data.splits import load_splits
+from rlar.errors import ConfigError
 from rlar.experiments.grid import expand, load_grid
 from rlar.experiments.lock import LOCK_FILE
 from rlar.experiments.runner import config_difference, run_grid
@@ -107,3 +108,26 @@ def test_cli_shards_cover_the_grid_once(tiny_grid: Path, tmp_path: Path, monkeyp
     assert main(["experiment", "--config", str(tiny_grid), "--out", str(out), "--list", "--methods", "rlar",
                  "--folds", "1"]) == 0
     assert capsys.readouterr().out.splitlines()[1:] == ["  rlar/seed0/fold1", "  rlar/seed1/fold1"]
+
+
+def test_grids_sharing_a_folder_keep_each_others_tables(tiny_grid: Path, tmp_path: Path) -> None:
+    out = tmp_path / "shared"
+    main_grid = expand(load_grid(tiny_grid), methods=["vanilla_mtl", "rlar"], seeds=[0])
+    raw = yaml.safe_load(tiny_grid.read_text())
+    raw.update(name="ablations", methods=[], ablations={"lambda_sweep": {"values": [0.3]}})
+    ablation_file = tmp_path / "ablations.yaml"
+    ablation_file.write_text(yaml.safe_dump(raw))
+    ablations = expand(load_grid(ablation_file), seeds=[0])
+    run_grid(main_grid, out, train_fn=fake_train, progress=False)
+    shared = run_grid(ablations, out, train_fn=fake_train, progress=False)
+    assert {r.rel_dir.split("/")[0] for r in shared if r.status == "skipped"} == {"rlar"}  # the main grid's rlar runs are reused
+    document = json.loads((out / "grid.json").read_text())
+    assert [t["name"] for t in document["tables"]] == ["main", "lambda_sweep"]
+    assert [a["name"] for a in document["arms"]] == ["vanilla_mtl", "rlar", "lambda_sweep-0.3"]
+    assert sorted(document["grids"]) == sorted({main_grid.grid.name, "ablations"})
+    run_grid(main_grid, out, train_fn=fake_train, progress=False)  # the main grid again: the ablation stays
+    assert [t["name"] for t in json.loads((out / "grid.json").read_text())["tables"]] == ["main", "lambda_sweep"]
+    raw.update(name="other", overrides=[o for o in raw["overrides"] if o != "data.n_folds=2"] + ["data.n_folds=3"])
+    ablation_file.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="one folder shares one split"):
+        run_grid(expand(load_grid(ablation_file), seeds=[0]), out, train_fn=fake_train, progress=False)

@@ -102,12 +102,48 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_grid_file(full: ExpandedGrid, root: Path) -> Path:
-    """``<root>/grid.json``: the whole grid (arms, tables, folds, seeds) that ``rlar report`` lays out."""
+def merge_grid_documents(existing: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """``grid.json`` after writing grid ``new`` into a folder that already holds ``existing``.
+
+    Several grids may share one folder (``ddti_ablations`` reuses the ``ddti`` grid's rlar, vanilla and guided
+    runs), so the file keeps every grid's arms and tables: those of ``new`` replace the ones with the same name,
+    the others stay, in their order. ``grids`` holds every grid's config by name; ``grid`` is the last one written.
+    Grids of one folder share its ``splits.json``, so their fold counts must agree.
+    """
+    if not existing or "grid" not in existing:
+        return {**new, "grids": {new["grid"]["name"]: new["grid"]}}
+    if existing.get("n_folds") != new["n_folds"]:
+        raise ConfigError("n_folds", f"grid '{new['grid']['name']}' has {new['n_folds']} folds but the folder's other "
+                                     f"grids have {existing.get('n_folds')}: one folder shares one split; use another --out")
+
+    def merged(key: str) -> list[dict[str, Any]]:
+        replacing = {item["name"]: item for item in new[key]}
+        kept = [replacing.pop(item["name"], item) for item in existing.get(key, [])]
+        return kept + list(replacing.values())
+
+    grids = dict(existing.get("grids") or {existing["grid"]["name"]: existing["grid"]})
+    grids[new["grid"]["name"]] = new["grid"]
+    return {**new, "arms": merged("arms"), "tables": merged("tables"),
+            "folds": sorted({*existing.get("folds", []), *new["folds"]}),
+            "seeds": sorted({*existing.get("seeds", []), *new["seeds"]}), "grids": grids}
+
+
+def write_grid_file(full: ExpandedGrid, root: Path, timeout_s: float = 60.0) -> Path:
+    """``<root>/grid.json``: the grids' arms, tables, folds and seeds that ``rlar report`` lays out, merged with
+    what other grids wrote there (:func:`merge_grid_documents`), under a lock so concurrent workers don't race."""
     root.mkdir(parents=True, exist_ok=True)
     path = root / GRID_FILE
-    _atomic_write(path, json.dumps(full.to_dict(), indent=1, sort_keys=True))
-    return path
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with RunLock(root / ".grid") as lock:
+            if lock.acquired:
+                existing = json.loads(path.read_text()) if path.is_file() else None
+                document = merge_grid_documents(existing, full.to_dict())
+                _atomic_write(path, json.dumps(document, indent=1, sort_keys=True))
+                return path
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{root / '.grid'} stayed locked for {timeout_s:.0f} s (held by {lock.owner})")
+        time.sleep(0.2)
 
 
 def ensure_splits(expanded: ExpandedGrid, root: Path, timeout_s: float = 600.0) -> Path:
@@ -345,4 +381,4 @@ def summarise(results: list[RunResult]) -> str:
 
 
 __all__ = ["IGNORED_KEYS", "LABEL_NOISE_FILE", "STATUSES", "ensure_label_noise", "RunResult", "config_difference", "ensure_splits", "execute_run",
-           "run_config", "run_grid", "run_overrides", "summarise", "write_grid_file"]
+           "merge_grid_documents", "run_config", "run_grid", "run_overrides", "summarise", "write_grid_file"]
