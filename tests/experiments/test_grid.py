@@ -48,6 +48,11 @@ def test_annotator_preset_levels_and_truth_flag(tiny_grid: Path) -> None:
     assert "data.options.mask_from=random_reader" in noisy.overrides and noisy.meta["level_index"] == 1
     assert [t.comparisons for t in grid.tables] == [(("annot-L0-truth-rlar", "annot-L0-truth-vanilla_mtl"),),
                                                     (("annot-L4-severe-rlar", "annot-L4-severe-vanilla_mtl"),)]
+    raw["ablations"]["annotator"]["methods"] = ["vanilla_mtl", "guided_mtl", "rlar"]
+    table = expand(validate_grid(raw)).tables[1]  # with guidance: RLAR's own effect is compared too
+    assert table.comparisons == (("annot-L4-severe-guided_mtl", "annot-L4-severe-vanilla_mtl"),
+                                 ("annot-L4-severe-rlar", "annot-L4-severe-vanilla_mtl"),
+                                 ("annot-L4-severe-rlar", "annot-L4-severe-guided_mtl"))
 
 
 @pytest.mark.parametrize(("change", "key"), [

@@ -11,6 +11,7 @@ These are plain frozen dataclasses (no torch, no pydantic), so the report can re
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -94,4 +95,15 @@ def merge_arms(groups: list[list[Arm]]) -> list[Arm]:
     return list(merged.values())
 
 
-__all__ = ["Arm", "TableSpec", "merge_arms"]
+def reference_comparisons(methods: Sequence[str], reference: str,
+                          arm_name: Callable[[str], str] = str) -> tuple[tuple[str, str], ...]:
+    """The comparisons of a table of ``methods``: each against ``reference`` (when the table has it), then rlar
+    against guided_mtl, the clean test of RLAR's own effect (when the table has both and guided_mtl is not the
+    reference). ``arm_name`` maps a method to its arm's name in the table (e.g. one annotator level's arms)."""
+    pairs = tuple((arm_name(m), arm_name(reference)) for m in methods if m != reference) if reference in methods else ()
+    if "rlar" in methods and "guided_mtl" in methods and reference != "guided_mtl":
+        pairs += ((arm_name("rlar"), arm_name("guided_mtl")),)
+    return pairs
+
+
+__all__ = ["Arm", "TableSpec", "merge_arms", "reference_comparisons"]

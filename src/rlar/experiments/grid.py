@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rlar.errors import ConfigError
-from rlar.experiments.arms import Arm, TableSpec, merge_arms
+from rlar.experiments.arms import Arm, TableSpec, merge_arms, reference_comparisons
 from rlar.experiments.presets import expand_preset
 
 #: The grid's shared split file and its description, at the grid root.
@@ -195,10 +195,7 @@ def _main_table(grid: GridConfig) -> tuple[list[Arm], TableSpec | None]:
     if grid.comparisons is not None:
         pairs = tuple((str(a), str(b)) for a, b in grid.comparisons)
     else:
-        ref = grid.reference
-        pairs = tuple((m, ref) for m in names if m != ref) if ref in names else ()
-        if "rlar" in names and "guided_mtl" in names and ref != "guided_mtl":
-            pairs += (("rlar", "guided_mtl"),)  # the clean test of RLAR's own effect
+        pairs = reference_comparisons(names, grid.reference)
     return arms, TableSpec("main", f"All methods ({grid.name})", names, pairs)
 
 

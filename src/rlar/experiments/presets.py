@@ -22,7 +22,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rlar.errors import ConfigError
-from rlar.experiments.arms import Arm, TableSpec
+from rlar.experiments.arms import Arm, TableSpec, reference_comparisons
 from rlar.experiments.readers import READER_LEVELS, reader_level
 
 #: The reference arm every RLAR ablation is compared with: the method at its shipped defaults.
@@ -167,10 +167,9 @@ def _annotator(o: AnnotatorOptions) -> list[TableSpec | Arm]:
         arms = [Arm(annotator_arm_name(name, m), m, level.overrides(), evaluate_truth=True,
                     meta={"level": name, "level_index": index, "method": m}) for m in o.methods]
         out.extend(arms)
-        names = tuple(a.name for a in arms)
-        ref = annotator_arm_name(name, o.reference)
-        pairs = tuple((a, ref) for a in names if a != ref) if ref in names else ()
-        out.append(TableSpec(f"annotator-{name}", f"Annotator study, level {name}: {level.description}", names, pairs))
+        pairs = reference_comparisons(o.methods, o.reference, lambda method, level=name: annotator_arm_name(level, method))
+        out.append(TableSpec(f"annotator-{name}", f"Annotator study, level {name}: {level.description}",
+                             tuple(a.name for a in arms), pairs))
     return out
 
 
