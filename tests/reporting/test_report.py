@@ -101,3 +101,20 @@ def test_report_errors_name_the_problem(tmp_path: Path, grid_dir: Path) -> None:
         build_tables(load_grid_data(grid_dir), reference="pcgrad")
     with pytest.raises(ConfigError, match="--format"):
         write_report(grid_dir, tmp_path / "x", formats=["html"])
+
+
+def test_a_comparison_table_waits_for_both_sides(grid_dir: Path) -> None:
+    from rlar.experiments.arms import TableSpec
+    from rlar.reporting.collect import TEST
+    from rlar.reporting.tables import build_table
+
+    grid = load_grid_data(grid_dir)
+    # an ablation whose arm has not run yet: only its reference has runs, so there is nothing to compare
+    waiting = TableSpec("lambda_sweep", "sweep", ("rlar", "lambda_sweep-3"), (("lambda_sweep-3", "rlar"),))
+    assert build_table(grid, waiting, TEST, "levels", n_resamples=20) is None
+    listing = TableSpec("listing", "no comparisons asked", ("rlar", "lambda_sweep-3"))
+    table = build_table(grid, listing, TEST, "levels", n_resamples=20)
+    assert table is not None and [r.arm for r in table.rows] == ["rlar"]
+    half = TableSpec("half", "one side of two", ("rlar", "vanilla_mtl", "x"), (("x", "rlar"), ("rlar", "vanilla_mtl")))
+    table = build_table(grid, half, TEST, "levels", n_resamples=20)
+    assert table is not None and {(c.a, c.b) for c in table.comparisons} == {("rlar", "vanilla_mtl")}

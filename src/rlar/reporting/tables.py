@@ -341,7 +341,9 @@ def _cell(values: list[float]) -> Cell:
 
 def build_table(grid: GridData, spec: TableSpec, evaluation: Evaluation, space: str,
                 n_resamples: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> Table | None:
-    """Rows (arms with at least one run on this evaluation) and Holm-adjusted comparisons; None if no row."""
+    """Rows (arms with at least one run on this evaluation) and Holm-adjusted comparisons; None if no row, or if the
+    table is made for comparisons and none of them has runs on both sides yet (an ablation whose arms have not
+    run: its reference alone is already in the main table)."""
     rows = []
     for arm in spec.arms:
         runs = [r for r in grid.runs_of(arm) if evaluation.key in r.frames]
@@ -351,11 +353,13 @@ def build_table(grid: GridData, spec: TableSpec, evaluation: Evaluation, space: 
         rows.append(Row(arm, len(runs), {m: _cell([x[m] for x in per_run]) for m in METRICS}))
     if not rows:
         return None
+    present = {r.arm for r in rows}
+    if spec.comparisons and not any(a in present and b in present for a, b in spec.comparisons):
+        return None
     if space == "levels" and all(not math.isfinite(r.cells["macro_f1"].mean) for r in rows) and \
             all(not math.isfinite(r.cells["dice"].mean) for r in rows):
         return None
     table = Table(spec, evaluation, space, rows, n_resamples=n_resamples, seed=seed)
-    present = {r.arm for r in rows}
     for a, b in spec.comparisons:
         if a not in present or b not in present:
             continue
