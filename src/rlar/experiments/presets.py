@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -167,7 +168,7 @@ def _annotator(o: AnnotatorOptions) -> list[TableSpec | Arm]:
         arms = [Arm(annotator_arm_name(name, m), m, level.overrides(), evaluate_truth=True,
                     meta={"level": name, "level_index": index, "method": m}) for m in o.methods]
         out.extend(arms)
-        pairs = reference_comparisons(o.methods, o.reference, lambda method, level=name: annotator_arm_name(level, method))
+        pairs = reference_comparisons(o.methods, o.reference, partial(annotator_arm_name, name))
         out.append(TableSpec(f"annotator-{name}", f"Annotator study, level {name}: {level.description}",
                              tuple(a.name for a in arms), pairs))
     return out
