@@ -98,7 +98,9 @@ def _draw(name: str, out: Path, make: Callable[[], Figure | None], written: list
         written.append(figures.save(fig, out / name))
 
 
-def write_figures(grid: GridData, tables: list[Table], out: Path, overlays: bool = True) -> list[Path]:
+def write_figures(grid: GridData, tables: list[Table], out: Path, overlays: bool = True,
+                  annotator_points: pd.DataFrame | None = None) -> list[Path]:
+    """Draw the report's figures into ``out``; ``annotator_points`` when the caller already has them."""
     from rlar.reporting.curves import make_figure
 
     written: list[Path] = []
@@ -120,7 +122,7 @@ def write_figures(grid: GridData, tables: list[Table], out: Path, overlays: bool
         runs = grid.runs_of(preferred) if preferred else []
         if runs and "test" in runs[0].frames and "dice" in runs[0].frames["test"].columns:
             _draw("overlays.png", out, lambda: figures.overlay_figure(runs[0].path, runs[0].frames["test"]), written)
-    points = _annotator_points(grid)
+    points = _annotator_points(grid) if annotator_points is None else annotator_points
     if not points.empty:
         noise_path = grid.root / LABEL_NOISE_FILE
         noise = json.loads(noise_path.read_text()) if noise_path.is_file() else None
@@ -192,7 +194,7 @@ def make_report(root: str | Path, out: str | Path | None = None, reference: str 
         if not annotator_points.empty:
             figures.annotator_summary(annotator_points).to_csv(out / ANNOTATOR_FILE, index=False, float_format="%.6f")
             written.append(out / ANNOTATOR_FILE)
-    pictures = write_figures(grid, tables, out, overlays) if draw_figures else []
+    pictures = write_figures(grid, tables, out, overlays, annotator_points) if draw_figures else []
     n_runs = len(grid.runs)
     lines = [f"# Report: {grid.root.name}", "",
              f"{n_runs} finished runs of {len(grid.arms)} arms; {len(tables)} tables. Regenerate with "
