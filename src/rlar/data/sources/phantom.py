@@ -91,10 +91,11 @@ class PhantomSource(Source):
             if value not in LABEL_ORIGINS:
                 raise ConfigError(f"data.options.{key}", f"unknown value '{value}'; choose one of {', '.join(LABEL_ORIGINS)}")
         if isinstance(readers, int | np.integer):
-            if not np.isfinite(disagreement) or disagreement < 0:
-                raise ConfigError("data.options.disagreement", f"must be a finite number >= 0, got {disagreement!r}")
-            panel = default_panel(int(readers), seed=seed, pixel_scale=min(size) / 128.0,
-                                  disagreement=float(disagreement))
+            try:  # default_panel validates its arguments; name them as the config does
+                panel = default_panel(int(readers), seed=seed, pixel_scale=min(size) / 128.0,
+                                      disagreement=float(disagreement))
+            except ConfigError as err:
+                raise ConfigError(f"data.options.{err.key}", err.reason) from None
         else:
             if disagreement != 1.0:
                 raise ConfigError("data.options.disagreement", "scales the default panel only; set it with an integer 'readers'")
