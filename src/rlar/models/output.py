@@ -12,6 +12,13 @@ from rlar.tasks import TASKS
 DEEP_SUPERVISION_FIELDS: dict[str, str] = {"mask_logits": "aux_mask_logits"}
 
 
+def _output_field(task: str) -> str:
+    """The output field task ``task`` reads (its ``TaskSpec.output``); KeyError naming the tasks otherwise."""
+    if task not in TASKS:
+        raise KeyError(f"unknown task '{task}'; tasks are {list(TASKS)}")
+    return TASKS[task].output
+
+
 @dataclass
 class MultitaskOutput:
     """Forward result of a multitask (or single-task) network.
@@ -43,16 +50,12 @@ class MultitaskOutput:
 
     def for_task(self, name: str) -> torch.Tensor | None:
         """The output task ``name`` of :data:`rlar.tasks.TASKS` reads (its ``TaskSpec.output`` field), or None."""
-        if name not in TASKS:
-            raise KeyError(f"unknown task '{name}'; tasks are {list(TASKS)}")
-        value: torch.Tensor | None = getattr(self, TASKS[name].output)
+        value: torch.Tensor | None = getattr(self, _output_field(name))
         return value
 
     def auxiliary_for_task(self, name: str) -> list[torch.Tensor]:
         """Deep-supervision copies of task ``name``'s output (see :data:`DEEP_SUPERVISION_FIELDS`); often empty."""
-        if name not in TASKS:
-            raise KeyError(f"unknown task '{name}'; tasks are {list(TASKS)}")
-        field_name = DEEP_SUPERVISION_FIELDS.get(TASKS[name].output)
+        field_name = DEEP_SUPERVISION_FIELDS.get(_output_field(name))
         auxiliary: list[torch.Tensor] = getattr(self, field_name) if field_name else []
         return auxiliary
 
