@@ -131,3 +131,17 @@ def test_grids_sharing_a_folder_keep_each_others_tables(tiny_grid: Path, tmp_pat
     ablation_file.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="one folder shares one split"):
         run_grid(expand(load_grid(ablation_file), seeds=[0]), out, train_fn=fake_train, progress=False)
+
+
+def test_held_lock_waits_its_turn_and_names_the_owner_on_timeout(tmp_path: Path) -> None:
+    from rlar.experiments.lock import RunLock, held_lock
+
+    folder = tmp_path / ".grid"
+    with held_lock(folder, timeout_s=1.0) as lock:
+        assert lock.acquired and (folder / LOCK_FILE).is_file()
+    assert not (folder / LOCK_FILE).exists()  # released after the block
+    with RunLock(folder) as other:  # held by this live process: a second taker waits, then gives up
+        assert other.acquired
+        with pytest.raises(TimeoutError, match=f"held by {socket.gethostname()} {os.getpid()}"), \
+                held_lock(folder, timeout_s=0.3, poll_s=0.05):
+            pass

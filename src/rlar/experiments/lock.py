@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -76,4 +78,19 @@ class RunLock:
         self.release()
 
 
-__all__ = ["LOCK_FILE", "RunLock"]
+@contextmanager
+def held_lock(folder: Path, timeout_s: float, poll_s: float = 0.2) -> Iterator[RunLock]:
+    """Wait until this process holds the lock of ``folder`` and keep it for the ``with`` block: for short work that
+    every worker must do in turn (unlike a run, which the others skip). TimeoutError after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with RunLock(folder) as lock:
+            if lock.acquired:
+                yield lock
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{lock.path} stayed locked for {timeout_s:.0f} s (held by {lock.owner})")
+        time.sleep(poll_s)
+
+
+__all__ = ["LOCK_FILE", "RunLock", "held_lock"]

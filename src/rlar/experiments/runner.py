@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from rlar.errors import ConfigError, DataError, RlarError
 from rlar.experiments.grid import GRID_FILE, GRID_SPLITS, ExpandedGrid, RunSpec, take_shard
-from rlar.experiments.lock import RunLock
+from rlar.experiments.lock import RunLock, held_lock
 from rlar.training.config_diff import RESUME_FREE_KEYS
 from rlar.training.config_diff import config_difference as key_difference
 
@@ -133,17 +133,10 @@ def write_grid_file(full: ExpandedGrid, root: Path, timeout_s: float = 60.0) -> 
     what other grids wrote there (:func:`merge_grid_documents`), under a lock so concurrent workers don't race."""
     root.mkdir(parents=True, exist_ok=True)
     path = root / GRID_FILE
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with RunLock(root / ".grid") as lock:
-            if lock.acquired:
-                existing = json.loads(path.read_text()) if path.is_file() else None
-                document = merge_grid_documents(existing, full.to_dict())
-                _atomic_write(path, json.dumps(document, indent=1, sort_keys=True))
-                return path
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{root / '.grid'} stayed locked for {timeout_s:.0f} s (held by {lock.owner})")
-        time.sleep(0.2)
+    with held_lock(root / ".grid", timeout_s):
+        existing = json.loads(path.read_text()) if path.is_file() else None
+        _atomic_write(path, json.dumps(merge_grid_documents(existing, full.to_dict()), indent=1, sort_keys=True))
+    return path
 
 
 def ensure_splits(expanded: ExpandedGrid, root: Path, timeout_s: float = 600.0) -> Path:
@@ -155,10 +148,11 @@ def ensure_splits(expanded: ExpandedGrid, root: Path, timeout_s: float = 600.0) 
 
     path = root / GRID_SPLITS
     root.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    while not path.is_file():
-        with RunLock(root / ".splits") as lock:
-            if lock.acquired and not path.is_file():
+    if path.is_file():
+        return path
+    try:
+        with held_lock(root / ".splits", timeout_s, poll_s=1.0):
+            if not path.is_file():  # another worker may have written it while this one waited
                 from rlar.data.sources import open_source
                 from rlar.data.splits import save_splits
                 from rlar.training.run import label_space_for, prepare_splits
@@ -172,10 +166,8 @@ def ensure_splits(expanded: ExpandedGrid, root: Path, timeout_s: float = 600.0) 
                 tmp = root / f".splits.{os.getpid()}.json"
                 save_splits(tmp, folds)
                 os.replace(tmp, path)
-                break
-        if time.monotonic() > deadline:
-            raise DataError(path, f"not written after {timeout_s:.0f} s; is another worker stuck making it?")
-        time.sleep(1.0)
+    except TimeoutError:
+        raise DataError(path, f"not written after {timeout_s:.0f} s; is another worker stuck making it?") from None
     return path
 
 
