@@ -134,7 +134,7 @@ def test_grids_sharing_a_folder_keep_each_others_tables(tiny_grid: Path, tmp_pat
 
 
 def test_held_lock_waits_its_turn_and_names_the_owner_on_timeout(tmp_path: Path) -> None:
-    from rlar.experiments.lock import RunLock, held_lock
+    from rlar.experiments.lock import LockTimeout, RunLock, held_lock
 
     folder = tmp_path / ".grid"
     with held_lock(folder, timeout_s=1.0) as lock:
@@ -142,6 +142,10 @@ def test_held_lock_waits_its_turn_and_names_the_owner_on_timeout(tmp_path: Path)
     assert not (folder / LOCK_FILE).exists()  # released after the block
     with RunLock(folder) as other:  # held by this live process: a second taker waits, then gives up
         assert other.acquired
-        with pytest.raises(TimeoutError, match=f"held by {socket.gethostname()} {os.getpid()}"), \
+        with pytest.raises(LockTimeout, match=f"held by {socket.gethostname()} {os.getpid()}"), \
                 held_lock(folder, timeout_s=0.3, poll_s=0.05):
             pass
+    # a timeout of the work inside the block is the work's own error, not the wait's, and the lock is released
+    with pytest.raises(TimeoutError) as raised, held_lock(folder, timeout_s=1.0):
+        raise TimeoutError("the work timed out")
+    assert not isinstance(raised.value, LockTimeout) and not (folder / LOCK_FILE).exists()

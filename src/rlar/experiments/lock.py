@@ -78,10 +78,15 @@ class RunLock:
         self.release()
 
 
+class LockTimeout(TimeoutError):
+    """:func:`held_lock` waited ``timeout_s`` without getting the lock (a TimeoutError raised inside its ``with``
+    block is not one of these, so a caller can tell the wait from the work)."""
+
+
 @contextmanager
 def held_lock(folder: Path, timeout_s: float, poll_s: float = 0.2) -> Iterator[RunLock]:
     """Wait until this process holds the lock of ``folder`` and keep it for the ``with`` block: for short work that
-    every worker must do in turn (unlike a run, which the others skip). TimeoutError after ``timeout_s``."""
+    every worker must do in turn (unlike a run, which the others skip). :class:`LockTimeout` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
         with RunLock(folder) as lock:
@@ -89,8 +94,8 @@ def held_lock(folder: Path, timeout_s: float, poll_s: float = 0.2) -> Iterator[R
                 yield lock
                 return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{lock.path} stayed locked for {timeout_s:.0f} s (held by {lock.owner})")
+            raise LockTimeout(f"{lock.path} stayed locked for {timeout_s:.0f} s (held by {lock.owner})")
         time.sleep(poll_s)
 
 
-__all__ = ["LOCK_FILE", "RunLock", "held_lock"]
+__all__ = ["LOCK_FILE", "LockTimeout", "RunLock", "held_lock"]

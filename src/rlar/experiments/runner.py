@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from rlar.errors import ConfigError, DataError, RlarError
 from rlar.experiments.grid import GRID_FILE, GRID_SPLITS, ExpandedGrid, RunSpec, take_shard
-from rlar.experiments.lock import RunLock, held_lock
+from rlar.experiments.lock import LockTimeout, RunLock, held_lock
 from rlar.training.config_diff import RESUME_FREE_KEYS
 from rlar.training.config_diff import config_difference as key_difference
 
@@ -166,7 +166,7 @@ def ensure_splits(expanded: ExpandedGrid, root: Path, timeout_s: float = 600.0) 
                 tmp = root / f".splits.{os.getpid()}.json"
                 save_splits(tmp, folds)
                 os.replace(tmp, path)
-    except TimeoutError:
+    except LockTimeout:
         raise DataError(path, f"not written after {timeout_s:.0f} s; is another worker stuck making it?") from None
     return path
 
