@@ -149,3 +149,17 @@ def test_held_lock_waits_its_turn_and_names_the_owner_on_timeout(tmp_path: Path)
     with pytest.raises(TimeoutError) as raised, held_lock(folder, timeout_s=1.0):
         raise TimeoutError("the work timed out")
     assert not isinstance(raised.value, LockTimeout) and not (folder / LOCK_FILE).exists()
+
+
+def test_ensure_splits_reports_a_worker_stuck_holding_the_split_lock(tiny_grid: Path, tmp_path: Path) -> None:
+    from rlar.errors import DataError
+    from rlar.experiments.lock import RunLock
+    from rlar.experiments.runner import ensure_splits
+
+    grid = expand(load_grid(tiny_grid), methods=["vanilla_mtl"], seeds=[0])
+    out = tmp_path / "out"
+    with RunLock(out / ".splits") as other, pytest.raises(DataError, match="not written after 0 s"):
+        assert other.acquired  # another (live) worker is making the split and never finishes
+        ensure_splits(grid, out, timeout_s=0.2)
+    assert not (out / "splits.json").exists()
+    assert ensure_splits(grid, out, timeout_s=5.0) == out / "splits.json"  # free again: this worker makes it
