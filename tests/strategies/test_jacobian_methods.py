@@ -18,7 +18,8 @@ from ._tiny import TinyNet, make_batch, simple_loss
 
 # name -> (reference aggregator, strategy options, scale of the reference's trunk update)
 AGGREGATORS = {
-    "pcgrad": (lambda: PCGrad(), {}, 1.0),
+    "pcgrad": (lambda: PCGrad(), {}, 1.0),  # default chunk 'auto': one row at a time on a CPU
+    "pcgrad-vmap": (lambda: PCGrad(), {"parallel_chunk_size": None}, 1.0),  # every row in one vmapped backward
     "cagrad": (lambda: CAGrad(c=0.25), {"c": 0.25}, 1 / (1 + 0.25**2)),  # official default rescale=1
     "cagrad-rescale0": (lambda: CAGrad(c=0.25), {"c": 0.25, "rescale": 0}, 1.0),
     "nashmtl": (lambda: NashMTL(n_tasks=2, max_norm=1.0), {"max_norm": 1.0}, 1.0),
@@ -64,6 +65,16 @@ def test_update_matches_aggregator(variant: str, batchnorm: bool) -> None:
     for i, p in enumerate(heads):
         torch.testing.assert_close(got[id(p)], alpha[0] * head_rows[0][i] + alpha[1] * head_rows[1][i])
     assert -1.0 <= report.cosine <= 1.0
+
+
+def test_auto_chunk_is_rowwise_on_cpu_and_vmapped_elsewhere() -> None:
+    options = get_strategy("pcgrad").options
+    assert options.parallel_chunk_size == "auto"
+    assert options.chunk_size_on(torch.device("cpu")) == 1
+    assert options.chunk_size_on(torch.device("cuda")) is None
+    assert get_strategy("cagrad", parallel_chunk_size=2).options.chunk_size_on(torch.device("cpu")) == 2
+    with pytest.raises(ConfigError):
+        get_strategy("nashmtl", parallel_chunk_size="fast")
 
 
 @pytest.mark.parametrize(("rescale", "factor"), [(0, 1.5), (1, 1.5 / 1.25), (2, 1.0)])

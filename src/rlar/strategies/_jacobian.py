@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, PositiveInt
@@ -35,8 +35,17 @@ from .base import Contribution, Strategy, StrategyOptions
 
 
 class JacobianOptions(StrategyOptions):
-    parallel_chunk_size: PositiveInt | None = Field(
-        None, description="torchjd's chunk of Jacobian rows per vmapped backward (None: all; 1: no vmap)")
+    parallel_chunk_size: PositiveInt | Literal["auto"] | None = Field(
+        "auto", description="torchjd's chunk of Jacobian rows per vmapped backward (None: all; 1: no vmap; 'auto': "
+                            "1 on a CPU, all elsewhere)")
+
+    def chunk_size_on(self, device: torch.device) -> int | None:
+        """The chunk for trunk parameters on ``device``. 'auto' backpropagates the task rows one at a time on a CPU,
+        where vmapping them was measured slower (``benchmarks/strategy_step_time.py``, pcgrad vs pcgrad-rowwise),
+        and all at once on an accelerator. The Jacobian is the same either way."""
+        if self.parallel_chunk_size == "auto":
+            return 1 if device.type == "cpu" else None
+        return self.parallel_chunk_size
 
 
 class JacobianStrategy(Strategy):
@@ -78,7 +87,7 @@ class JacobianStrategy(Strategy):
         if pairs and cp.trunk_params:
             rows = [torch.stack([_dense(per_task[t][i], cp.leaves[i]) for t in names]) for i, _ in pairs]
             jd_backward([t for _, t in pairs], jac_tensors=[r.to(t.dtype) for r, (_, t) in zip(rows, pairs, strict=True)],
-                        inputs=cp.trunk_params, parallel_chunk_size=self.options.parallel_chunk_size)
+                        inputs=cp.trunk_params, parallel_chunk_size=self.options.chunk_size_on(cp.trunk_params[0].device))
             weights = jac_to_grad(cp.trunk_params, self.aggregator(len(names)))
         head_w = self.head_weights(weights) or [1.0] * len(names)
         head: list[Grad] = [None] * (len(cp.targets) - n_in)
