@@ -11,8 +11,9 @@ Options model: for rlar that is the shipped lazy penalty, the exact gradient on 
 read its MEAN column) plus RLAR variants: "rlar-exact" (every_n_steps=1: the exact penalty on every step),
 "rlar-tensor-exact" (the same in the full-tensor space), "rlar-trunk" (penalty_through_heads=False, every step:
 the penalty shapes only the trunk) and "rlar-oneside" (constant_directions=["seg"], every step: the segmentation
-direction is a stop-gradient target), and "pcgrad-vmap" (parallel_chunk_size=None: torchjd backpropagates all
-task rows in one vmapped backward, the default on an accelerator; on a CPU the default is one row at a time).
+direction is a stop-gradient target), "pcgrad-vmap" (parallel_chunk_size=None: torchjd backpropagates all
+task rows in one vmapped backward, the default on an accelerator) and "pcgrad-rowwise" (parallel_chunk_size=1:
+one backward per task row, the default on a CPU).
 Repeats use consecutive step numbers, so every lazy cycle is timed whole
 when --repeats is a multiple of every_n_steps.
 """
@@ -39,6 +40,7 @@ VARIANTS["rlar-tensor-exact"] = ("rlar", {"every_n_steps": 1, "space": "tensor"}
 VARIANTS["rlar-trunk"] = ("rlar", {"every_n_steps": 1, "penalty_through_heads": False})
 VARIANTS["rlar-oneside"] = ("rlar", {"every_n_steps": 1, "constant_directions": ["seg"]})
 VARIANTS["pcgrad-vmap"] = ("pcgrad", {"parallel_chunk_size": None})  # every task row in one vmapped backward
+VARIANTS["pcgrad-rowwise"] = ("pcgrad", {"parallel_chunk_size": 1})  # one backward per task row
 DEFAULT_METHODS = ["sum", "rlar", "rlar-exact", "rlar-tensor-exact", "rlar-trunk", "rlar-oneside", "repmtl", "pcgrad",
                    "cagrad", "nashmtl", "uncertainty"]
 
