@@ -10,7 +10,7 @@ Methods: the registry names (sum, rlar, repmtl, pcgrad, cagrad, nashmtl, uncerta
 Options model: for rlar that is the shipped lazy penalty, the exact gradient on one step in ``every_n_steps``, so
 read its MEAN column) plus RLAR variants: "rlar-exact" (every_n_steps=1: the exact penalty on every step),
 "rlar-tensor-exact" (the same in the full-tensor space), "rlar-trunk" (penalty_through_heads=False, every step:
-the penalty shapes only the trunk) and "rlar-oneside" (constant_directions=["seg"], every step: the segmentation
+the penalty shapes only the trunk), "rlar-oneside" (constant_directions=["seg"], every step: the segmentation
 direction is a stop-gradient target), "pcgrad-vmap" (parallel_chunk_size=None: torchjd backpropagates all
 task rows in one vmapped backward, the default on an accelerator) and "pcgrad-rowwise" (parallel_chunk_size=1:
 one backward per task row, the default on a CPU).
