@@ -68,9 +68,17 @@ def test_train_then_evaluate_cli(tmp_path: Path, tiny_source, tiny_overrides, ca
     # `rlar evaluate --fold` scores one side of the fold (its owner decides which): same checkpoint, same images
     side = "test" if sorted(predictions["image_id"]) == sorted(folds[1]["test"]) else "val"
     assert sorted(predictions["image_id"]) == sorted(folds[1][side])
-    assert "dice" in predictions.columns
+    assert list(predictions.columns) == list(pd.read_csv(out / "predictions_test.csv").columns)  # one table format
     evaluated = json.loads((eval_dir / "metrics.json").read_text())
     assert evaluated["dice"] == pytest.approx(metrics[side]["dice"])
+    # a multiclass model is also scored low vs high risk (TR1-3 vs TR4-5 here), as rlar report's binary tables do
+    from rlar.reporting.collect import read_predictions
+    from rlar.reporting.tables import frame_metrics
+
+    binary = frame_metrics(read_predictions(eval_dir / "predictions.csv"), "binary")
+    assert evaluated["binary_auroc"] == pytest.approx(binary["auroc"], nan_ok=True)
+    assert evaluated["binary_macro_f1"] == pytest.approx(binary["macro_f1"])
+    assert "binary_macro_f1" in printed
 
 
 def test_train_cli_reports_config_errors(capsys: pytest.CaptureFixture) -> None:

@@ -3,7 +3,8 @@
 By default it scores the run's held-out **test** images of the checkpoint's fold, read from the run's
 ``splits.json`` (``{"train", "val", "test"}`` per fold). ``--subset val`` scores the selection images instead;
 ``--all-images`` scores every image of the source and warns when that includes training images. ``--root`` needs
-``--source`` (a root alone would silently be ignored). Examples::
+``--source`` (a root alone would silently be ignored). A multiclass model is also scored low vs high risk
+(``binary_*`` metrics). ``predictions.csv`` has the columns of a run's ``predictions_test.csv``. Examples::
 
     rlar evaluate --checkpoint runs/ddti/rlar/fold_0 --out eval/                     # the run's test images
     rlar evaluate --checkpoint best.pt --splits splits.json --fold 0 --subset val
@@ -155,13 +156,29 @@ def check_out_folder(out: str | Path | None) -> Path | None:
         raise ConfigError("--out", f"output folder is not writable; {err.reason}") from None
 
 
+def binary_risk_metrics(table: Any, label_space: Any) -> dict[str, float]:
+    """Low- vs high-risk metrics of a multiclass model's per-image table (the high-risk probability is the sum over
+    the scale's high-risk levels, as in ``rlar report``'s binary tables), as ``binary_<metric>``; {} for a binary
+    model (its own metrics already are these), an unknown scale or no labelled image."""
+    from rlar.evaluation.metrics import classification_metrics
+    from rlar.reporting.tables import CLS_METRICS, classification_inputs
+
+    if label_space is None or label_space.task != "multiclass":
+        return {}
+    inputs = classification_inputs(table, "binary")
+    if inputs is None or not (inputs[1] >= 0).any():
+        return {}
+    scores = classification_metrics(*inputs)
+    return {f"binary_{m}": float(scores[m]) for m in CLS_METRICS}
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from rlar.data.dataset import ThyroidDataset
     from rlar.data.labels import LabelSpace
     from rlar.data.sources import open_source
-    from rlar.evaluation.evaluate import class_names_of, metrics_from_predictions, predict
+    from rlar.evaluation.evaluate import class_names_of, metrics_from_predictions, predict, predictions_table
     from rlar.inference.loading import load_trained_model
     from rlar.training.run import label_space_for, to_jsonable
     from rlar.training.trainer import resolve_device
@@ -206,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
         class_names = class_names_of(dataset, sum(c.startswith("prob_") for c in frame.columns))
     scored = frame if label_space is not None else frame.assign(label=-1)
     metrics: dict[str, Any] = metrics_from_predictions(scored, class_names)
+    table = predictions_table(scored, class_names)  # the run folder's per-image format (predictions_test.csv)
+    metrics.update(binary_risk_metrics(table, label_space))
     metrics["checkpoint"] = str(trained_model.path)
     metrics["prediction"] = prediction.model_dump()
     metrics["source"] = name
@@ -215,7 +234,6 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(value, int | float | str):
             print(f"{key:>24}: {value:.4f}" if isinstance(value, float) else f"{key:>24}: {value}")
     if out is not None:
-        table = frame.drop(columns=[c for c in ("pred_mask",) if c in frame.columns])
         table.to_csv(out / "predictions.csv", index=False)
         (out / "metrics.json").write_text(json.dumps(to_jsonable(metrics), indent=1))
         print(f"predictions: {out / 'predictions.csv'}; metrics: {out / 'metrics.json'}")
