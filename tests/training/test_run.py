@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from rlar.cli.main import main
@@ -38,6 +39,9 @@ def test_train_then_evaluate_cli(tmp_path: Path, tiny_source, tiny_overrides, ca
     assert metrics["run"]["fold"] == 1 and metrics["run"]["n_val"] == len(folds[1]["val"])
     assert metrics["run"]["n_test"] == len(folds[1]["test"]) and metrics["run"]["selection"] == "best_val"
     assert 0.0 <= metrics["test"]["dice"] <= 1.0 and "macro_f1" in metrics["test"]
+    environment = metrics["run"]["environment"]  # where it ran: results of two machines can be told apart
+    assert environment["torch"] == torch.__version__ and environment["device"] == "cpu"
+    assert environment["host"] and environment["cpu"] and environment["torch_threads"] >= 1
     assert metrics["test"]["n_images"] == len(folds[1]["test"]) and metrics["val"]["n_images"] == len(folds[1]["val"])
     printed = capsys.readouterr().out
     assert f"fold 1 test: dice {metrics['test']['dice']:.4f}" in printed  # the reported numbers are the test side's
@@ -134,3 +138,14 @@ def test_train_method_flag_selects_the_preset(tmp_path: Path, tiny_source, tiny_
     assert metrics["run"]["method"] == "cls_only"
     assert "macro_f1" in metrics["test"] and "dice" not in metrics["test"]  # classification only
     assert load_config(out / "config.yaml").model.backbone == "compact"  # the multitask models' encoder
+
+
+def test_cpu_description_reads_model_and_kernel_features(tmp_path: Path) -> None:
+    from rlar.training.environment import cpu_description
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Example CPU @ 2.0GHz\nflags\t\t: fpu avx2 amx_bf16 sse\n\n"
+                       "processor\t: 1\nmodel name\t: Example CPU @ 2.0GHz\nflags\t\t: fpu avx2 amx_bf16 sse\n")
+    assert cpu_description(cpuinfo) == ("Example CPU @ 2.0GHz", ["avx2", "amx_bf16"])
+    model, features = cpu_description(tmp_path / "missing")  # not Linux: the platform's own name, no features
+    assert model and features == []

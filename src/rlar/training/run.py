@@ -47,6 +47,7 @@ from rlar.training.distributed import (
     cleanup_distributed,
     init_distributed,
 )
+from rlar.training.environment import run_environment
 from rlar.training.seeding import make_generator, seed_everything, worker_init_fn
 from rlar.training.trainer import BEST, LAST, Trainer, resolve_device
 
@@ -365,6 +366,7 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
             + [f"{s.item}: {s.reason}" for side in SIDES for s in getattr(datasets[side], "skipped", [])],
             "wall_time_s": time.perf_counter() - started,
             "world_size": ctx.world_size,
+            "environment": run_environment(device),
         },
     }
     write_text(out_dir / METRICS_FILE, json.dumps(to_jsonable(result), indent=1))
