@@ -68,8 +68,13 @@ def test_skip_resume_conflict_and_locks(tiny_grid: Path, tmp_path: Path) -> None
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(raw))
     other = expand(load_grid(changed), methods=["rlar"], folds=[0], seeds=[0])
-    (result,) = run_grid(other, out, train_fn=fake_train, progress=False)
+    (result,) = run_grid(other, out, train_fn=fake_train, progress=False, full=grid)
     assert result.status == "conflict" and "optim.lr" in result.message
+    # ... and a grid whose finished runs conflict trains nothing new into the folder: it names the --set that restores
+    grid_runs = sorted(p.parent.relative_to(out) for p in out.rglob("metrics.json"))
+    with pytest.raises(ConfigError, match=r"another 'optim.lr' .*--set optim.lr=0.001"):
+        run_grid(other, out, train_fn=fake_train, progress=False)
+    assert sorted(p.parent.relative_to(out) for p in out.rglob("metrics.json")) == grid_runs
 
 
 def test_failed_run_is_recorded_and_the_grid_goes_on(tiny_grid: Path, tmp_path: Path) -> None:
@@ -128,6 +133,10 @@ def test_grids_sharing_a_folder_keep_each_others_tables(tiny_grid: Path, tmp_pat
     run_grid(main_grid, out, train_fn=fake_train, progress=False)  # the main grid again: the ablation stays
     assert [t["name"] for t in json.loads((out / "grid.json").read_text())["tables"]] == ["main", "lambda_sweep"]
     raw.update(name="other", overrides=[o for o in raw["overrides"] if o != "data.n_folds=2"] + ["data.n_folds=3"])
+    ablation_file.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"finished run \S+/seed0/fold0 .* another 'data.n_folds' \(2\).*--set data.n_folds=2"):
+        run_grid(expand(load_grid(ablation_file), seeds=[0]), out, train_fn=fake_train, progress=False)
+    raw.update(methods=["seg_only"], ablations={})  # no finished run in common, but the split is still shared
     ablation_file.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="one folder shares one split"):
         run_grid(expand(load_grid(ablation_file), seeds=[0]), out, train_fn=fake_train, progress=False)

@@ -4,7 +4,9 @@ Per run (folder ``<root>/<arm>/seed<k>/fold<j>``):
 
 - ``metrics.json`` present and the saved ``config.yaml`` equal to the run's config (ignoring settings that do not
   change what is computed: device, data workers, CPU threads, output, the split file's path) -> *skipped*;
-  present but different -> *conflict* (nothing is overwritten; move the folder away or fix the grid);
+  present but different -> *conflict* (nothing is overwritten; move the folder away or fix the grid). Before
+  anything is trained, :func:`check_finished_runs` refuses a grid whose finished runs conflict, so a folder never
+  mixes two configs of one run (e.g. a recipe changed between sittings);
 - ``checkpoints/last.pt`` present, no ``metrics.json`` -> *resumed* (``run_training(resume=True)``);
 - otherwise -> *trained* from scratch.
 
@@ -94,6 +96,36 @@ def normalised_config(path: Path) -> Any:
         return config_to_dict(validate_config(raw))
     except (RlarError, TypeError, ValueError):
         return raw
+
+
+def _value_at(config: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(config, dict) or part not in config:
+            return None
+        config = config[part]
+    return config
+
+
+def check_finished_runs(expanded: ExpandedGrid, root: Path, device: str | None = None) -> None:
+    """Refuse to add runs to a folder whose finished runs were trained with another config.
+
+    Every run of ``expanded`` that has a ``metrics.json`` is compared with the config the grid resolves for it now
+    (the per-run rule of the module docstring). One difference means new runs would not be comparable with the
+    finished ones in one table (e.g. the recipe's epochs changed since), so nothing is trained: ConfigError naming the
+    run, the key and the ``--set`` that restores the saved value."""
+    from rlar.training.config import config_to_dict
+
+    for spec in expanded.runs():
+        run_dir = root / spec.rel_dir
+        if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.yaml").is_file():
+            continue
+        saved = normalised_config(run_dir / "config.yaml")
+        differs = config_difference(saved, config_to_dict(run_config(expanded, spec, root, device)))
+        if differs is not None:
+            value = json.dumps(_value_at(saved, differs))
+            raise ConfigError("--out", f"the finished run {spec.rel_dir} in {root} was trained with another "
+                                       f"'{differs}' ({value}); runs trained now would not be comparable with it. "
+                                       f"Restore it (--set {differs}={value}) or use another --out")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -301,6 +333,7 @@ def run_grid(expanded: ExpandedGrid, root: str | Path, *, workers: int = 1, shar
     root = Path(root)
     if workers < 1:
         raise ConfigError("--workers", f"must be >= 1, got {workers}")
+    check_finished_runs(full or expanded, root, device)
     write_grid_file(full or expanded, root)
     ensure_splits(full or expanded, root)
     runs = take_shard(expanded.runs(), shard)
