@@ -98,34 +98,45 @@ def normalised_config(path: Path) -> Any:
         return raw
 
 
-def _value_at(config: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(config, dict) or part not in config:
-            return None
-        config = config[part]
-    return config
+def finished_run_difference(run_dir: Path, wanted: Any) -> tuple[str, Any] | None:
+    """For a finished run (one with ``metrics.json``): the first dotted key where its saved ``config.yaml`` differs
+    from the plain config dict ``wanted`` (ignoring :data:`IGNORED_KEYS`), with the saved value there; a missing
+    ``config.yaml`` differs at ``'config.yaml (missing)'``. None when the run agrees or is not finished."""
+    if not (run_dir / "metrics.json").is_file():
+        return None
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return "config.yaml (missing)", None
+    saved = normalised_config(saved_path)
+    found = key_difference(saved, wanted, ignored=IGNORED_KEYS)
+    if found is None:
+        return None
+    value = saved
+    for part in found:
+        value = value.get(part) if isinstance(value, dict) else None
+    return ".".join(found), value
 
 
 def check_finished_runs(expanded: ExpandedGrid, root: Path, device: str | None = None) -> None:
     """Refuse to add runs to a folder whose finished runs were trained with another config.
 
-    Every run of ``expanded`` that has a ``metrics.json`` is compared with the config the grid resolves for it now
-    (the per-run rule of the module docstring). One difference means new runs would not be comparable with the
-    finished ones in one table (e.g. the recipe's epochs changed since), so nothing is trained: ConfigError naming the
-    run, the key and the ``--set`` that restores the saved value."""
+    Every run of ``expanded`` that has a ``metrics.json`` and a ``config.yaml`` is compared with the config the grid
+    resolves for it now (:func:`finished_run_difference`, the rule :func:`execute_run` applies per run). One
+    difference means new runs would not be comparable with the finished ones in one table (e.g. the recipe's epochs
+    changed since), so nothing is trained: ConfigError naming the run, the key and the ``--set`` that restores the
+    saved value."""
     from rlar.training.config import config_to_dict
 
     for spec in expanded.runs():
         run_dir = root / spec.rel_dir
         if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.yaml").is_file():
             continue
-        saved = normalised_config(run_dir / "config.yaml")
-        differs = config_difference(saved, config_to_dict(run_config(expanded, spec, root, device)))
-        if differs is not None:
-            value = json.dumps(_value_at(saved, differs))
+        found = finished_run_difference(run_dir, config_to_dict(run_config(expanded, spec, root, device)))
+        if found is not None:
+            key, value = found[0], json.dumps(found[1])
             raise ConfigError("--out", f"the finished run {spec.rel_dir} in {root} was trained with another "
-                                       f"'{differs}' ({value}); runs trained now would not be comparable with it. "
-                                       f"Restore it (--set {differs}={value}) or use another --out")
+                                       f"'{key}' ({value}); runs trained now would not be comparable with it. "
+                                       f"Restore it (--set {key}={value}) or use another --out")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -256,13 +267,10 @@ def execute_run(expanded: ExpandedGrid, spec: RunSpec, root: Path, device: str |
         try:
             from rlar.training.config import config_to_dict
 
-            wanted = config_to_dict(cfg)
-            saved_path = run_dir / "config.yaml"
             if (run_dir / "metrics.json").is_file():
-                saved = normalised_config(saved_path) if saved_path.is_file() else None
-                differs = config_difference(saved, wanted) if saved is not None else "config.yaml (missing)"
-                if differs is not None:
-                    return result("conflict", f"finished with a different config ({differs}); not overwritten")
+                found = finished_run_difference(run_dir, config_to_dict(cfg))
+                if found is not None:
+                    return result("conflict", f"finished with a different config ({found[0]}); not overwritten")
                 status = "skipped"
             else:
                 if threads is not None:
