@@ -160,16 +160,16 @@ def binary_risk_metrics(table: Any, label_space: Any) -> dict[str, float]:
     """Low- vs high-risk metrics of a multiclass model's per-image table (the high-risk probability is the sum over
     the scale's high-risk levels, as in ``rlar report``'s binary tables), as ``binary_<metric>``; {} for a binary
     model (its own metrics already are these), an unknown scale or no labelled image."""
-    from rlar.evaluation.metrics import classification_metrics
-    from rlar.reporting.tables import CLS_METRICS, classification_inputs
+    import math
+
+    from rlar.reporting.tables import CLS_METRICS, frame_metrics
 
     if label_space is None or label_space.task != "multiclass":
         return {}
-    inputs = classification_inputs(table, "binary")
-    if inputs is None or not (inputs[1] >= 0).any():
+    scores = frame_metrics(table, "binary")  # NaN for every metric when undefined
+    if all(math.isnan(scores[m]) for m in CLS_METRICS):
         return {}
-    scores = classification_metrics(*inputs)
-    return {f"binary_{m}": float(scores[m]) for m in CLS_METRICS}
+    return {f"binary_{m}": scores[m] for m in CLS_METRICS}
 
 
 def run(args: argparse.Namespace) -> int:
