@@ -108,6 +108,41 @@ def test_mid_level_pooling() -> None:
         build_model("multitask", cls_levels=("enc9",))
 
 
+def test_nodule_pooling_reads_the_predicted_nodule_without_teaching_it() -> None:
+    torch.manual_seed(0)
+    model = build_model("multitask", cls_pooling="nodule", cls_levels=("enc4", "bottleneck")).eval()
+    assert model.classifier.embed.in_features == 2 * (128 + 128)  # global + nodule-weighted average of each map
+    image = torch.rand(2, 1, 37, 50)  # padded inside: the weights must follow the maps' padded grid
+    out = model(image)
+    assert out.class_logits.shape == (2, 6)
+    # The nodule half is the maps averaged under sigmoid(mask logits), area-resized to each map.
+    feats = [out.features["enc4"], out.features["bottleneck"]]
+    padded, _ = model._pad(image)
+    nodule = torch.sigmoid(model.decoder.forward_with_aux(
+        [out.features[n] for n in model.encoder.names], with_aux=False)[0])
+    assert nodule.shape[-2:] == padded.shape[-2:]
+    weighted = []
+    for f in feats:
+        w = torch.nn.functional.adaptive_avg_pool2d(nodule, f.shape[-2:])
+        weighted.append((f * w).sum(dim=(2, 3)) / w.sum(dim=(2, 3)))
+    pooled = torch.cat([f.mean(dim=(2, 3)) for f in feats] + weighted, dim=1)
+    expected = model.classifier.head(model.classifier.embed(pooled))
+    torch.testing.assert_close(out.class_logits, expected, rtol=1e-5, atol=1e-6)
+    # The TI-RADS loss reaches the encoder but never the decoder: the weights are detached.
+    model.train().zero_grad(set_to_none=True)
+    model(image).class_logits.sum().backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.decoder.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in model.encoder.parameters())
+
+
+def test_nodule_pooling_needs_a_decoder() -> None:
+    with pytest.raises(ValueError, match="model.options.cls_pooling.*segmentation decoder"):
+        build_model("classification", cls_pooling="nodule")
+    with pytest.raises(ValueError, match="cls_pooling"):
+        build_model("multitask", cls_pooling="mask")
+    assert build_model("segmentation", cls_pooling="nodule").classifier is None
+
+
 @pytest.mark.parametrize("size", [(37, 50), (17, 16), (5, 3)])
 def test_odd_sizes_padded_and_cropped(size: tuple[int, int]) -> None:
     model = build_model("multitask").eval()

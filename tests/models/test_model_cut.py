@@ -51,6 +51,7 @@ CASES = [
     ("multitask", {}, "bottleneck", 5),  # z + 4 skips
     ("multitask", {}, "enc2", 2),  # z + enc1 skip
     ("multitask", {"cls_levels": ("enc3", "bottleneck"), "cls_dropout": 0.3}, "enc4", 4),
+    ("multitask", {"cls_pooling": "nodule", "cls_levels": ("enc3", "bottleneck")}, "enc4", 4),
     ("segmentation", {}, "enc3", 3),
     ("classification", {}, "enc2", 1),  # no decoder: earlier maps are not read by the heads
     ("classification", {"cls_levels": ("enc1", "bottleneck")}, "enc3", 2),

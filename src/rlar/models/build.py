@@ -40,7 +40,7 @@ def build_model(
         pretrained_path: local state-dict file for the network or its backbone (never downloaded); see
             :mod:`rlar.models.weights`. The load report is kept as ``model.pretrained_report``.
         **options: the flat ``model.options`` of a config: the network's options
-            (:class:`~rlar.models.options.NetworkOptions`: cls_levels, head_hidden, cls_dropout, decoder_channels, deep_supervision,
+            (:class:`~rlar.models.options.NetworkOptions`: cls_levels, cls_pooling, head_hidden, cls_dropout, decoder_channels, deep_supervision,
             pad_mode, norm, act) and the backbone's own (see docs/models.md), validated by
             :func:`~rlar.models.registry.validate_backbone_options`.
         load_weights: False when the network is rebuilt only to receive a checkpoint's state dict (inference,
@@ -70,6 +70,11 @@ def build_model(
     classifier = None
     cls_levels = network.cls_levels
     if arch in ("multitask", "classification"):
+        if network.cls_pooling == "nodule" and decoder is None:
+            raise ModelOptionError(
+                "model.options.cls_pooling",
+                "'nodule' pools over the predicted nodule, so it needs the segmentation decoder (arch 'multitask')",
+            )
         missing = [n for n in cls_levels if n not in encoder.names]
         if missing:
             raise ModelOptionError(
@@ -85,6 +90,7 @@ def build_model(
             head_hidden=network.head_hidden,
             dropout=network.cls_dropout,
             pooled_norm=spec.pooled_norm,
+            pooling=network.cls_pooling,
         )
     model = RlarNet(encoder, decoder, classifier, cls_levels, arch, backbone, in_channels, network.pad_mode)
     model.num_classes = int(num_classes)

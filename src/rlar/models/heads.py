@@ -11,13 +11,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rlar.tasks import RADIOMICS_DIM
 
+from .options import CLS_POOLINGS
+
+# Floor of a nodule-weight sum, so an image with no predicted nodule pools to ~0 instead of dividing by zero.
+_MIN_WEIGHT = 1e-6
+
 
 class ClassificationBranch(nn.Module):
-    """Global-average-pool the chosen feature maps, embed, and classify.
+    """Average-pool the chosen feature maps (over the image, and with ``pooling="nodule"`` also over the predicted
+    nodule), embed, and classify.
 
     Args:
         in_channels: channels of each pooled feature map (same order as the maps passed to ``forward``).
@@ -27,6 +34,8 @@ class ClassificationBranch(nn.Module):
         head_hidden: hidden width of an MLP TI-RADS head; None for a linear head.
         dropout: dropout applied to the pooled features and before the TI-RADS head (training only).
         pooled_norm: LayerNorm on the pooled vector (ConvNeXt's final norm; harmless elsewhere).
+        pooling: "global", or "nodule": each map is pooled twice, over the whole image and weighted by the nodule
+            probability passed to ``forward`` (:class:`~rlar.models.options.NetworkOptions`.cls_pooling).
     """
 
     def __init__(
@@ -38,13 +47,17 @@ class ClassificationBranch(nn.Module):
         head_hidden: int | None = None,
         dropout: float = 0.0,
         pooled_norm: bool = False,
+        pooling: str = "global",
     ) -> None:
         super().__init__()
+        if pooling not in CLS_POOLINGS:
+            raise ValueError(f"pooling must be one of {CLS_POOLINGS}, got '{pooling}'")
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         if tirads_dim < 0 or deep_dim < 0 or tirads_dim + deep_dim == 0:
             raise ValueError(f"tirads_dim ({tirads_dim}) and deep_dim ({deep_dim}) must be >= 0 with a positive sum")
-        pooled = int(sum(in_channels))
+        self.pooling = pooling
+        pooled = int(sum(in_channels)) * (2 if pooling == "nodule" else 1)
         self.tirads_dim = int(tirads_dim)
         self.deep_dim = int(deep_dim)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -62,10 +75,22 @@ class ClassificationBranch(nn.Module):
             self.head = nn.Sequential(drop, nn.Linear(emb, num_classes))
 
     def forward(
-        self, features: Sequence[torch.Tensor]
+        self, features: Sequence[torch.Tensor], nodule: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Return (class_logits, h_tirads, h_deep) from the feature maps to pool."""
-        pooled = torch.cat([self.pool(f).flatten(1) for f in features], dim=1)
+        """Return (class_logits, h_tirads, h_deep) from the feature maps to pool.
+
+        ``nodule``: (B, 1, H, W) nodule probability on the grid the maps were computed from (needed, and only
+        read, with ``pooling="nodule"``); it is averaged down to each map's size.
+        """
+        vectors = [self.pool(f).flatten(1) for f in features]
+        if self.pooling == "nodule":
+            if nodule is None:
+                raise ValueError("pooling='nodule' needs the nodule probability map (the segmentation output)")
+            for f in features:
+                weight = F.adaptive_avg_pool2d(nodule.to(f.dtype), f.shape[-2:])
+                total = weight.sum(dim=(2, 3)).clamp_min(_MIN_WEIGHT)
+                vectors.append((f * weight).sum(dim=(2, 3)) / total)
+        pooled = torch.cat(vectors, dim=1)
         h = self.embed(self.dropout(self.norm(pooled)))
         h_tirads = h[:, : self.tirads_dim] if self.tirads_dim > 0 else None
         h_deep = h[:, self.tirads_dim :] if self.deep_dim > 0 else None

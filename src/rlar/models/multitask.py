@@ -192,17 +192,21 @@ class RlarNet(nn.Module):
             feats[name] = t
 
         mask_logits = None
+        nodule = None
         aux_mask_logits: list[torch.Tensor] = []
         if self.decoder is not None:
             # Deep-supervision logits only while training: they feed the loss, never a prediction.
             mask_logits, aux = self.decoder.forward_with_aux([feats[n] for n in names], with_aux=self.training)
+            if self.classifier is not None and self.classifier.pooling == "nodule":
+                # On the padded grid of the feature maps; detached: where to look is not learnt from the grade.
+                nodule = torch.sigmoid(mask_logits.detach())
             size = mask_logits.shape[-2:]
             mask_logits = mask_logits[..., top : top + h, left : left + w]
             aux_mask_logits = [F.interpolate(a, size=size, mode="bilinear", align_corners=False)
                                [..., top : top + h, left : left + w] for a in aux]
         class_logits = h_tirads = h_deep = None
         if self.classifier is not None:
-            class_logits, h_tirads, h_deep = self.classifier([feats[n] for n in self.cls_levels])
+            class_logits, h_tirads, h_deep = self.classifier([feats[n] for n in self.cls_levels], nodule)
         return MultitaskOutput(
             mask_logits=mask_logits,
             aux_mask_logits=aux_mask_logits,

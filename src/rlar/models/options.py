@@ -20,6 +20,11 @@ from .spec import BackboneOptions
 PadMode = Literal["reflect", "constant", "replicate", "error"]
 PAD_MODES: tuple[str, ...] = get_args(PadMode)
 
+#: What the classification branch pools from each map: the whole map ("global"), or the whole map and, beside it,
+#: the map weighted by the predicted nodule probability ("nodule"; needs the segmentation decoder).
+ClsPooling = Literal["global", "nodule"]
+CLS_POOLINGS: tuple[str, ...] = get_args(ClsPooling)
+
 #: A MONAI layer spec: a name ("batch", "relu") or (name, {keyword: value}) such as ("group", {"num_groups": 8}).
 LayerSpec = str | tuple[str, dict[str, Any]]
 
@@ -51,6 +56,9 @@ class NetworkOptions(BackboneOptions):
 
     cls_levels: encoder maps pooled by the classification branch, e.g. ("enc4", "bottleneck") to add mid-level
         features (names from ``model.representation_names``; checked against the encoder when the model is built).
+    cls_pooling: "global" averages each pooled map over the whole image; "nodule" also averages it weighted by
+        the network's own predicted nodule probability (detached, so the TI-RADS loss never reshapes the contour)
+        and concatenates both, so a small nodule is not drowned by the surrounding gland.
     head_hidden: hidden width of an MLP TI-RADS head (None: linear head).
     cls_dropout: dropout in the classification branch.
     decoder_channels: channels of each decoder step, deepest first (default derived from the encoder).
@@ -61,6 +69,7 @@ class NetworkOptions(BackboneOptions):
     """
 
     cls_levels: tuple[str, ...] = Field(("bottleneck",), min_length=1)
+    cls_pooling: ClsPooling = "global"
     head_hidden: int | None = Field(None, ge=1)
     cls_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     decoder_channels: tuple[int, ...] | None = None
