@@ -87,7 +87,7 @@ class ClassificationBranch(nn.Module):
             if nodule is None:
                 raise ValueError("pooling='nodule' needs the nodule probability map (the segmentation output)")
             for f in features:
-                weight = F.adaptive_avg_pool2d(nodule.to(f.dtype), f.shape[-2:])
+                weight = F.adaptive_avg_pool2d(nodule.to(f.dtype), (f.shape[-2], f.shape[-1]))
                 total = weight.sum(dim=(2, 3)).clamp_min(_MIN_WEIGHT)
                 vectors.append((f * weight).sum(dim=(2, 3)) / total)
         pooled = torch.cat(vectors, dim=1)
