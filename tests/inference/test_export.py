@@ -67,6 +67,24 @@ def test_onnx_matches_pytorch_on_ddti_images(exported: tuple[TrainedModel, Path]
     _compare(trained, path, _batch(images, trained))
 
 
+def test_onnx_export_of_nodule_pooling(trained_run: Path, tmp_path: Path) -> None:
+    """cls_pooling='nodule' pools with fixed stride kernels, so the traced graph holds for any batch (no
+    size-dependent adaptive pooling, which the ONNX exporter refuses)."""
+    pytest.importorskip("onnx")
+    from dataclasses import replace
+
+    from rlar.models import build_model
+
+    trained = load_trained_model(trained_run)
+    torch.manual_seed(0)
+    model = build_model("multitask", "compact", num_classes=trained.label_space.num_classes,
+                        compact_channels=[8, 16, 32, 32], cls_pooling="nodule", cls_levels=("enc3", "bottleneck"))
+    nodule_model = replace(trained, model=model.eval())
+    path = export_model(nodule_model, tmp_path / "nodule.onnx", "onnx")
+    _compare(nodule_model, path, np.random.default_rng(0).random((3, 1, *trained.config.data.image_size),
+                                                                 dtype=np.float32))
+
+
 def test_torchscript_matches_pytorch(trained_run: Path, tmp_path: Path) -> None:
     trained = load_trained_model(trained_run)
     path = export_model(trained, tmp_path / "model.pt", "torchscript")

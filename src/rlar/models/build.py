@@ -91,6 +91,7 @@ def build_model(
             dropout=network.cls_dropout,
             pooled_norm=spec.pooled_norm,
             pooling=network.cls_pooling,
+            strides=[encoder.strides[encoder.names.index(n)] for n in cls_levels],
         )
     model = RlarNet(encoder, decoder, classifier, cls_levels, arch, backbone, in_channels, network.pad_mode)
     model.num_classes = int(num_classes)

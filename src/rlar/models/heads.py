@@ -36,6 +36,8 @@ class ClassificationBranch(nn.Module):
         pooled_norm: LayerNorm on the pooled vector (ConvNeXt's final norm; harmless elsewhere).
         pooling: "global", or "nodule": each map is pooled twice, over the whole image and weighted by the nodule
             probability passed to ``forward`` (:class:`~rlar.models.options.NetworkOptions`.cls_pooling).
+        strides: total stride of each pooled map with respect to the nodule map (needed with ``pooling="nodule"``:
+            the probability is averaged over stride x stride blocks, a fixed kernel that exporters can trace).
     """
 
     def __init__(
@@ -48,15 +50,19 @@ class ClassificationBranch(nn.Module):
         dropout: float = 0.0,
         pooled_norm: bool = False,
         pooling: str = "global",
+        strides: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if pooling not in CLS_POOLINGS:
             raise ValueError(f"pooling must be one of {CLS_POOLINGS}, got '{pooling}'")
+        if pooling == "nodule" and (strides is None or len(strides) != len(in_channels)):
+            raise ValueError("pooling='nodule' needs the stride of every pooled map (one per entry of in_channels)")
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         if tirads_dim < 0 or deep_dim < 0 or tirads_dim + deep_dim == 0:
             raise ValueError(f"tirads_dim ({tirads_dim}) and deep_dim ({deep_dim}) must be >= 0 with a positive sum")
         self.pooling = pooling
+        self.strides = tuple(int(k) for k in strides) if strides is not None else ()
         pooled = int(sum(in_channels)) * (2 if pooling == "nodule" else 1)
         self.tirads_dim = int(tirads_dim)
         self.deep_dim = int(deep_dim)
@@ -80,14 +86,14 @@ class ClassificationBranch(nn.Module):
         """Return (class_logits, h_tirads, h_deep) from the feature maps to pool.
 
         ``nodule``: (B, 1, H, W) nodule probability on the grid the maps were computed from (needed, and only
-        read, with ``pooling="nodule"``); it is averaged down to each map's size.
+        read, with ``pooling="nodule"``); it is averaged down to each map's size by its stride.
         """
         vectors = [self.pool(f).flatten(1) for f in features]
         if self.pooling == "nodule":
             if nodule is None:
                 raise ValueError("pooling='nodule' needs the nodule probability map (the segmentation output)")
-            for f in features:
-                weight = F.adaptive_avg_pool2d(nodule.to(f.dtype), (f.shape[-2], f.shape[-1]))
+            for f, stride in zip(features, self.strides):
+                weight = F.avg_pool2d(nodule.to(f.dtype), stride) if stride > 1 else nodule.to(f.dtype)
                 total = weight.sum(dim=(2, 3)).clamp_min(_MIN_WEIGHT)
                 vectors.append((f * weight).sum(dim=(2, 3)) / total)
         pooled = torch.cat(vectors, dim=1)
