@@ -97,8 +97,9 @@ def classification_inputs(frame: pd.DataFrame, space: str) -> tuple[np.ndarray, 
         if "label_binary" in frame.columns:
             labels = frame["label_binary"].to_numpy(dtype=np.int64)
         else:
-            labels = np.array([UNKNOWN if not n else int(n in HIGH_RISK_LEVELS[scale]) for n in frame["label_name"]],
-                              dtype=np.int64)
+            # An unlabelled image is "" (read_predictions) or NaN (a plain pd.read_csv): unknown, never low risk.
+            labels = np.array([int(n in HIGH_RISK_LEVELS[scale]) if isinstance(n, str) and n else UNKNOWN
+                               for n in frame["label_name"]], dtype=np.int64)
     return np.stack([1.0 - high, high], axis=1), labels, ["low_risk", "high_risk"]
 
 
