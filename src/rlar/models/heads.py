@@ -93,7 +93,7 @@ class ClassificationBranch(nn.Module):
             if nodule is None:
                 raise ValueError("pooling='nodule' needs the nodule probability map (the segmentation output)")
             for f, stride in zip(features, self.strides):
-                weight = F.avg_pool2d(nodule.to(f.dtype), stride) if stride > 1 else nodule.to(f.dtype)
+                weight = F.avg_pool2d(nodule.to(f.dtype), stride)  # stride 1: the map itself
                 total = weight.sum(dim=(2, 3)).clamp_min(_MIN_WEIGHT)
                 vectors.append((f * weight).sum(dim=(2, 3)) / total)
         pooled = torch.cat(vectors, dim=1)
