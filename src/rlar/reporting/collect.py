@@ -23,6 +23,7 @@ import pandas as pd
 
 from rlar.errors import DataError
 from rlar.experiments.arms import Arm, TableSpec
+from rlar.reporting.environments import NOT_RECORDED, environment_id, numeric_environment
 
 _RUN = re.compile(r"^seed(-?\d+)$"), re.compile(r"^fold(\d+)$")
 
@@ -53,9 +54,16 @@ class RunRecord:
     n_test: int | None = None
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
     log: pd.DataFrame | None = None
+    #: The numeric part of the run's recorded environment (rlar.reporting.environments); None: not recorded.
+    environment: dict[str, Any] | None = None
     #: Metrics already computed from ``frames`` ((evaluation, label space) -> metrics); sklearn is slow enough to
     #: matter when every comparison needs every run's metrics.
     metrics_cache: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def environment_name(self) -> str:
+        """Short name of the environment that trained this run, or ``"not recorded"``."""
+        return environment_id(self.environment) if self.environment is not None else NOT_RECORDED
 
 
 @dataclass
@@ -160,7 +168,10 @@ def load_grid_data(root: str | Path) -> GridData:
     for arm, seed, fold, path in found:
         splits = root_splits if root_splits is not None else _read_json(path / "splits.json")
         n_train, n_test = _fold_sizes(splits, fold)
-        record = RunRecord(arm, seed, fold, path, n_train, n_test)
+        metrics = _read_json(path / "metrics.json")
+        run_info = metrics.get("run") if isinstance(metrics, dict) else None
+        environment = numeric_environment(run_info.get("environment") if isinstance(run_info, dict) else None)
+        record = RunRecord(arm, seed, fold, path, n_train, n_test, environment=environment)
         log_path = path / "log.csv"
         if log_path.is_file():
             try:

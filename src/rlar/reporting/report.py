@@ -4,7 +4,8 @@ Output folder (default ``<grid>/report``)::
 
     report.md                        all tables with their captions, and links to the figures
     <table>__<evaluation>__<space>.{md,csv,tex}, ..._comparisons.csv
-    runs.csv                         every run's own metrics (one row per run, evaluation and label space)
+    runs.csv                         every run's own metrics (one row per run, evaluation and label space), and
+                                     the environment that trained it when any run recorded one
     learning_curves.png, cosine.png, confusion.png, reliability.png, forest.png, overlays.png, annotator.png
 
 Tables are byte-for-byte reproducible from the run folders: rows follow the grid's order, the bootstrap has a
@@ -28,6 +29,7 @@ from rlar.experiments.arms import TableSpec
 from rlar.experiments.runner import LABEL_NOISE_FILE
 from rlar.reporting import figures
 from rlar.reporting.collect import GridData, load_grid_data
+from rlar.reporting.environments import NOT_RECORDED, summarize
 from rlar.reporting.stats import BOOTSTRAP_SEED, N_BOOTSTRAP
 from rlar.reporting.tables import (
     METRICS,
@@ -138,8 +140,11 @@ ANNOTATOR_FILE = "annotator.csv"
 
 def runs_table(grid: GridData) -> pd.DataFrame:
     """One row per finished run, evaluation and label space: the run's own metrics (the values the tables
-    average), in grid order (arm, seed, fold)."""
+    average), in grid order (arm, seed, fold); an ``environment`` column (rlar.reporting.environments) when any
+    run recorded where it ran."""
     order = {name: k for k, name in enumerate(grid.arms)}
+    recorded = any(run.environment is not None for run in grid.runs)
+    extra = ["environment"] if recorded else []
     rows = []
     for run in sorted(grid.runs, key=lambda r: (order.get(r.arm, len(order)), r.arm, r.seed, r.fold)):
         for evaluation in grid.evaluations:
@@ -150,8 +155,23 @@ def runs_table(grid: GridData) -> pd.DataFrame:
                 if not any(math.isfinite(metrics[m]) for m in METRICS):
                     continue
                 rows.append({"arm": run.arm, "seed": run.seed, "fold": run.fold, "evaluation": evaluation.key,
-                             "space": space, "n_test": run.n_test, **metrics})
-    return pd.DataFrame(rows, columns=["arm", "seed", "fold", "evaluation", "space", "n_test", *METRICS])
+                             "space": space, "n_test": run.n_test, **metrics, "environment": run.environment_name})
+    return pd.DataFrame(rows, columns=["arm", "seed", "fold", "evaluation", "space", "n_test", *METRICS, *extra])
+
+
+def environments_section(grid: GridData) -> list[str]:
+    """report.md lines listing which environment trained which arms' runs; none when no run recorded one."""
+    summaries = summarize((run.arm, run.environment) for run in grid.runs)
+    if all(s.name == NOT_RECORDED for s in summaries):
+        return []
+    lines = ["## Environments", "",
+             "Where the runs were trained (the `environment` column of runs.csv). Runs of one config on two "
+             "environments differ like a change of seed, so compare arms within one environment where you can.", "",
+             "| environment | runs | arms | CPU/GPU, threads, libraries |", "|---|---|---|---|"]
+    for s in summaries:
+        what = s.description or "runs written before rlar recorded the environment"
+        lines.append(f"| {s.name} | {s.n_runs} | {', '.join(s.arms)} | {what} |")
+    return [*lines, ""]
 
 
 def write_report(root: str | Path, out: str | Path | None = None, reference: str | None = None,
@@ -203,6 +223,7 @@ def make_report(root: str | Path, out: str | Path | None = None, reference: str 
     if missing:
         lines += [f"Arms of the grid without a finished run (left out): {', '.join(missing)}.", ""]
     lines += [to_markdown(t) for t in tables]
+    lines += environments_section(grid)
     if "csv" in formats:
         lines += [f"Every run's own metrics (the values behind each mean ± std): [{RUNS_FILE}]({RUNS_FILE}).", ""]
         if not annotator_points.empty:

@@ -31,6 +31,7 @@ import pandas as pd
 from rlar.data.labels import HIGH_RISK_LEVELS, SCALE_LEVELS, UNKNOWN
 from rlar.experiments.arms import TableSpec
 from rlar.reporting.collect import Evaluation, GridData, RunRecord
+from rlar.reporting.environments import mixing_note
 from rlar.reporting.stats import (
     BOOTSTRAP_SEED,
     N_BOOTSTRAP,
@@ -325,6 +326,8 @@ class Table:
     space: str
     rows: list[Row]
     comparisons: list[Comparison] = field(default_factory=list)
+    #: Environment name of each run behind the rows (rlar.reporting.environments), for the caption.
+    environments: tuple[str, ...] = ()
     n_resamples: int = N_BOOTSTRAP
     seed: int = BOOTSTRAP_SEED
 
@@ -346,10 +349,12 @@ def build_table(grid: GridData, spec: TableSpec, evaluation: Evaluation, space: 
     table is made for comparisons and none of them has runs on both sides yet (an ablation whose arms have not
     run: its reference alone is already in the main table)."""
     rows = []
+    environments: list[str] = []
     for arm in spec.arms:
         runs = [r for r in grid.runs_of(arm) if evaluation.key in r.frames]
         if not runs:
             continue
+        environments += [r.environment_name for r in runs]
         per_run = [run_metrics(r, evaluation.key, space) for r in runs]
         rows.append(Row(arm, len(runs), {m: _cell([x[m] for x in per_run]) for m in METRICS}))
     if not rows:
@@ -360,7 +365,7 @@ def build_table(grid: GridData, spec: TableSpec, evaluation: Evaluation, space: 
     if space == "levels" and all(not math.isfinite(r.cells["macro_f1"].mean) for r in rows) and \
             all(not math.isfinite(r.cells["dice"].mean) for r in rows):
         return None
-    table = Table(spec, evaluation, space, rows, n_resamples=n_resamples, seed=seed)
+    table = Table(spec, evaluation, space, rows, environments=tuple(environments), n_resamples=n_resamples, seed=seed)
     for a, b in spec.comparisons:
         if a not in present or b not in present:
             continue
@@ -413,7 +418,8 @@ def caption(table: Table) -> str:
                  "corrected resampled t-test over the per-run differences (variance x (1/J + n_test/n_train), "
                  f"df = J - 1). Holm correction across the {m} comparisons of this table, separately for each test "
                  "(columns 'Holm').")
-    return text
+    note = mixing_note(table.environments)
+    return f"{text} {note}" if note else text
 
 
 def _row_cells(row: Row) -> list[str]:
