@@ -60,8 +60,6 @@ def _mask_filename(image_id: str) -> str:
     return _UNSAFE_FILENAME.sub("_", image_id) + ".png"
 
 
-
-
 @torch.inference_mode()
 def predict(
     model: nn.Module,

@@ -203,6 +203,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            AnnotatorOptions, _annotator),
 )}
 
+
 def expand_preset(name: str, raw: dict[str, Any] | None) -> tuple[list[Arm], list[TableSpec]]:
     """The arms (including the reference arms the tables need) and tables of preset ``name`` with options ``raw``.
 

@@ -71,6 +71,7 @@ _LAYOUT = (
     "<root>/labels.csv (see docs/data-formats.md)"
 )
 
+
 def file_sample(
     source: Source,
     image_id: str,

@@ -58,6 +58,8 @@ MASK_THRESHOLD = 127  # masks are 8-bit 0/255; > 127 tolerates resampling/JPEG n
 _ID_KEYS = ("patient_id", "patientid", "id", "patient")
 _TIRADS_KEYS = ("tirads", "ti-rads", "ti_rads")
 _DESCRIPTOR_KEYS = {name: (name,) for name in DESCRIPTORS} | {"echogenic_foci": ("echogenic_foci", "calcifications")}
+
+
 def _get(entry: dict[str, Any], keys: tuple[str, ...]) -> Any:
     """Case-insensitive lookup of the first present key."""
     lowered = {str(k).lower(): v for k, v in entry.items()}
