@@ -76,6 +76,7 @@ def test_report_is_byte_for_byte_reproducible(grid_dir: Path, tmp_path: Path) ->
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     text = (tmp_path / "a" / "report.md").read_text()
     assert "Holm correction across the 6 comparisons" in text and "Nadeau-Bengio" in text
+    assert "leave out the variation between trainings of one config" in text  # what the patient-level tests miss
     assert "| rlar - vanilla_mtl | Dice |" in text
     tex = (tmp_path / "a" / "main__test__levels.tex").read_text()
     assert tex.count(r"\begin{tabular}") == 2 and r"$\pm$" in tex

@@ -417,7 +417,8 @@ def caption(table: Table) -> str:
                  "per-patient mean; macro-F1: per-patient mean probability of the true class); NB p: Nadeau-Bengio "
                  "corrected resampled t-test over the per-run differences (variance x (1/J + n_test/n_train), "
                  f"df = J - 1). Holm correction across the {m} comparisons of this table, separately for each test "
-                 "(columns 'Holm').")
+                 "(columns 'Holm'). The bootstrap CI and Wilcoxon p treat each trained model as fixed, so they leave "
+                 "out the variation between trainings of one config (seed, machine); NB p, over runs, includes it.")
     note = mixing_note(table.environments)
     return f"{text} {note}" if note else text
 
