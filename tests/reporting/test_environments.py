@@ -97,3 +97,15 @@ def test_report_names_the_environment_of_each_run_and_warns_when_a_table_mixes(p
         _record(run, MACHINE_A)
     table = build_tables(load_grid_data(grid_dir), n_resamples=50)[0]
     assert "recorded environment" not in caption(table)
+
+
+def test_numeric_keys_are_keys_the_trainer_records() -> None:
+    """The report reads these names from what rlar.training.environment writes; a renamed key must fail here, not
+    silently drop out of every environment name."""
+    import torch
+
+    from rlar.reporting.environments import NUMERIC_KEYS
+    from rlar.training.environment import run_environment
+
+    recorded = run_environment(torch.device("cpu"))
+    assert set(NUMERIC_KEYS) - {"gpu"} <= set(recorded)  # "gpu" is recorded on CUDA devices only
