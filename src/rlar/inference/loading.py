@@ -19,11 +19,10 @@ from torch import nn
 
 from rlar.data.labels import LabelSpace
 from rlar.errors import ConfigError, DataError
-from rlar.training.checkpoint import load_checkpoint
+from rlar.runs import CHECKPOINT_DIR, CHECKPOINT_NAMES, find_runs
+from rlar.training.checkpoint import check_finite_weights, load_checkpoint
 from rlar.training.config import RlarConfig, validate_config
-
-#: Checkpoint file names looked for inside a run folder, in order of preference.
-CHECKPOINT_NAMES: tuple[str, ...] = ("best.pt", "last.pt")
+from rlar.training.preprocessing import Preprocessing, preprocessing_of
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 _PICKLE_MAGIC = b"\x80"  # legacy torch.save / raw pickle protocol 2+
@@ -39,6 +38,16 @@ class TrainedModel:
     checkpoint: dict[str, Any]
     path: Path = field(default_factory=lambda: Path("."))
     sha256: str = ""
+    preprocessing: Preprocessing | None = None
+
+    def __post_init__(self) -> None:
+        if self.preprocessing is None:  # built by hand (tests): what the checkpoint stores or its config implies
+            self.preprocessing = preprocessing_of(self.checkpoint)
+
+    @property
+    def prep(self) -> Preprocessing:
+        assert self.preprocessing is not None
+        return self.preprocessing
 
     @property
     def fold(self) -> int | None:
@@ -62,13 +71,14 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """
     path = Path(path)
     if path.is_dir():
-        for folder in (path / "checkpoints", path):
+        for folder in (path / CHECKPOINT_DIR, path):
             for name in CHECKPOINT_NAMES:
                 if (folder / name).is_file():
                     return folder / name
-        folds = sorted(p.parent.parent for p in path.glob("fold_*/checkpoints/best.pt"))
-        hint = (f"; it holds fold runs ({', '.join(p.name for p in folds)}): give one of them, or use "
-                "`rlar predict --model` which ensembles them") if folds else (
+        folds = find_runs(path)
+        hint = (f"; it holds {len(folds)} runs ({', '.join(r.label for r in folds[:6])}"
+                f"{', ...' if len(folds) > 6 else ''}): give one of them, or use `rlar predict --model` which "
+                "ensembles them") if folds else (
                 "; expected a run folder with checkpoints/best.pt (written by `rlar train`) or a .pt file")
         raise DataError(path, f"is a folder without a checkpoint{hint}")
     if not path.exists():
@@ -152,6 +162,11 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
     weights = ckpt["model"]
     if not isinstance(weights, dict):
         raise DataError(file, "checkpoint 'model' entry is not a state dict")
+    check_finite_weights(weights, file)
+    try:
+        preprocessing = preprocessing_of(ckpt)
+    except (ValueError, TypeError, ConfigError) as err:
+        raise DataError(file, f"checkpoint's preprocessing record is damaged ({err})") from None
     try:
         model.load_state_dict(weights)
     except RuntimeError:
@@ -160,4 +175,4 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
                               f"{_describe_mismatch(model, weights)}") from None
     model.to(device).eval()
     return TrainedModel(model=model, config=cfg, label_space=label_space, checkpoint=ckpt, path=file,
-                        sha256=sha256_of(file))
+                        sha256=sha256_of(file), preprocessing=preprocessing)

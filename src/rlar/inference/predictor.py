@@ -30,12 +30,14 @@ from rlar.inference.evidence import (
     model_readout,
     safe_evidence,
 )
-from rlar.inference.geometry import Geometry, prepare, source_crops
+from rlar.inference.geometry import Geometry
 from rlar.inference.images import DEFAULT_MAX_PIXELS, InputImage, read_input
 from rlar.inference.loading import TrainedModel, load_trained_model, resolve_checkpoint
-from rlar.models import predict_batch
+from rlar.inference.pipeline import predict_pixels
 from rlar.radiomics import FEATURE_NAMES, RadiomicsParams, Standardiser, feature_mask
+from rlar.runs import chosen_checkpoint, find_runs, has_checkpoint, select_runs
 from rlar.training.config import RlarConfig
+from rlar.training.preprocessing import Preprocessing
 
 PHANTOM_NOTICE = ("this model was trained only on the synthetic phantom: its outputs on real ultrasound images "
                   "mean nothing")
@@ -83,31 +85,18 @@ class ImageResult:
         return self.frames[self.key_frame]
 
 
-def find_run_checkpoints(path: str | Path, folds: Sequence[int] | None = None) -> list[Path]:
-    """Checkpoint files of ``path``: a file, a run folder, or an experiment folder of ``fold_<k>`` runs."""
+def find_run_checkpoints(path: str | Path, folds: Sequence[int] | None = None,
+                         seeds: Sequence[int] | None = None) -> list[Path]:
+    """Checkpoint files of ``path``: a file, a run folder, ``rlar train --fold all``'s folder of ``fold_<k>`` runs,
+    or a grid arm ``<grid>/<arm>`` / ``<grid>/<arm>/seed<k>`` (every seed's fold runs); see :func:`rlar.runs.find_runs`.
+    ``folds`` / ``seeds`` pick some of them."""
     path = Path(path)
-    if path.is_dir():
-        fold_runs = sorted(path.glob("fold_*/checkpoints/best.pt"), key=lambda p: _fold_number(p.parent.parent))
-        if fold_runs and not (path / "checkpoints").is_dir():
-            if folds is not None:
-                wanted = {int(f) for f in folds}
-                chosen = [p for p in fold_runs if _fold_number(p.parent.parent) in wanted]
-                missing = wanted - {_fold_number(p.parent.parent) for p in chosen}
-                if missing:
-                    raise DataError(path, f"no run for fold(s) {sorted(missing)}; found "
-                                          f"{', '.join(p.parent.parent.name for p in fold_runs)}")
-                return chosen
-            return fold_runs
-    if folds is not None:
-        raise DataError(path, "folds= selects runs of an experiment folder (fold_*/); this is a single run")
+    runs = find_runs(path) if path.is_dir() else []
+    if runs and not has_checkpoint(path):
+        return [chosen_checkpoint(r.path) for r in select_runs(path, runs, folds, seeds)]
+    if folds is not None or seeds is not None:
+        raise DataError(path, "folds/seeds select runs of a folder of fold runs or a grid arm; this is a single run")
     return [resolve_checkpoint(path)]
-
-
-def _fold_number(run_dir: Path) -> int:
-    try:
-        return int(run_dir.name.removeprefix("fold_"))
-    except ValueError:
-        return 10**6
 
 
 def _same_experiment(members: Sequence[TrainedModel]) -> None:
@@ -117,6 +106,7 @@ def _same_experiment(members: Sequence[TrainedModel]) -> None:
         checks = {
             "label space": (first.label_space, other.label_space),
             "image size": (tuple(first.config.data.image_size), tuple(other.config.data.image_size)),
+            "preprocessing": (first.prep.to_dict() | {"label_space": None}, other.prep.to_dict() | {"label_space": None}),
             "architecture": ((first.config.model.arch, first.config.model.backbone),
                              (other.config.model.arch, other.config.model.backbone)),
             "data source": (first.config.data.source, other.config.data.source),
@@ -135,7 +125,7 @@ class Predictor:
         tta: average with the horizontally flipped image (masks flipped back); None = as the run's config
             (section ``prediction``, which also sets the mask clean-up the model was scored with).
         device: torch device of the members.
-        crop: scan-area crop before resizing; None = as the training source did.
+        crop: scan-area crop before resizing; None = as the model's stored preprocessing says.
         batch_size: frames per forward pass (bounds memory on long clips).
         max_pixels: inputs declaring more pixels than this are refused before decoding.
         spacing_mm: (row, column) pixel spacing assumed for inputs whose header declares none.
@@ -157,8 +147,9 @@ class Predictor:
         self.max_pixels = int(max_pixels)
         self.spacing_mm = spacing_mm
         cfg = self.config
-        self.crop = source_crops(cfg.data.source, dict(cfg.data.options)) if crop is None else bool(crop)
-        self.network_shape = (int(cfg.data.image_size[0]), int(cfg.data.image_size[1]))
+        self.preprocessing: Preprocessing = self.members[0].prep
+        self.crop = self.preprocessing.crop if crop is None else bool(crop)
+        self.network_shape = self.preprocessing.image_size
         self.radiomics_params = RadiomicsParams(**cfg.radiomics.params)
         lead = self.members[0].checkpoint
         self.standardisers = [self._standardiser(m) for m in self.members]
@@ -170,10 +161,10 @@ class Predictor:
 
     @classmethod
     def from_run(cls, path: str | Path, folds: Sequence[int] | None = None, tta: bool | None = None,
-                 device: str | torch.device = "cpu", **options: Any) -> Predictor:
-        """Load a run folder, an experiment folder (every ``fold_*`` run is ensembled unless ``folds`` picks some)
-        or a checkpoint file."""
-        files = find_run_checkpoints(path, folds)
+                 device: str | torch.device = "cpu", seeds: Sequence[int] | None = None, **options: Any) -> Predictor:
+        """Load a run folder, a folder of fold runs or a grid arm (every run is ensembled unless ``folds`` /
+        ``seeds`` pick some; :func:`find_run_checkpoints`) or a checkpoint file."""
+        files = find_run_checkpoints(path, folds, seeds)
         return cls([load_trained_model(f, device=device) for f in files], tta=tta, device=device, **options)
 
     @staticmethod
@@ -229,6 +220,7 @@ class Predictor:
             "tta": self.tta,
             "mask_postprocess": self.options.mask_postprocess,
             "crop": self.crop,
+            "preprocessing": self.preprocessing.to_dict(),
             "network_input_hw": list(self.network_shape),
             "label_space": {"scale": self.label_space.scale, "task": self.label_space.task},
             "trained_on": self.config.data.source,
@@ -256,31 +248,13 @@ class Predictor:
             frames.extend(self._predict_frames(image.frames[start : start + self.batch_size]))
         return self._summarise(image, frames)
 
-    @torch.no_grad()
     def _predict_frames(self, grey_frames: Sequence[np.ndarray]) -> list[FrameResult]:
-        prepared = [prepare(frame, self.network_shape, self.crop) for frame in grey_frames]
-        batch = torch.from_numpy(np.stack([array for array, _ in prepared])).to(self.device)
-        mask_sum: torch.Tensor | None = None
-        prob_sum: torch.Tensor | None = None
-        readouts: list[list[dict[str, float] | None]] = []
-        for member, standardiser in zip(self.members, self.standardisers):
-            member.model.eval()
-            out = predict_batch(member.model, batch, tta=self.tta)
-            if out.mask_prob is not None:
-                mask_sum = out.mask_prob if mask_sum is None else mask_sum + out.mask_prob
-            if out.class_prob is not None:
-                prob_sum = out.class_prob if prob_sum is None else prob_sum + out.class_prob
-            h = out.h_tirads.cpu().numpy() if out.h_tirads is not None else None
-            readouts.append([model_readout(h[i] if h is not None else None, standardiser) for i in range(len(batch))])
-        n = len(self.members)
+        predicted = predict_pixels([m.model for m in self.members], grey_frames, self.preprocessing, self.options,
+                                   self.device, crop=self.crop)
         results = []
-        for i, (_, geometry) in enumerate(prepared):
-            mask_prob = mask = None
-            if mask_sum is not None:
-                mask_prob = geometry.restore((mask_sum[i, 0] / n).cpu().numpy())
-                mask = self.options.mask(mask_prob)
-            probs = (prob_sum[i] / n).cpu().numpy().astype(np.float64) if prob_sum is not None else None
-            results.append(FrameResult(mask_prob, mask, probs, _mean_readout([r[i] for r in readouts]), geometry))
+        for p in predicted:
+            readouts = [model_readout(h, standardiser) for h, standardiser in zip(p.h_tirads, self.standardisers)]
+            results.append(FrameResult(p.mask_prob, p.mask, p.class_prob, _mean_readout(readouts), p.geometry))
         return results
 
     def _summarise(self, image: InputImage, frames: list[FrameResult]) -> ImageResult:

@@ -7,7 +7,9 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
 (see :mod:`rlar.training.seeding`), ``epoch`` (completed epochs), ``global_step``, ``best_score``,
 ``best_epoch``, ``bad_validations`` (early-stopping counter), ``config`` (the resolved config as a plain dict),
 ``standardiser`` (radiomics standardisation as plain lists, or None), ``label_space`` ({scale, task}),
-``history`` (per-epoch log rows).
+``history`` (per-epoch log rows), ``preprocessing`` (what the network was trained on:
+:class:`rlar.training.preprocessing.Preprocessing`, added here from ``config`` and ``label_space`` when the caller
+gives none, so every checkpoint carries it).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """
     path = Path(path)
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+    if "preprocessing" not in payload and isinstance(payload.get("config"), dict):
+        from rlar.training.preprocessing import preprocessing_from_config
+
+        payload["preprocessing"] = preprocessing_from_config(payload["config"], payload.get("label_space")).to_dict()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -45,9 +51,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except OSError as exc:  # disk full, permissions changed mid-run, ...: name the file, keep the previous one
+    except (OSError, RuntimeError) as exc:  # disk full (torch.save raises RuntimeError from its zip writer), ...
         Path(tmp_name).unlink(missing_ok=True)
-        raise DataError(path, f"cannot write the checkpoint ({exc.strerror or exc}); the previous file is kept") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        raise DataError(path, f"cannot write the checkpoint ({reason}; is the disk full?); the previous file is "
+                              "kept") from None
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
@@ -62,6 +70,25 @@ def _first_line(exc: BaseException) -> str:
     lines = [line for line in str(exc).splitlines() if line.strip()]
     first = next((line for line in lines if "weights_only" not in line), "")
     return f"{type(exc).__name__}: {first.strip()}" if first else type(exc).__name__
+
+
+def non_finite_parameters(weights: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold NaN or infinity."""
+    return [name for name, value in weights.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+
+
+def check_finite_weights(weights: dict[str, Any], path: str | Path) -> None:
+    """DataError naming the file and the first parameters when any weight is NaN or infinite.
+
+    Such a network answers NaN for every image (and exports as an all-NaN ONNX graph): a diverged or damaged
+    checkpoint, never something to predict with.
+    """
+    bad = non_finite_parameters(weights)
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise DataError(path, f"the weights hold NaN or infinite values ({', '.join(bad[:3])}{more}): the training "
+                              "diverged or the file is damaged; use another checkpoint")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
