@@ -25,7 +25,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_default_scores_the_test_images_of_the_run(trained_run: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "eval"
-    assert main(["evaluate", "--checkpoint", str(trained_run), "--out", str(out), "--overlays",
+    assert main(["evaluate", "--model", str(trained_run), "--out", str(out), "--overlays",
                  "--confusion-matrix", "--no-progress"]) == 0
     test_ids = load_splits(trained_run / "splits.json")[0]["test"]
     predictions = pd.read_csv(out / "predictions.csv")
@@ -43,27 +43,27 @@ def test_default_scores_the_test_images_of_the_run(trained_run: Path, tmp_path: 
 def test_validation_subset_and_all_images_warning(trained_run: Path, tmp_path: Path) -> None:
     val_ids = load_splits(trained_run / "splits.json")[0]["val"]
     out = tmp_path / "val"
-    assert main(["evaluate", "--checkpoint", str(trained_run / "checkpoints" / "best.pt"), "--splits",
+    assert main(["evaluate", "--model", str(trained_run / "checkpoints" / "best.pt"), "--splits",
                  str(trained_run / "splits.json"), "--fold", "0", "--subset", "val", "--out", str(out),
                  "--no-progress"]) == 0
     assert sorted(pd.read_csv(out / "predictions.csv")["image_id"]) == sorted(val_ids)
     with pytest.warns(UserWarning, match="include the images the model was trained"):
-        assert main(["evaluate", "--checkpoint", str(trained_run), "--all-images", "--no-progress"]) == 0
+        assert main(["evaluate", "--model", str(trained_run), "--all-images", "--no-progress"]) == 0
 
 
 def test_root_without_source_and_other_errors_exit_2(trained_run: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
-    assert main(["evaluate", "--checkpoint", str(trained_run), "--root", str(tmp_path)]) == 2
+    assert main(["evaluate", "--model", str(trained_run), "--root", str(tmp_path)]) == 2
     assert "--root" in capsys.readouterr().err
-    assert main(["evaluate", "--checkpoint", str(trained_run), "--fold", "7"]) == 2
+    assert main(["evaluate", "--model", str(trained_run), "--fold", "7"]) == 2
     assert "fold 7" in capsys.readouterr().err
-    assert main(["evaluate", "--checkpoint", str(trained_run), "--overlays"]) == 2
+    assert main(["evaluate", "--model", str(trained_run), "--overlays"]) == 2
     assert "--out" in capsys.readouterr().err
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert main(["evaluate", "--checkpoint", str(trained_run), "--out", str(blocker / "x")]) == 2
+    assert main(["evaluate", "--model", str(trained_run), "--out", str(blocker / "x")]) == 2
     assert "not writable" in capsys.readouterr().err
-    assert main(["evaluate", "--checkpoint", str(tmp_path)]) == 2  # a folder without a checkpoint: a hint
+    assert main(["evaluate", "--model", str(tmp_path)]) == 2  # a folder without a checkpoint: a hint
     assert "checkpoints/best.pt" in capsys.readouterr().err
 
 
@@ -75,20 +75,20 @@ def test_out_is_checked_before_the_checkpoint_and_sources_come_from_the_registry
     blocker = tmp_path / "file"
     blocker.write_text("x")
     # No checkpoint exists either: the unwritable --out is reported first, before anything is loaded.
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(blocker / "x")]) == 2
+    assert main(["evaluate", "--model", str(tmp_path / "missing.pt"), "--out", str(blocker / "x")]) == 2
     err = capsys.readouterr().err
     assert "--out" in err and "not writable" in err and "missing.pt" not in err
     # --source choices are read from the one registry when the parser is built.
     monkeypatch.setitem(sources.SOURCES, "extra_layout", sources.SOURCES["folder"])
     with pytest.raises(SystemExit):
-        main(["evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--source", "no_such_layout"])
+        main(["evaluate", "--model", str(tmp_path / "missing.pt"), "--source", "no_such_layout"])
     assert "extra_layout" in capsys.readouterr().err  # argparse lists the registered choices
 
 
 def test_prediction_options_default_to_the_run_and_can_be_overridden(trained_run: Path, tmp_path: Path) -> None:
     plain, largest = tmp_path / "plain", tmp_path / "largest"
-    assert main(["evaluate", "--checkpoint", str(trained_run), "--out", str(plain), "--no-progress"]) == 0
-    assert main(["evaluate", "--checkpoint", str(trained_run), "--out", str(largest), "--tta", "--postprocess",
+    assert main(["evaluate", "--model", str(trained_run), "--out", str(plain), "--no-progress"]) == 0
+    assert main(["evaluate", "--model", str(trained_run), "--out", str(largest), "--tta", "--postprocess",
                  "largest", "--no-progress"]) == 0
     saved = json.loads((plain / "metrics.json").read_text())["prediction"]
     assert saved == {"tta": False, "mask_postprocess": "none", "min_region_fraction": 0.2}  # the run's config
@@ -96,3 +96,88 @@ def test_prediction_options_default_to_the_run_and_can_be_overridden(trained_run
     assert changed["tta"] is True and changed["mask_postprocess"] == "largest"
     # One region per image after the clean-up: never more regions than before, on the same images.
     assert len(pd.read_csv(largest / "predictions.csv")) == len(pd.read_csv(plain / "predictions.csv"))
+
+
+def _cropping_model(trained_run: Path, folder: Path) -> Path:
+    """The session's model with a stored scan-area crop (as a DDTI model has): a copy of its checkpoint."""
+    import torch
+
+    from rlar.training.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(trained_run / "checkpoints" / "best.pt")
+    assert state["preprocessing"]["crop"] == "none"  # the phantom does not crop
+    state["preprocessing"] = {**state["preprocessing"], "crop": "scan_area"}
+    state.pop("format"), state.pop("version")
+    path = save_checkpoint(folder / "checkpoints" / "best.pt", state)
+    assert torch.load(path, weights_only=True)["preprocessing"]["crop"] == "scan_area"
+    return path
+
+
+def _framed_folder(root: Path, n: int = 4) -> Path:
+    """DDTI-like screenshots: phantom scans inside a black frame with burned-in 'text', as JPEG (another format
+    and another crop than the training images), with PNG masks: a folder source."""
+    import numpy as np
+    from PIL import Image
+
+    from rlar.data.sources import open_source
+
+    source = open_source("phantom", None, n_cases=n, image_size=[64, 64], seed=11)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        sample = source[i]
+        canvas = np.zeros((100, 140), np.float32)
+        top, left = 12 + 3 * i, 30 + 5 * i
+        canvas[top:top + 64, left:left + 64] = sample.image
+        canvas[90:94, 4:40:3] = 1.0  # scanner text under the scan
+        mask = np.zeros(canvas.shape, bool)
+        mask[top:top + 64, left:left + 64] = sample.mask
+        Image.fromarray((canvas * 255).round().astype(np.uint8)).save(root / "images" / f"case{i}.jpg", quality=92)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(root / "masks" / f"case{i}.png")
+    return root
+
+
+def test_evaluate_on_a_folder_and_predict_agree(trained_run: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    """Issue 21 item 1: the model's preprocessing (here a scan-area crop) wins over the folder source's (none), so
+    `evaluate --source folder` and `predict` give the same probabilities and masks on the same files."""
+    import numpy as np
+    from PIL import Image
+
+    model = _cropping_model(trained_run, tmp_path / "model")
+    root = _framed_folder(tmp_path / "external")
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(model), "--source", "folder", "--root", str(root), "--all-images",
+                 "--save-masks", "--out", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("the model's own (scan-area crop") == 1
+    pred = tmp_path / "pred"
+    assert main(["predict", "--model", str(model), str(root / "images"), "--out", str(pred), "--no-progress"]) == 0
+    evaluated = pd.read_csv(out / "predictions.csv").set_index("image_id").sort_index()
+    predicted = pd.read_csv(pred / "predictions.csv")
+    predicted.index = [Path(p).stem for p in predicted["image"]]
+    predicted = predicted.sort_index()
+    probs = [c for c in evaluated.columns if c.startswith("prob_")]
+    assert probs and list(evaluated.index) == list(predicted.index)
+    np.testing.assert_allclose(evaluated[probs].to_numpy(), predicted[probs].to_numpy(), atol=2e-6)
+    for image_id in evaluated.index:
+        a = np.asarray(Image.open(out / "masks" / f"{image_id}.png"))
+        b = np.asarray(Image.open(pred / f"{image_id}.mask.png"))
+        assert a.shape == (100, 140) and np.array_equal(a, b)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["preprocessing"]["crop"] == "scan_area"
+
+
+def test_same_source_is_decided_by_resolved_paths(trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    """Issue 23: another spelling of the training folder is still the training source (its splits apply)."""
+    from rlar.cli.evaluate import same_root
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert same_root("data", str(tmp_path / "data") + "/")
+    assert same_root("./data/../data", tmp_path / "data")
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    assert same_root("link", "data")
+    assert not same_root("data", tmp_path)
+    assert same_root(None, None) and not same_root(None, "data")

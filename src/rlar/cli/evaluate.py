@@ -4,11 +4,17 @@ By default it scores the run's held-out **test** images of the checkpoint's fold
 ``splits.json`` (``{"train", "val", "test"}`` per fold). ``--subset val`` scores the selection images instead;
 ``--all-images`` scores every image of the source and warns when that includes training images. ``--root`` needs
 ``--source`` (a root alone would silently be ignored). A multiclass model is also scored low vs high risk
-(``binary_*`` metrics). ``predictions.csv`` has the columns of a run's ``predictions_test.csv``. Examples::
+(``binary_*`` metrics). ``predictions.csv`` has the columns of a run's ``predictions_test.csv``.
 
-    rlar evaluate --checkpoint runs/ddti/rlar/fold_0 --out eval/                     # the run's test images
-    rlar evaluate --checkpoint best.pt --splits splits.json --fold 0 --subset val
-    rlar evaluate --checkpoint best.pt --source folder --root my_images --all-images --overlays --confusion-matrix --out eval/
+The model's stored preprocessing (:mod:`rlar.training.preprocessing`) is what it sees: on its own training source,
+with the training options, the images are prepared exactly as in training (the numbers equal the run's test
+metrics); on any other source (or other options) each image is decoded uncropped and predicted as ``rlar predict``
+predicts the same file (:mod:`rlar.inference.sources`), the command says so once, and masks are scored at the
+images' own resolution. Examples::
+
+    rlar evaluate --model runs/ddti/rlar/fold_0 --out eval/                     # the run's test images
+    rlar evaluate --model best.pt --splits splits.json --fold 0 --subset val
+    rlar evaluate --model best.pt --source folder --root my_images --all-images --overlays --confusion-matrix --out eval/
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="evaluate a checkpoint on its held-out images",
                                    description="Score a checkpoint on its run's held-out test images (default), "
                                                "another subset, or every image of a source.")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt / last.pt) or run folder")
+    parser.add_argument("--model", required=True, metavar="RUN_OR_CHECKPOINT",
+                        help="run folder or checkpoint file (best.pt / last.pt), as for `rlar predict --model`")
     parser.add_argument("--source", choices=source_names(), default=None,
                         help="dataset layout (default: the one the checkpoint was trained on)")
     parser.add_argument("--root", default=None, help="dataset folder; needs --source")
@@ -57,11 +64,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def run_folder_of(checkpoint: Path) -> Path:
-    """The run folder of a checkpoint file (``<run>/checkpoints/best.pt`` -> ``<run>``)."""
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-
-
 def _check_arguments(args: argparse.Namespace) -> None:
     if args.root is not None and args.source is None:
         raise ConfigError("--root", "give --source too (which layout the folder has); without it the checkpoint's "
@@ -78,6 +80,7 @@ def select_images(args: argparse.Namespace, checkpoint: Path, ckpt: dict[str, An
                   same_source: bool) -> tuple[list[str] | None, str]:
     """The image ids to score and a description of them."""
     from rlar.data.splits import check_splits, load_splits
+    from rlar.runs import SPLITS_FILE, run_dir_of
 
     if args.all_images:
         if same_source:
@@ -87,7 +90,7 @@ def select_images(args: argparse.Namespace, checkpoint: Path, ckpt: dict[str, An
     if not same_source:
         raise ConfigError("--source", "the run's splits name images of its training source; to score another "
                                       "source, add --all-images (none of its images were used in training)")
-    splits = Path(args.splits) if args.splits is not None else run_folder_of(checkpoint) / "splits.json"
+    splits = Path(args.splits) if args.splits is not None else run_dir_of(checkpoint) / SPLITS_FILE
     if not splits.is_file():
         raise DataError(splits, "split file not found; give --splits, or --all-images to score every image "
                                 "(training images included)")
@@ -101,22 +104,45 @@ def select_images(args: argparse.Namespace, checkpoint: Path, ckpt: dict[str, An
 
 
 def write_overlays(frame: Any, dataset: Any, folder: Path) -> int:
-    """Predicted and true contours on each image, at the network's input resolution."""
+    """Predicted (yellow) and true (cyan) contours on each image, drawn by ``rlar predict``'s overlay function:
+    at the network's input resolution (``dataset`` given) or the image's own (rows holding ``image`` and
+    ``true_mask``, from :func:`rlar.inference.sources.predict_source`)."""
     import numpy as np
 
     from rlar.inference.outputs import overlay, png_bytes, safe_stem, write_bytes
 
     folder.mkdir(parents=True, exist_ok=True)
-    position = {image_id: i for i, image_id in enumerate(dataset.image_ids)}
+    position = {image_id: i for i, image_id in enumerate(dataset.image_ids)} if dataset is not None else {}
     written = 0
     for _, row in frame.iterrows():
-        item = dataset[position[row["image_id"]]]
-        image = item["image"][0].numpy()
-        truth = item["mask"][0].numpy() > 0.5 if item["has_mask"] else None
+        if dataset is not None:
+            item = dataset[position[row["image_id"]]]
+            image = item["image"][0].numpy()
+            truth = item["mask"][0].numpy() > 0.5 if item["has_mask"] else None
+        else:
+            image, truth = row["image"], row["true_mask"]
         pred = np.asarray(row["pred_mask"]) if "pred_mask" in row and row["pred_mask"] is not None else None
         write_bytes(folder / f"{safe_stem(row['image_id'])}.png", png_bytes(overlay(image, pred, truth)))
         written += 1
     return written
+
+
+def same_root(a: str | Path | None, b: str | Path | None) -> bool:
+    """Whether two dataset roots name one folder (resolved: ``./x``, ``x/`` and a symlink to it are the same)."""
+    if a is None or b is None:
+        return a is None and b is None
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return str(a) == str(b)
+
+
+def source_options_for_model(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A source's options with its own scan-area crop turned off: the model's preprocessing crops (or not)."""
+    from rlar.data.sources import get_source_class
+
+    fields = get_source_class(name).options_model().model_fields
+    return {**options, "crop": False} if "crop" in fields else dict(options)
 
 
 def write_confusion_matrix(matrix: Any, class_names: list[str], path: Path, title: str) -> None:
@@ -180,13 +206,15 @@ def run(args: argparse.Namespace) -> int:
     from rlar.data.sources import open_source
     from rlar.evaluation.evaluate import class_names_of, metrics_from_predictions, predict, predictions_table
     from rlar.inference.loading import load_trained_model
+    from rlar.inference.sources import predict_source
+    from rlar.runs import METRICS_FILE
     from rlar.training.run import label_space_for, to_jsonable
     from rlar.training.trainer import resolve_device
 
     _check_arguments(args)
     out = check_out_folder(args.out)  # before any model or image is loaded
     device = resolve_device(args.device)
-    trained_model = load_trained_model(args.checkpoint, device=device)
+    trained_model = load_trained_model(args.model, device=device)
     cfg, model = trained_model.config, trained_model.model
     name = args.source or cfg.data.source
     if args.source is None:
@@ -194,7 +222,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         root, options = args.root, {}
     options.update(parse_key_values(args.option))
-    same_source = name == cfg.data.source and (args.source is None or str(root) == str(cfg.data.root))
+    same_source = name == cfg.data.source and same_root(root, cfg.data.root)
+    # The dataset path reproduces training's own test evaluation; any other source or option set gets the
+    # model's preprocessing applied to the uncropped pixels (what `rlar predict` does with the same files).
+    as_trained = same_source and options == dict(cfg.data.options)
+    if not as_trained:
+        options = source_options_for_model(name, options)
+        print(f"preprocessing: the model's own ({trained_model.prep.describe()}) is applied to the images of "
+              f"'{name}' instead of the source's; masks are scored at each image's own resolution", file=sys.stderr)
     source = open_source(name, root, **options)
 
     trained = trained_model.label_space
@@ -207,36 +242,50 @@ def run(args: argparse.Namespace) -> int:
 
     image_ids, described = select_images(args, trained_model.path, trained_model.checkpoint, cfg, source, same_source)
     print(f"scoring {described}", file=sys.stderr)
-    size = (int(cfg.data.image_size[0]), int(cfg.data.image_size[1]))
+    size = trained_model.prep.image_size
     changes = {key: value for key, value in (("tta", args.tta), ("mask_postprocess", args.postprocess))
                if value is not None}
     prediction = cfg.prediction.model_copy(update=changes)
-    dataset = ThyroidDataset(source, image_ids, image_size=size, label_space=label_space)
-    for skip in getattr(dataset, "skipped", []):
-        print(f"skipped {skip.item}: {skip.reason}", file=sys.stderr)
     mask_dir = out / "masks" if (out is not None and args.save_masks) else None
-    with torch.no_grad():
-        frame = predict(model, dataset, batch_size=args.batch_size, device=device, progress=not args.no_progress,
-                        output_dir=mask_dir, keep_masks=args.overlays, options=prediction)
+    dataset: ThyroidDataset | None = None
+    if as_trained:
+        dataset = ThyroidDataset(source, image_ids, image_size=size, label_space=label_space)
+        skipped = list(getattr(dataset, "skipped", []))
+        with torch.no_grad():
+            frame = predict(model, dataset, batch_size=args.batch_size, device=device, progress=not args.no_progress,
+                            output_dir=mask_dir, keep_masks=args.overlays, options=prediction)
+        n_images = len(dataset)
+    else:
+        frame, skipped = predict_source([trained_model], source, image_ids, label_space, prediction, device,
+                                        batch_size=args.batch_size, progress=not args.no_progress, mask_dir=mask_dir,
+                                        keep_masks=args.overlays)
+        n_images = len(frame)
+    for skip in skipped:
+        print(f"skipped {skip.item}: {skip.reason}", file=sys.stderr)
     class_names = None
     if "pred_class" in frame.columns:
-        class_names = class_names_of(dataset, sum(c.startswith("prob_") for c in frame.columns))
+        n_classes = sum(c.startswith("prob_") for c in frame.columns)
+        class_names = (class_names_of(dataset, n_classes) if dataset is not None
+                       else list(trained.class_names))
     scored = frame if label_space is not None else frame.assign(label=-1)
     metrics: dict[str, Any] = metrics_from_predictions(scored, class_names)
-    table = predictions_table(scored, class_names)  # the run folder's per-image format (predictions_test.csv)
+    table = predictions_table(scored.drop(columns=[c for c in ("image", "true_mask") if c in scored.columns]),
+                              class_names)  # the run folder's per-image format (predictions_test.csv)
     metrics.update(binary_risk_metrics(table, label_space))
     metrics["checkpoint"] = str(trained_model.path)
     metrics["prediction"] = prediction.model_dump()
+    metrics["preprocessing"] = trained_model.prep.to_dict()
+    metrics["preprocessing_applied"] = "as in training" if as_trained else "the model's, on uncropped source images"
     metrics["source"] = name
     metrics["images"] = described
-    metrics["n_images"] = len(dataset)
+    metrics["n_images"] = n_images
     for key, value in metrics.items():
         if isinstance(value, int | float | str):
             print(f"{key:>24}: {value:.4f}" if isinstance(value, float) else f"{key:>24}: {value}")
     if out is not None:
         table.to_csv(out / "predictions.csv", index=False)
-        (out / "metrics.json").write_text(json.dumps(to_jsonable(metrics), indent=1))
-        print(f"predictions: {out / 'predictions.csv'}; metrics: {out / 'metrics.json'}")
+        (out / METRICS_FILE).write_text(json.dumps(to_jsonable(metrics), indent=1))
+        print(f"predictions: {out / 'predictions.csv'}; metrics: {out / METRICS_FILE}")
         if args.overlays and "pred_mask" in frame.columns:
             n = write_overlays(frame, dataset, out / "overlays")
             print(f"overlays (yellow: predicted, cyan: reference): {n} images in {out / 'overlays'}")
