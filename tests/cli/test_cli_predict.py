@@ -97,3 +97,87 @@ def test_predict_on_ddti_images(trained_run: Path, ddti_root: Path, tmp_path: Pa
         report = json.loads((out / f"{image.stem}.json").read_text())
         assert report["image_shape_hw"] == [360, 560] and report["warnings"][0].startswith("this model was trained")
         assert Image.open(out / f"{image.stem}.overlay.png").size == (560, 360)
+
+
+def test_predict_never_writes_over_files_it_did_not_create(trained_run: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """Issue 23: a ground-truth case1.mask.png and a case1.json beside the input are neither predicted nor replaced;
+    an output folder holding inputs or earlier outputs is refused unless --overwrite."""
+    import shutil
+
+    folder = tmp_path / "cases"
+    png = _rlar_trained_model.phantom_png(folder, 0)
+    shutil.move(png, folder / "case1.png")
+    Image.new("L", (64, 64), 255).save(folder / "case1.mask.png")  # the user's reference mask
+    (folder / "case1.json").write_text('{"mine": true}')
+    truth = (folder / "case1.mask.png").read_bytes()
+    assert main(["predict", "--model", str(trained_run), str(folder), "--out", str(folder), "--no-progress"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (folder / "case1.mask.png").read_bytes() == truth and "mine" in (folder / "case1.json").read_text()
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(trained_run), str(folder), "--out", str(out), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "predicted 1 image(s)" in captured.out and "named like rlar predict's own outputs" in captured.out
+    assert not (out / "case1.mask.json").exists()
+    assert main(["predict", "--model", str(trained_run), str(folder), "--out", str(out), "--no-progress"]) == 2
+    assert "already holds" in capsys.readouterr().err
+    assert main(["predict", "--model", str(trained_run), str(folder), "--out", str(out), "--overwrite",
+                 "--no-progress"]) == 0
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_max_megapixels_must_be_finite(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                       value: str) -> None:
+    image = _rlar_trained_model.phantom_png(tmp_path / "in")
+    assert main(["predict", "--model", str(trained_run), str(image), "--out", str(tmp_path / "o"),
+                 "--max-megapixels", value]) == 2
+    assert "--max-megapixels" in capsys.readouterr().err
+
+
+def _copy_run(run: Path, to: Path) -> None:
+    import shutil
+
+    shutil.copytree(run / "checkpoints", to / "checkpoints")
+    shutil.copy(run / "config.yaml", to / "config.yaml")
+
+
+def test_predict_ensembles_a_grid_arm_and_one_of_its_seeds(trained_run: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """Issue 21 item 2: `--model <grid>/<arm>` ensembles every seed's folds, `<grid>/<arm>/seed<k>` one seed's."""
+    from rlar.inference import Predictor
+    from rlar.runs import grid_run_dir
+
+    grid = tmp_path / "grid"
+    for seed, fold in ((0, 0), (0, 1), (1, 0)):
+        _copy_run(trained_run, grid_run_dir(grid, "guided_mtl", seed, fold))
+    image = _rlar_trained_model.phantom_png(tmp_path / "in")
+    assert main(["predict", "--model", str(grid / "guided_mtl"), str(image), "--out", str(tmp_path / "a"),
+                 "--no-progress"]) == 0
+    assert "with 3 model(s)" in capsys.readouterr().out
+    assert main(["predict", "--model", str(grid / "guided_mtl" / "seed0"), str(image), "--out", str(tmp_path / "b"),
+                 "--no-progress"]) == 0
+    assert "with 2 model(s)" in capsys.readouterr().out
+    picked = Predictor.from_run(grid / "guided_mtl", seeds=[1])
+    assert [m.path.parts[-4:-2] for m in picked.members] == [("seed1", "fold0")]
+    assert len(Predictor.from_run(grid / "guided_mtl", folds=[0]).members) == 2
+    assert main(["predict", "--model", str(grid / "guided_mtl"), "--folds", "5", str(image), "--out",
+                 str(tmp_path / "c")]) == 2
+    assert "fold(s) [5]" in capsys.readouterr().err
+
+
+def test_checkpoint_with_non_finite_weights_is_refused(trained_run: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """Issue 23: a diverged checkpoint is refused by predict and export (no all-NaN ONNX is written)."""
+    import torch
+
+    from rlar.training.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(trained_run / "checkpoints" / "best.pt")
+    name = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][name] = torch.full_like(state["model"][name], float("nan"))
+    bad = save_checkpoint(tmp_path / "bad" / "checkpoints" / "best.pt", state)
+    image = _rlar_trained_model.phantom_png(tmp_path / "in")
+    assert main(["predict", "--model", str(bad), str(image), "--out", str(tmp_path / "o")]) == 2
+    assert "NaN or infinite" in capsys.readouterr().err
+    assert main(["export", "--model", str(bad), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "NaN or infinite" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()

@@ -4,6 +4,8 @@ Examples::
 
     rlar predict --model runs/ddti/rlar/fold_0 image.png --out pred/          # one run
     rlar predict --model runs/ddti/rlar scans/ --out pred/                    # every fold_* run, ensembled
+    rlar predict --model grids/ddti/rlar scans/ --out pred/                   # a grid arm: every seed and fold
+    rlar predict image.png --out pred/                                        # the model shipped with rlar
     rlar predict --model best.pt clip.dcm --tta --out pred/                   # multi-frame DICOM, flip TTA
 
 Writes per image a mask PNG, a contour overlay, a JSON report and a self-contained HTML report, plus
@@ -30,10 +32,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "masks, overlays, JSON and HTML reports and predictions.csv into --out.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    parser.add_argument("--model", required=True, metavar="RUN_OR_CHECKPOINT",
-                        help="run folder, experiment folder of fold_* runs (ensembled), or a .pt checkpoint")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--folds", default=None, help="comma-separated folds of an experiment folder (default: all)")
+    parser.add_argument("--model", default=None, metavar="MODEL",
+                        help="run folder, folder of fold_* runs or grid arm <grid>/<arm>[/seed<k>] (its runs are "
+                             "ensembled), a .pt checkpoint, or a shipped-model folder; default: the model shipped "
+                             "with rlar")
+    parser.add_argument("--out", required=True, help="output folder (refused when it holds files this run would "
+                                                     "replace or inputs, unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace earlier outputs in --out (inputs are never written over)")
+    parser.add_argument("--folds", default=None, help="comma-separated folds of a folder of fold runs or grid arm "
+                                                      "(default: all)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds of a grid arm (default: all)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="horizontal-flip test-time augmentation (default: as the run's config, section prediction)")
     parser.add_argument("--crop", choices=("auto", "on", "off"), default="auto",
@@ -49,13 +58,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def parse_folds(text: str | None) -> list[int] | None:
+def parse_folds(text: str | None, option: str = "--folds") -> list[int] | None:
     if text is None:
         return None
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError("--folds", f"expected comma-separated fold numbers, got '{text}'") from None
+        raise ConfigError(option, f"expected comma-separated numbers, got '{text}'") from None
+
+
+def parse_megapixels(value: float, option: str = "--max-megapixels") -> int:
+    """A pixel cap from a megapixel option: a positive finite number (nan and inf are refused, not tracebacks)."""
+    import math
+
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(option, f"must be a positive finite number of megapixels, got {value}")
+    return int(value * 1e6)
 
 
 def parse_spacing(text: str | None) -> tuple[float, float] | None:
@@ -97,20 +115,23 @@ def run(args: argparse.Namespace) -> int:
     from rlar.training.trainer import resolve_device
 
     folds = parse_folds(args.folds)
+    seeds = parse_folds(args.seeds, "--seeds")
     spacing = parse_spacing(args.spacing)
-    if args.max_megapixels <= 0:
-        raise ConfigError("--max-megapixels", "must be positive")
+    max_pixels = parse_megapixels(args.max_megapixels)
     check_writable(Path(args.out))  # before loading models or reading any image
     set_threads(args.threads)
     crop = {"auto": None, "on": True, "off": False}[args.crop]
-    predictor = Predictor.from_run(args.model, folds=folds, tta=args.tta, device=resolve_device(args.device),
-                                   crop=crop, max_pixels=int(args.max_megapixels * 1e6), spacing_mm=spacing)
+    predictor = Predictor.from_run(args.model, folds=folds, seeds=seeds, tta=args.tta,
+                                   device=resolve_device(args.device), crop=crop, max_pixels=max_pixels,
+                                   spacing_mm=spacing)
+    print(f"model: {predictor.describe()}", file=sys.stderr)
     if predictor.trained_on_phantom:
         print(f"warning: {PHANTOM_NOTICE}", file=sys.stderr)
     arguments = {"command": "predict", "inputs": list(args.inputs), "model": args.model, "folds": folds,
-                 "tta": predictor.tta, "crop": args.crop, "spacing": args.spacing, "max_megapixels": args.max_megapixels,
-                 "device": args.device}
-    summary = predict_many(predictor, args.inputs, args.out, arguments, progress=not args.no_progress)
+                 "seeds": seeds, "tta": predictor.tta, "crop": args.crop, "spacing": args.spacing,
+                 "max_megapixels": args.max_megapixels, "device": args.device}
+    summary = predict_many(predictor, args.inputs, args.out, arguments, progress=not args.no_progress,
+                           overwrite=args.overwrite)
     if len(summary.reports) <= _LIST_LIMIT:
         for report in summary.reports:
             print(describe(report))
@@ -120,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
           + (f" (table: {summary.csv_path})" if summary.csv_path else ""))
     if summary.ignored:
         print(f"ignored {summary.ignored} file(s) in the folders that are not images (by suffix)")
+    if summary.own_outputs:
+        print(f"ignored {summary.own_outputs} file(s) named like rlar predict's own outputs (*.mask.png, "
+              "*.overlay.png, ...): they are never taken as inputs")
     if summary.failures:
         print(f"could not predict {len(summary.failures)} input(s) (also in {Path(args.out) / 'failures.csv'}):",
               file=sys.stderr)

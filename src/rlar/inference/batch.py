@@ -4,10 +4,16 @@ Per input: ``<stem>.mask.png`` (per frame for clips: ``<stem>.mask_f0000.png`` .
 ``<stem>.json`` and ``<stem>.html``, where ``<stem>`` is the input's path relative to the folder it was found in
 (sanitised). The folder gets ``predictions.csv`` (one row per image) and, when some inputs failed,
 ``failures.csv``; failures are also returned so the caller can list them at the end.
+
+It never writes over a file it did not create in this run: an output folder that already holds a file this run
+would write, or that holds inputs, is refused before any work unless ``overwrite`` (and even then an input is
+never written over); files named like its own outputs (``*.mask.png``, ``*.mask_f0000.png``, ``*.overlay.png``)
+are never taken as inputs, so a ground-truth ``case1.mask.png`` beside ``case1.png`` is not predicted as an image.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +32,17 @@ from rlar.inference.report import build_report, csv_row
 #: File suffixes picked up when walking a folder (suffix-less files are taken when their content is DICOM).
 INPUT_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom")
 
+#: Per-input output names (``{stem}`` + these); clips add ``.mask_f<frame>.png``, DICOM inputs ``.seg.dcm``.
+OUTPUT_SUFFIXES: tuple[str, ...] = (".mask.png", ".overlay.png", ".json", ".html", ".seg.dcm")
+#: Files of the whole run.
+RUN_FILES: tuple[str, ...] = ("predictions.csv", "failures.csv")
+_OWN_OUTPUT = re.compile(r"\.(mask|overlay|mask_f\d{4})\.png$|\.seg\.dcm$", re.IGNORECASE)
+
+
+def is_own_output_name(name: str) -> bool:
+    """Whether a file name is one ``rlar predict`` writes (never an input: it may be a reference mask)."""
+    return bool(_OWN_OUTPUT.search(name))
+
 
 @dataclass
 class Expanded:
@@ -34,6 +51,7 @@ class Expanded:
     files: list[tuple[Path, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     ignored: int = 0
+    own_outputs: int = 0  # files named like predict's outputs, skipped
 
 
 @dataclass
@@ -42,6 +60,7 @@ class BatchSummary:
     failures: list[tuple[str, str]]
     csv_path: Path | None
     ignored: int = 0
+    own_outputs: int = 0
 
 
 def _is_dicom_without_suffix(path: Path) -> bool:
@@ -52,8 +71,10 @@ def _is_dicom_without_suffix(path: Path) -> bool:
         return False
 
 
-def expand_inputs(paths: Sequence[str | Path]) -> Expanded:
-    """Files named directly are taken as they are; folders are walked recursively in sorted order."""
+def expand_inputs(paths: Sequence[str | Path], out_dir: str | Path | None = None) -> Expanded:
+    """Files named directly are taken as they are; folders are walked recursively in sorted order, leaving out
+    ``out_dir`` and files named like predict's own outputs."""
+    skip_dir = Path(out_dir).resolve() if out_dir is not None else None
     found = Expanded()
     used: set[str] = set()
 
@@ -72,6 +93,11 @@ def expand_inputs(paths: Sequence[str | Path]) -> Expanded:
                 relative = file.relative_to(path)
                 if any(part.startswith(".") for part in relative.parts):
                     continue
+                if skip_dir is not None and skip_dir != path.resolve() and file.resolve().is_relative_to(skip_dir):
+                    continue  # an earlier run's outputs in a subfolder of the input folder
+                if is_own_output_name(file.name):
+                    found.own_outputs += 1
+                    continue
                 suffix = file.suffix.lower()
                 if suffix in INPUT_SUFFIXES or (suffix == "" and _is_dicom_without_suffix(file)):
                     add(file, str(relative.with_suffix("")).replace("/", "__"))
@@ -82,6 +108,39 @@ def expand_inputs(paths: Sequence[str | Path]) -> Expanded:
         else:
             found.missing.append(str(path))
     return found
+
+
+def planned_outputs(out: Path, stems: Sequence[str]) -> list[Path]:
+    """Files of ``out`` that predicting ``stems`` may write and that already exist."""
+    existing = [out / name for name in RUN_FILES if (out / name).exists()]
+    for stem in stems:
+        existing += [out / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES if (out / f"{stem}{suffix}").exists()]
+        existing += sorted(out.glob(f"{glob_escape(stem)}.mask_f[0-9][0-9][0-9][0-9].png"))
+    return existing
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def check_output_folder(out: Path, expanded: Expanded, overwrite: bool) -> None:
+    """Refuse (DataError naming the folder) to write over files this run did not create (module docstring)."""
+    resolved = out.resolve()
+    inside = [f for f, _ in expanded.files if f.resolve().is_relative_to(resolved)]
+    existing = planned_outputs(out, [stem for _, stem in expanded.files])
+    inputs = {f.resolve() for f, _ in expanded.files}
+    clobbered = [p for p in existing if p.resolve() in inputs]
+    if clobbered:
+        raise DataError(out, f"writing the outputs would replace input {clobbered[0].name}: choose another --out")
+    if overwrite:
+        return
+    if existing:
+        listed = ", ".join(p.name for p in existing[:3]) + (f" (+{len(existing) - 3} more)" if len(existing) > 3 else "")
+        raise DataError(out, f"already holds {len(existing)} file(s) this run would write ({listed}): choose an "
+                             "empty folder, or add --overwrite to replace them")
+    if inside:
+        raise DataError(out, f"holds inputs of this run ({inside[0].name}): choose another --out, or add "
+                             "--overwrite to write beside them")
 
 
 def write_result(result: ImageResult, predictor: Predictor, out_dir: Path, stem: str,
@@ -111,11 +170,16 @@ def write_result(result: ImageResult, predictor: Predictor, out_dir: Path, stem:
 
 def predict_many(predictor: Predictor, inputs: Sequence[str | Path], out_dir: str | Path,
                  arguments: dict[str, Any] | None = None, progress: bool = True,
-                 on_result: Callable[[dict[str, Any]], None] | None = None) -> BatchSummary:
-    """Predict every input into ``out_dir``; a bad file is recorded as a failure and the run goes on."""
+                 on_result: Callable[[dict[str, Any]], None] | None = None, overwrite: bool = False) -> BatchSummary:
+    """Predict every input into ``out_dir``; a bad file is recorded as a failure and the run goes on.
+
+    Raises DataError before any work when ``out_dir`` holds files this run would replace or inputs of this run,
+    unless ``overwrite`` (see the module docstring).
+    """
     out = Path(out_dir)
     check_writable(out)
-    expanded = expand_inputs(inputs)
+    expanded = expand_inputs(inputs, out)
+    check_output_folder(out, expanded, overwrite)
     failures: list[tuple[str, str]] = [(m, "file or folder not found") for m in expanded.missing]
     reports: list[dict[str, Any]] = []
     items: Iterable[tuple[Path, str]] = tqdm(expanded.files, desc="predicting", unit="image", disable=not progress)
@@ -140,4 +204,4 @@ def predict_many(predictor: Predictor, inputs: Sequence[str | Path], out_dir: st
             raise DataError(csv_path, f"cannot write ({type(exc).__name__}: {exc})") from None
     if failures:
         pd.DataFrame(failures, columns=["file", "reason"]).to_csv(out / "failures.csv", index=False)
-    return BatchSummary(reports, failures, csv_path, expanded.ignored)
+    return BatchSummary(reports, failures, csv_path, expanded.ignored, expanded.own_outputs)

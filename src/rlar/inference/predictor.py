@@ -160,10 +160,18 @@ class Predictor:
     # ------------------------------------------------------------------------------------------ construction
 
     @classmethod
-    def from_run(cls, path: str | Path, folds: Sequence[int] | None = None, tta: bool | None = None,
+    def from_run(cls, path: str | Path | None = None, folds: Sequence[int] | None = None, tta: bool | None = None,
                  device: str | torch.device = "cpu", seeds: Sequence[int] | None = None, **options: Any) -> Predictor:
         """Load a run folder, a folder of fold runs or a grid arm (every run is ensembled unless ``folds`` /
-        ``seeds`` pick some; :func:`find_run_checkpoints`) or a checkpoint file."""
+        ``seeds`` pick some; :func:`find_run_checkpoints`), a checkpoint file, or a shipped-model folder
+        (:mod:`rlar.inference.shipped`); None = the model shipped with rlar (a clear error when there is none)."""
+        from rlar.inference.shipped import is_shipped_dir, load_shipped
+
+        if path is None or is_shipped_dir(path):
+            if folds is not None or seeds is not None:
+                raise DataError(str(path or "shipped model"), "folds/seeds select runs of a folder; a shipped model "
+                                                              "is used whole")
+            return cls(load_shipped(path, device=device), tta=tta, device=device, **options)
         files = find_run_checkpoints(path, folds, seeds)
         return cls([load_trained_model(f, device=device) for f in files], tta=tta, device=device, **options)
 
@@ -207,6 +215,21 @@ class Predictor:
     def has_classification(self) -> bool:
         return self.config.model.arch in ("multitask", "classification")
 
+    @property
+    def model_id(self) -> str | None:
+        """The shipped model's id, or None for a model loaded from run folders / checkpoints."""
+        value = self.members[0].checkpoint.get("model_id")
+        return str(value) if value else None
+
+    def describe(self) -> str:
+        """Which model answers, in one line (printed by ``rlar predict`` and shown by ``rlar serve``)."""
+        cfg = self.config
+        what = f"{cfg.method} trained on {cfg.data.source}, {len(self.members)} member(s)"
+        if self.model_id:
+            return f"shipped model {self.model_id} ({what})"
+        where = self.members[0].path if len(self.members) == 1 else self.members[0].path.parent.parent.parent
+        return f"{where} ({what})"
+
     def provenance(self) -> dict[str, Any]:
         """The model's identity for reports: versions, weights hashes, config, folds."""
         from rlar.training.config import config_to_dict
@@ -217,6 +240,7 @@ class Predictor:
             "models": [{"checkpoint": str(m.path), "sha256": m.sha256, "fold": m.fold,
                         "epoch": m.checkpoint.get("epoch")} for m in self.members],
             "ensemble": len(self.members),
+            "model_id": self.model_id,
             "tta": self.tta,
             "mask_postprocess": self.options.mask_postprocess,
             "crop": self.crop,
