@@ -20,13 +20,23 @@ nearly black under the rule above) raises a :class:`~rlar.errors.DataWarning`; a
 declared ``BitsStored`` keeps its high bits (pydicom would mask them off) and is scaled by the bits the data
 really use, with a warning.
 
-Memory: the pixel count is read from the header and checked against ``max_pixels`` (default
+Memory: the pixel count is read from the headers and checked against ``max_pixels`` (default
 :data:`MAX_PIXELS`) *before* any pixel is decoded (a 200 KB compressed DICOM can declare 14000 x 14000 pixels),
 and decoding goes straight from the file's integer type to float32 without float64 copies (about 4 bytes per
 pixel plus the decoded integers). :func:`read_image` decodes only the first frame of a multi-frame DICOM or TIFF
 (training sources are stills), so the cap counts Rows x Columns x SamplesPerPixel of that frame;
 :func:`read_frames` (prediction) decodes every frame, from a path or from in-memory bytes, and the cap counts
-all of them.
+all of them. Every frame is counted by its *own* header, never as "the first frame times the frame count":
+
+* TIFF pages and MPO (multi-picture JPEG) frames each declare their own size; each page's header (and a TIFF
+  page's tile size) is read before anything is decoded, so a 16x16 page followed by a 12000x12000 page is
+  refused. APNG frames are bounded by the canvas (Pillow refuses larger ones), so canvas x frames is exact.
+* Compressed DICOM: the embedded codestream of every frame that will be decoded is parsed first (JPEG /
+  JPEG-LS SOF, JPEG 2000 SIZ, the RLE packet headers); a codestream that declares (or, for RLE, expands to)
+  more than Rows x Columns x SamplesPerPixel is refused before the codec sees it. The deflated transfer syntax,
+  whose whole dataset would have to be inflated before its header could be read, is refused.
+* Pillow is only asked to open PNG, JPEG/MPO and TIFF (the formats this package accepts), so no other plugin's
+  frame or size rules apply.
 
 This module is the one decoder of the package: :mod:`rlar.inference.images` only adds the upload policy
 (formats accepted by content) and array inputs on top of :func:`read_frames`.
@@ -41,7 +51,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-from PIL import Image, ImageSequence, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from rlar.errors import DataError, DataWarning
 
@@ -85,11 +95,26 @@ class ImageHeader:
     frames: int = 1
     bits_stored: int | None = None
     spacing_mm: tuple[float, float] | None = None
+    #: (width, height, samples) of every frame, from each frame's own header, for formats whose frames may differ
+    #: in size (TIFF pages, MPO pictures); empty when every frame has the first frame's size (DICOM, PNG, JPEG).
+    frame_sizes: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def decoded_values(self) -> int:
-        """Values decoded for this file: one frame, every sample (what :data:`MAX_PIXELS` caps)."""
+        """Values decoded for the first frame, every sample (what :data:`MAX_PIXELS` caps for a still)."""
         return self.width * self.height * self.samples
+
+    def values(self, frames: int | None = None) -> int:
+        """Values decoded for the first ``frames`` frames (default: all), each frame counted by its own header."""
+        count = self.frames if frames is None else min(frames, self.frames)
+        if self.frame_sizes:
+            return sum(w * h * c for w, h, c in self.frame_sizes[:count])
+        return self.decoded_values * count
+
+    @property
+    def total_values(self) -> int:
+        """Values decoded for every frame (what :func:`read_frames` with ``all_frames=True`` checks)."""
+        return self.values()
 
 
 def to_grey_unit(array: np.ndarray, item: str | Path, bits: int | None = None) -> np.ndarray:
@@ -237,28 +262,71 @@ def read_header(source: str | Path | bytes, name: str | Path | None = None) -> I
     if src.is_dicom:
         return _dicom_image_header(src.label, _dicom_header(src))
     try:
-        with Image.open(src.pillow_source()) as img:
+        with _open_pillow(src) as img:
             return _pillow_header(src.label, img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except _PILLOW_ERRORS as exc:
         raise _pillow_error(src, exc) from exc
+
+
+def declared_values(source: str | Path | bytes, name: str | Path | None = None) -> int:
+    """Pixel values the headers of a file (or bytes) declare for all frames, each frame counted by its own header.
+
+    The count :func:`read_frames` checks against its ``max_pixels``; no pixel is decoded.
+    """
+    return read_header(source, name).total_values
+
+
+# Pillow is asked to open only the formats the package accepts: the rules below (which frames have their own
+# size, what seeking a frame costs) are checked for these plugins, not for Pillow's other thirty. (MPO has no
+# opener of its own: the JPEG opener returns an MPO image when the file holds several pictures.)
+_PILLOW_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "TIFF")
+# Formats whose frames each declare their own size, and whose seek(i) reads only frame i's header (APNG's
+# seek decodes the previous frame, but its frames never exceed the canvas: canvas x frames is exact there).
+_PER_FRAME_SIZES = frozenset({"TIFF", "MPO"})
+_PILLOW_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+def _open_pillow(src: _Input) -> Image.Image:
+    return Image.open(src.pillow_source(), formats=_PILLOW_FORMATS)
 
 
 def _pillow_error(src: _Input, exc: Exception) -> DataError:
     """The DataError for a file Pillow cannot read; a header Pillow does not recognise is called corrupt."""
     if isinstance(exc, UnidentifiedImageError):
-        kind = (sniff_format(src.head()) or "image").upper()
-        return DataError(src.label, f"cannot decode image: corrupt or truncated {kind} data (the header cannot be read)")
+        kind = sniff_format(src.head())
+        if kind is None:
+            return DataError(src.label, "cannot decode image: not a PNG, JPEG, TIFF or DICOM file (content not "
+                                        "recognised)")
+        return DataError(src.label, f"cannot decode image: corrupt or truncated {kind.upper()} data (the header "
+                                    "cannot be read)")
     return DataError(src.label, f"cannot decode image ({exc.__class__.__name__}: {exc})")
 
 
+def _frame_size(img: Image.Image) -> tuple[int, int, int]:
+    """(width, height, samples) of the current frame, from its header."""
+    return int(img.size[0]), int(img.size[1]), len(img.getbands())
+
+
 def _pillow_header(label: Path, img: Image.Image) -> ImageHeader:
+    """The header of an open Pillow image; TIFF/MPO frames each read from their own header (no pixel decoded)."""
+    fmt = str(img.format or label.suffix.lstrip(".").upper())
+    frames = int(getattr(img, "n_frames", 1) or 1)
+    first = _frame_size(img)
+    sizes: list[tuple[int, int, int]] = [first]
+    if frames > 1 and fmt in _PER_FRAME_SIZES:
+        # Pillow has already walked every TIFF page's IFD to count them; an MPO index holds at most 4096 entries.
+        for index in range(1, frames):
+            img.seek(index)
+            sizes.append(_frame_size(img))
+        img.seek(0)
     return ImageHeader(
         path=label,
-        format=str(img.format or label.suffix.lstrip(".").upper()),
-        width=int(img.size[0]),
-        height=int(img.size[1]),
-        samples=len(img.getbands()),
-        frames=int(getattr(img, "n_frames", 1) or 1),
+        format=fmt,
+        width=first[0],
+        height=first[1],
+        samples=first[2],
+        frames=frames,
+        frame_sizes=() if all(size == first for size in sizes) else tuple(sizes),
     )
 
 
@@ -305,18 +373,31 @@ def declared_spacing(path: str | Path) -> tuple[float, float] | None:
 
 
 def check_pixel_budget(header: ImageHeader, max_pixels: int = MAX_PIXELS, frames: int = 1) -> None:
-    """Raise DataError when decoding ``frames`` frames of ``header`` would give more than ``max_pixels`` values.
+    """Raise DataError when decoding the first ``frames`` frames of ``header`` would give more than ``max_pixels``
+    values, each frame counted by its own header (:attr:`ImageHeader.frame_sizes`).
 
     Called with the header only, so a file declaring a huge image is refused before any pixel is decoded.
     """
-    values = header.decoded_values * frames
-    if values > max_pixels:
+    values = header.values(frames)
+    if values <= max_pixels:
+        return
+    count = min(frames, header.frames)
+    limit = f"more than the limit of {max_pixels:,} (rlar.data.io.MAX_PIXELS); refused before decoding"
+    if not header.frame_sizes:
         raise DataError(
             header.path,
             f"{header.format} header declares {header.width}x{header.height} pixels x {header.samples} sample(s) x "
-            f"{frames} frame(s) = {values:,} values ({header.width * header.height * frames:,} pixels), more than "
-            f"the limit of {max_pixels:,} (rlar.data.io.MAX_PIXELS); refused before decoding",
+            f"{count} frame(s) = {values:,} values ({header.width * header.height * count:,} pixels), {limit}",
         )
+    sizes = header.frame_sizes[:count]
+    index = max(range(len(sizes)), key=lambda i: sizes[i][0] * sizes[i][1] * sizes[i][2])
+    width, height, samples = sizes[index]
+    raise DataError(
+        header.path,
+        f"{header.format} frames of different sizes, each checked by its own header: frame {index + 1} of "
+        f"{header.frames} declares {width}x{height} pixels x {samples} sample(s); the {count} frame(s) to decode "
+        f"hold {values:,} values, {limit}",
+    )
 
 
 @dataclass
@@ -437,14 +518,22 @@ def _decode(src: _Input, max_pixels: int, all_frames: bool) -> _Raw:
 
 def _read_pillow(src: _Input, max_pixels: int, all_frames: bool) -> _Raw:
     try:
-        with Image.open(src.pillow_source()) as img:
-            # Image.open reads only the header: check the size before load() decodes anything.
+        with _open_pillow(src) as img:
+            # Image.open reads only the first header; _pillow_header reads each TIFF page's / MPO picture's own
+            # header (seek without decoding), so every frame is checked before load() decodes anything.
             header = _pillow_header(src.label, img)
-            check_pixel_budget(header, max_pixels, frames=header.frames if all_frames else 1)
-            frames = ImageSequence.Iterator(img) if all_frames else [img]
-            arrays = [_pillow_array(frame, src.label) for frame in frames]
+            count = header.frames if all_frames else 1
+            check_pixel_budget(header, max_pixels, frames=count)
+            arrays = []
+            for index in range(count):
+                if index:
+                    img.seek(index)
+                if header.frame_sizes and _frame_size(img) != header.frame_sizes[index]:
+                    raise DataError(src.label, f"frame {index + 1} changed size between its header check and its "
+                                               "decoding; refused")
+                arrays.append(_pillow_array(img, src.label))
             fmt = str(img.format or "image").lower()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except _PILLOW_ERRORS as exc:
         raise _pillow_error(src, exc) from exc
     if not arrays:
         raise DataError(src.label, "image has no frames")
@@ -479,9 +568,28 @@ def _dicom_header(src: _Input) -> Any:
 
     try:
         with src.open() as handle:
+            _refuse_deflated(handle, src.label)
+            handle.seek(0)
             return pydicom.dcmread(handle, stop_before_pixels=True)
     except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as exc:
         raise DataError(src.label, f"cannot read DICOM ({exc.__class__.__name__}: {exc})") from exc
+
+
+def _refuse_deflated(handle: BinaryIO, label: Path) -> None:
+    """Refuse the deflated transfer syntax from the file meta alone: pydicom inflates the whole dataset (pixels
+    included) before it parses the first element, so a few MB could inflate to gigabytes before any check."""
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+
+    try:
+        read_preamble(handle, force=True)
+        meta = _read_file_meta_info(handle)
+    except Exception:  # noqa: BLE001 - an unreadable meta group: dcmread reports it with its own reason
+        return
+    syntax = meta.get("TransferSyntaxUID")
+    if syntax is not None and getattr(syntax, "is_deflated", False):
+        raise DataError(label, "DICOM with the deflated transfer syntax is not supported: the whole dataset would "
+                               "have to be inflated before its size could be checked; store it uncompressed or "
+                               "with an image codec (JPEG, JPEG 2000, RLE)")
 
 
 def _dicom_image_header(path: Path, ds: Any) -> ImageHeader:
@@ -511,12 +619,24 @@ def _read_dicom(src: _Input, max_pixels: int, all_frames: bool) -> _Raw:
 
     ds = _dicom_header(src)
     header = _dicom_image_header(src.label, ds)
-    check_pixel_budget(header, max_pixels, frames=header.frames if all_frames else 1)
+    count = header.frames if all_frames else 1
+    check_pixel_budget(header, max_pixels, frames=count)
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
         # index=0 decodes only the first frame; correct_unused_bits=False keeps bits above BitsStored so that
         # data understating its depth is seen (and kept) rather than masked off.
-        with src.open() as handle:
-            array = pixel_array(handle, index=None if all_frames else 0, correct_unused_bits=False)
+        index = None if all_frames else 0
+        if syntax is not None and syntax.is_encapsulated:
+            # Compressed: read the codestreams (the file's bytes, no pixel decoded) and check what each frame
+            # to decode declares against Rows x Columns before any codec allocates its output.
+            full = _dicom_dataset(src)
+            _check_codestreams(full, header, count, src.label)
+            array = pixel_array(full, index=index, correct_unused_bits=False)
+        else:
+            with src.open() as handle:
+                array = pixel_array(handle, index=index, correct_unused_bits=False)
+    except DataError:
+        raise
     except Exception as exc:  # pydicom raises many types for unsupported transfer syntaxes / bad headers
         if "pixel data" in str(exc).lower() and "no " in str(exc).lower():
             raise DataError(src.label, f"DICOM file has no pixel data ({exc})") from exc
@@ -539,6 +659,120 @@ def _read_dicom(src: _Input, max_pixels: int, all_frames: bool) -> _Raw:
         inverted = np.subtract(hi + lo, stack, dtype=np.int32 if info.bits <= 16 else np.int64)
         stack = inverted.astype(stack.dtype)
     return _Raw(arrays=list(stack), bits=bits, format="dicom", dataset=ds)
+
+
+def _dicom_dataset(src: _Input) -> Any:
+    """The whole DICOM dataset, pixel data included (for a compressed file: its codestreams, still encoded)."""
+    import pydicom
+
+    try:
+        with src.open() as handle:
+            return pydicom.dcmread(handle)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for damaged files
+        raise DataError(src.label, f"cannot read DICOM ({exc.__class__.__name__}: {exc})") from exc
+
+
+# Encapsulated transfer syntaxes whose codestream headers are checked before decoding (PS3.5 A.4, A.6, A.4.x).
+_JPEG_SYNTAXES = frozenset({
+    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",  # JPEG baseline / extended / lossless, JPEG-LS
+})
+_J2K_SYNTAXES = frozenset({
+    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+    "1.2.840.10008.1.2.4.203",  # JPEG 2000 and HTJ2K
+})
+_RLE_SYNTAX = "1.2.840.10008.1.2.5"
+_J2K_SIZ = b"\xff\x4f\xff\x51"  # SOC then SIZ: the codestream's start (ISO/IEC 15444-1 A.5.1)
+_J2K_SEARCH = 1 << 16  # a JP2 wrapper's boxes come before the codestream; they are short
+
+
+def _check_codestreams(ds: Any, header: ImageHeader, count: int, label: Path) -> None:
+    """Refuse a compressed DICOM whose frames' codestreams declare more than Rows x Columns, before decoding.
+
+    Codecs size their output from the codestream's own header (JPEG SOF, JPEG 2000 SIZ) or from the data (RLE
+    runs), not from Rows x Columns; pydicom compares the two only after decoding. The first ``count`` frames
+    (those that will be decoded) are parsed here; a syntax whose headers this function cannot read is refused.
+    """
+    from pydicom.encaps import generate_frames
+
+    syntax = str(ds.file_meta.TransferSyntaxUID)
+    if syntax not in _JPEG_SYNTAXES | _J2K_SYNTAXES | {_RLE_SYNTAX}:
+        raise DataError(label, f"DICOM transfer syntax {syntax} ({ds.file_meta.TransferSyntaxUID.name}) is not "
+                               "supported: its frames' sizes cannot be checked before decoding")
+    if "PixelData" not in ds:
+        return  # pydicom's decoder reports "no pixel data"
+    offsets = getattr(ds, "ExtendedOffsetTable", None)
+    lengths = getattr(ds, "ExtendedOffsetTableLengths", None)
+    extended = (offsets, lengths) if offsets is not None and lengths is not None else None
+    bytes_per_sample = max(1, int(getattr(ds, "BitsAllocated", 8) or 8) // 8)
+    frames = generate_frames(ds.PixelData, number_of_frames=header.frames, extended_offsets=extended)
+    for index, frame in zip(range(count), frames):
+        if syntax == _RLE_SYNTAX:
+            problem = _rle_problem(frame, header.width * header.height, header.samples * bytes_per_sample)
+        else:
+            problem = _codestream_size_problem(frame, syntax in _J2K_SYNTAXES, header)
+        if problem is not None:
+            raise DataError(label, f"frame {index + 1} of {header.frames}: {problem}; refused before decoding")
+
+
+def _codestream_size_problem(frame: bytes, j2k: bool, header: ImageHeader) -> str | None:
+    """Why a JPEG / JPEG-LS / JPEG 2000 codestream does not fit Rows x Columns x SamplesPerPixel, or None."""
+    if j2k:
+        start = frame.find(_J2K_SIZ, 0, _J2K_SEARCH)
+        if start < 0 or len(frame) < start + 42:
+            return "embedded JPEG 2000 codestream has no readable SIZ header"
+        # SIZ: marker(2) Lsiz(2) Rsiz(2) Xsiz(4) Ysiz(4) XOsiz(4) YOsiz(4) XTsiz YTsiz XTOsiz YTOsiz(4 each) Csiz(2)
+        siz = start + 2
+        xsiz, ysiz, xo, yo = (int.from_bytes(frame[siz + 6 + 4 * k : siz + 10 + 4 * k], "big") for k in range(4))
+        width, height = xsiz - xo, ysiz - yo
+        components = int.from_bytes(frame[siz + 38 : siz + 40], "big")
+        kind = "JPEG 2000"
+    else:
+        from pydicom.pixels.utils import _get_jpg_parameters
+
+        info = _get_jpg_parameters(frame)
+        if not info or not info.get("height") or not info.get("width"):
+            return "embedded JPEG codestream has no readable frame header (SOF) with its size"
+        width, height, components = int(info["width"]), int(info["height"]), int(info.get("components", 1))
+        kind = "JPEG"
+    if (width, height) != (header.width, header.height) or components > header.samples:
+        return (f"embedded {kind} codestream declares {width}x{height} pixels x {components} component(s), but the "
+                f"DICOM header says Columns x Rows {header.width}x{header.height} x {header.samples} sample(s)")
+    return None
+
+
+def _rle_problem(frame: bytes, plane_bytes: int, segments: int) -> str | None:
+    """Why an RLE frame (PS3.5 G) would decode to more than its Rows x Columns planes, or None.
+
+    Each segment is one byte plane of ``plane_bytes``; its packets are walked (headers only) and the walk stops
+    as soon as the output passes the plane (plus the one pad byte the standard allows), so the cost is bounded
+    by the plane, whatever the segment claims.
+    """
+    if len(frame) < 64:
+        return "RLE frame shorter than its 64-byte header"
+    header = np.frombuffer(frame[:64], dtype="<u4")
+    count = int(header[0])
+    if count != segments or not 1 <= count <= 15:
+        return f"RLE header declares {count} segment(s), the DICOM header needs {segments}"
+    offsets = [int(o) for o in header[1 : count + 1]] + [len(frame)]
+    limit = plane_bytes + 1
+    for k in range(count):
+        segment = frame[offsets[k] : offsets[k + 1]]
+        produced = pos = 0
+        while pos < len(segment) and produced <= limit:
+            n = segment[pos]
+            if n > 128:  # replicate the next byte 257 - n times
+                produced += 257 - n
+                pos += 2
+            elif n < 128:  # copy the next n + 1 bytes
+                produced += n + 1
+                pos += n + 2
+            else:  # 128: no operation
+                pos += 1
+        if produced > limit:
+            return (f"RLE segment {k + 1} expands to more than the {plane_bytes:,} bytes of one Rows x Columns "
+                    "plane")
+    return None
 
 
 def _real_bits(array: np.ndarray, bits_stored: int, path: Path) -> int:
