@@ -181,3 +181,27 @@ def test_checkpoint_with_non_finite_weights_is_refused(trained_run: Path, tmp_pa
     assert "NaN or infinite" in capsys.readouterr().err
     assert main(["export", "--model", str(bad), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 2
     assert "NaN or infinite" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
+
+
+def test_dicom_input_gets_a_dicom_segmentation_that_reads_back_to_the_mask(trained_run: Path, tmp_path: Path) -> None:
+    """Issue 21 item 4: the SEG references the source image, identifies the algorithm and holds the predicted mask."""
+    import numpy as np
+    import pydicom
+    from _dicom import write_dicom
+
+    png = _rlar_trained_model.phantom_png(tmp_path / "src", 0, size=(70, 90))
+    pixels = np.asarray(Image.open(png))
+    (tmp_path / "in").mkdir()
+    source = write_dicom(tmp_path / "in" / "scan.dcm", pixels, spacing=(0.1, 0.1))
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(trained_run), str(source), "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "scan.json").read_text())
+    assert report["files"]["dicom_seg"] == "scan.seg.dcm"
+    seg = pydicom.dcmread(out / "scan.seg.dcm")
+    image = pydicom.dcmread(source)
+    assert seg.Modality == "SEG" and seg.SegmentationType == "BINARY"
+    assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == image.SOPInstanceUID
+    algorithm = seg.SegmentSequence[0].SegmentAlgorithmName
+    assert algorithm == "rlar" and seg.SegmentSequence[0].SegmentLabel == "thyroid nodule"
+    predicted = np.asarray(Image.open(out / "scan.mask.png")) > 0
+    np.testing.assert_array_equal(seg.pixel_array.astype(bool).reshape(predicted.shape), predicted)

@@ -144,10 +144,17 @@ def check_output_folder(out: Path, expanded: Expanded, overwrite: bool) -> None:
 
 
 def write_result(result: ImageResult, predictor: Predictor, out_dir: Path, stem: str,
-                 arguments: dict[str, Any]) -> dict[str, Any]:
-    """Write the mask(s), overlay, JSON and HTML of one result; returns its report."""
+                 arguments: dict[str, Any], source: Path | None = None) -> dict[str, Any]:
+    """Write the mask(s), overlay, JSON and HTML of one result (and, for a DICOM ``source`` file, its DICOM
+    Segmentation ``<stem>.seg.dcm``); returns its report."""
     files: dict[str, str] = {}
     key = result.key
+    if source is not None and result.input.kind == "dicom" and key.mask is not None:
+        from rlar.inference.dicom_seg import write_segmentation
+
+        masks = [frame.mask for frame in result.frames if frame.mask is not None]
+        result.warnings.extend(write_segmentation(source, masks, out_dir / f"{stem}.seg.dcm", predictor.describe()))
+        files["dicom_seg"] = f"{stem}.seg.dcm"
     if key.mask is not None:
         if len(result.frames) == 1:
             write_bytes(out_dir / f"{stem}.mask.png", png_bytes(mask_png(key.mask)))
@@ -186,7 +193,7 @@ def predict_many(predictor: Predictor, inputs: Sequence[str | Path], out_dir: st
     for file, stem in items:
         try:
             result = predictor.predict_one(file)
-            report = write_result(result, predictor, out, stem, dict(arguments or {}))
+            report = write_result(result, predictor, out, stem, dict(arguments or {}), source=file)
         except DataError as err:
             if Path(err.item) == out or Path(err.item).parent == out:
                 raise  # the output folder itself failed: every further image would fail the same way
