@@ -165,15 +165,15 @@ def _features(image: torch.Tensor, mask: torch.Tensor) -> np.ndarray | None:
         return None
 
 
-def test_kept_targets_agree_with_the_augmented_image_under_the_shipped_default(phantom_batch: dict) -> None:
-    """The guidance loss only sees targets whose 13 features match the augmented input within the tolerance."""
+def test_split_policy_keeps_only_targets_that_agree_with_the_augmented_image(phantom_batch: dict) -> None:
+    """Under 'split' the guidance loss only sees targets whose 13 features match the augmented input."""
     base = {i: f for i in range(len(phantom_batch["image_id"]))
             if (f := _features(phantom_batch["image"][i], phantom_batch["mask"][i])) is not None}
     assert len(base) >= 16
     sd = np.std(np.stack(list(base.values())), axis=0, ddof=1)
     kept_deltas, dropped_deltas = [], []
     for epoch in range(3):
-        out = BatchAugmenter(AugmentOptions(), seed=0)(phantom_batch, epoch)
+        out = BatchAugmenter(AugmentOptions(targets="split"), seed=0)(phantom_batch, epoch)
         for i, f0 in base.items():
             f = _features(out["image"][i], out["mask"][i])
             if f is None:
@@ -183,3 +183,20 @@ def test_kept_targets_agree_with_the_augmented_image_under_the_shipped_default(p
     assert float(np.max(kept_deltas)) <= TARGET_TOLERANCE_SD
     # Why the policy exists: the samples it takes the target from have features that really moved.
     assert float(np.median(np.max(np.stack(dropped_deltas), axis=1))) > 0.1
+
+
+def test_every_method_sees_the_same_augmentation_for_a_seed() -> None:
+    """A guided method (every sample carries a radiomics target) and an unguided one (none does) get the same
+    augmented images and masks from one seed under the shipped policy: arms differ only by the method."""
+    n = 64
+    guided, unguided = make_batch(n), make_batch(n)
+    guided["has_radiomics"][:] = True
+    unguided["has_radiomics"][:] = False
+    assert AugmentOptions().targets == "augmented"
+    for epoch in range(3):
+        a = BatchAugmenter(AugmentOptions(), seed=5)(guided, epoch)
+        b = BatchAugmenter(AugmentOptions(), seed=5)(unguided, epoch)
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+        changed = sum(not _is_original_or_flipped(a["image"][i], guided["image"][i]) for i in range(n))
+        assert changed > 0.8 * n  # the full augmentation, not the flip-only half of the 'split' policy
+        assert torch.equal(a["has_radiomics"], guided["has_radiomics"])  # targets are the retarget step's job

@@ -16,10 +16,18 @@ from rlar.strategies.repmtl import csa_loss, tsr_loss
 from ._tiny import TinyNet, make_batch, simple_loss
 
 
+def _unit_rms(x: torch.Tensor) -> torch.Tensor:
+    """Each sample's saliency divided by its root mean square: what TSR and CSA see (scale-free saliency)."""
+    return x / x.pow(2).flatten(1).mean(1).sqrt().view(-1, *([1] * (x.ndim - 1)))
+
+
 def test_tsr_is_the_entropy_of_normalised_channel_aggregates() -> None:
-    # B = 1, C = 2 channels, two locations; S_hat = the channel mean at each location.
+    # B = 1, C = 2 channels, two locations; S_hat = the channel mean at each location. Both saliencies have the
+    # same RMS (sqrt(5.5)), so TSR's per-sample normalisation divides them by the same number.
+    r = 2.0 * 2.0**0.5
     s_a = torch.tensor([[[1.0, 2.0], [1.0, 4.0]]])  # S_hat_a = ((1+1)/2, (2+4)/2) = (1, 3)
-    s_b = torch.tensor([[[-2.0, 0.0], [0.0, 2.0]]])  # S_hat_b = (-1, 1) -> |.| = (1, 1)
+    s_b = torch.tensor([[[-2.0, 1.0 + r], [0.0, 1.0 - r]]])  # S_hat_b = (-1, 1) -> |.| = (1, 1)
+    torch.testing.assert_close(s_a / _unit_rms(s_a), s_b.abs().pow(2).mean().sqrt().expand(1, 2, 2))
     p = np.array([[0.5, 0.5], [0.75, 0.25]])  # location 0: (1, 1) / 2; location 1: (3, 1) / 4
     expected = float(np.mean(-(p * np.log(p)).sum(1)))
     got = float(tsr_loss([s_a, s_b], torch.tensor([True])))
@@ -29,11 +37,44 @@ def test_tsr_is_the_entropy_of_normalised_channel_aggregates() -> None:
     assert float(tsr_loss(list(peaked), torch.tensor([True]))) == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.parametrize("scale", [1e-9, 1e-20, 1e6])
+def test_saliency_scale_changes_nothing(scale: float) -> None:
+    """A task saliency of 1e-9 (the segmentation side on DDTI) behaves like one of 1: both terms and their gradients
+    are unchanged (without the per-sample normalisation TSR saw P_cls = 1 everywhere and CSA's seg side vanished
+    under F.normalize's eps)."""
+    g = torch.Generator().manual_seed(3)
+    seg = torch.randn(4, 3, 5, generator=g, requires_grad=True)
+    cls = torch.randn(4, 3, 5, generator=g, requires_grad=True)
+    valid = torch.ones(4, dtype=torch.bool)
+    for term in (lambda a, b: tsr_loss([a, b], valid), lambda a, b: csa_loss([a, b], valid, 1.0)):
+        ref = term(seg, cls)
+        ref_grads = torch.autograd.grad(ref, (seg, cls))
+        scaled_seg = (seg.detach() * scale).requires_grad_()
+        got = term(scaled_seg, cls)
+        got_grads = torch.autograd.grad(got, (scaled_seg, cls))
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got_grads[0] * scale, ref_grads[0], rtol=1e-4, atol=1e-6)  # chain rule: 1/scale
+        torch.testing.assert_close(got_grads[1], ref_grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_regulariser_share_is_bounded_and_the_unbounded_share_logged() -> None:
+    torch.manual_seed(4)
+    model = TinyNet().double()
+    batch = make_batch(b=5, seed=9, dtype=torch.float64)
+    free = get_strategy("repmtl", lambda_tsr=50.0, lambda_csa=50.0, max_share=None).step(model, batch, simple_loss, 0)
+    assert free.extra["penalty_share"] == pytest.approx(free.extra["penalty_share_raw"]) and free.extra["penalty_share"] > 0.5
+    model.zero_grad()
+    bounded = get_strategy("repmtl", lambda_tsr=50.0, lambda_csa=50.0, max_share=0.5).step(model, batch, simple_loss, 0)
+    assert bounded.extra["penalty_share"] == pytest.approx(0.5)
+    assert bounded.extra["penalty_share_raw"] == pytest.approx(free.extra["penalty_share_raw"])
+
+
 def _csa_numpy(sal: list[np.ndarray], temperature: float) -> float:
     """The issue's equations, written out per sample with numpy."""
     n_batch = sal[0].shape[0]
     def unit(x: np.ndarray) -> np.ndarray:
         return x.ravel() / np.linalg.norm(x.ravel())
+    sal = [s / np.sqrt((s.reshape(n_batch, -1) ** 2).mean(1)).reshape(-1, 1, 1) for s in sal]  # unit RMS per sample
     anchors = []
     for b in range(n_batch):
         a = np.stack([s[b].mean(1) for s in sal], axis=1)  # C x T
@@ -96,7 +137,7 @@ def test_cut_gradients_equal_naive_second_order_autograd() -> None:
     model = TinyNet().double()
     batch = make_batch(b=5, seed=9, dtype=torch.float64)
     batch["has_mask"][4] = False
-    strategy = get_strategy("repmtl", lambda_tsr=0.7, lambda_csa=1.5)
+    strategy = get_strategy("repmtl", lambda_tsr=0.7, lambda_csa=1.5, max_share=None)
     report = strategy.step(model, batch, simple_loss, 0)
     got = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()

@@ -4,6 +4,8 @@ against the naive reference in ``_reference.py`` (autograd.grad(create_graph=Tru
 
 from __future__ import annotations
 
+from typing import Any
+
 import math
 
 import pytest
@@ -327,3 +329,32 @@ def test_penalty_gradient_survives_bf16_autocast() -> None:
     cos = float(torch.nn.functional.cosine_similarity(exact, bf16, dim=0))
     assert cos > 0.98, cos
     assert float((bf16 - exact).norm() / exact.norm()) < 0.2
+
+
+@pytest.mark.parametrize("space", ["channel", "tensor"])
+def test_penalty_and_its_gradient_do_not_depend_on_the_scale_of_a_task_loss(space: str) -> None:
+    """L_seg x 1e-9 (its gradient at z on DDTI is ~1e-9 of the classifier's): the same penalty and the same
+    parameter gradient of it. With an absolute eps (the old 1e-12) the tiny gradient fell below the guard."""
+    torch.manual_seed(1)
+    batch = make_batch(b=5, seed=2, dtype=torch.float64)
+
+    def penalty_grads(scale: float) -> tuple[float, list[torch.Tensor]]:
+        torch.manual_seed(1)
+        model = TinyNet().double()
+
+        def scaled(out: Any, b: dict) -> dict[str, torch.Tensor]:
+            losses = simple_loss(out, b)
+            return {**losses, "seg": losses["seg"] * scale}
+
+        strategy = get_strategy("rlar", lambda_rlar=1.0, every_n_steps=1, space=space)
+        report = strategy.step(model, batch, scaled, 0)
+        with_penalty = _grads(model)
+        model.zero_grad()
+        get_strategy("sum").step(model, batch, scaled, 0)
+        return report.extra["penalty"], [a - b for a, b in zip(with_penalty, _grads(model), strict=True)]
+
+    ref_value, ref = penalty_grads(1.0)
+    value, got = penalty_grads(1e-9)
+    assert ref_value > 0 and value == pytest.approx(ref_value, rel=1e-6)
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-9)

@@ -88,7 +88,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, tiny_sour
         return model, strategy, loss
 
     monkeypatch.setattr(run_module, "build_components", poisoned)
-    cfg = load_config(None, [*tiny_overrides, "optim.epochs=4"])
+    # the competition probe also calls the loss with gradients on; off, so the count is the training steps'
+    cfg = load_config(None, [*tiny_overrides, "optim.epochs=4", "training.competition_probe=0"])
     with pytest.raises(TrainingDiverged) as info:
         run_training(cfg, tmp_path, progress=False)
     message = str(info.value)

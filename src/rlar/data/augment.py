@@ -13,18 +13,23 @@ the batch composition, the loading order or the number of DataLoader workers.
 
 Why a radiomics-target policy. The 13 radiomics targets are computed on the un-augmented image; rotation,
 scaling, gamma, brightness and speckle move texture and echogenicity features by a large part of their dataset
-SD (benchmarks/radiomics_augmentation.py, docs/data-pipeline.md), so the guidance loss would ask the network for
-texture it cannot see. A left-right flip leaves all 13 features unchanged (the GLCM averages its offsets over
-angles that the flip permutes; shape features are mirror-invariant). :attr:`AugmentOptions.targets` decides how
-samples that carry a target are augmented:
+SD (benchmarks/radiomics_augmentation.py, docs/data-pipeline.md), so a target kept as it is would ask the network
+for texture it cannot see. A left-right flip leaves all 13 features unchanged (the GLCM averages its offsets over
+angles that the flip permutes; shape features are mirror-invariant). :attr:`AugmentOptions.targets` decides:
 
-- ``"split"`` (default): each such sample, with probability ``target_safe_fraction``, receives only
-  target-preserving transforms and keeps its target; otherwise it receives the full augmentation and its target
-  is switched off for that step (``has_radiomics`` False, so L_rad ignores it). Segmentation and classification
-  keep most of their augmentation and the guidance loss only ever sees targets that match its input.
-- ``"restrict"``: every sample with a target gets target-preserving transforms only (samples without a target
-  still get the full augmentation).
-- ``"ignore"``: the legacy behaviour (full augmentation, targets kept although they no longer match).
+- ``"augmented"`` (default): every sample gets the full augmentation, whether it carries a target or not, so
+  every method sees the same augmented images for a seed; the targets are then shifted by the change the
+  augmentation made to the features, measured on the network input (``rlar.radiomics.augmented``; the dataset
+  needs that ``retarget`` function, which training passes in).
+- ``"split"`` (the recipe before 2026-12-06, kept for the ablation that measured it): each sample with a target,
+  with probability ``target_safe_fraction``, receives only target-preserving transforms and keeps its target;
+  otherwise it receives the full augmentation and its target is switched off for that step. Guided methods then
+  see about half the augmentation of unguided ones.
+- ``"restrict"``: every sample with a target gets target-preserving transforms only.
+- ``"ignore"``: full augmentation, targets kept although they no longer match.
+
+The random draws never depend on the policy or on which samples carry a target: the policy only decides which of
+the drawn transforms are switched off.
 """
 
 from __future__ import annotations
@@ -79,8 +84,9 @@ class AugmentOptions(BaseModel):
     gamma_range: tuple[float, float] = (0.8, 1.25)
     speckle_prob: float = Field(default=0.5, ge=0.0, le=1.0)
     max_speckle: float = Field(default=0.1, ge=0.0, le=1.0, description="x * (1 + sigma N(0,1)), sigma ~ U(0, m)")
-    targets: Literal["split", "restrict", "ignore"] = Field(
-        default="split", description="how samples with a radiomics target are augmented (module docstring)"
+    targets: Literal["augmented", "split", "restrict", "ignore"] = Field(
+        default="augmented", description="how samples with a radiomics target are augmented and their targets "
+        "kept in step with the input (module docstring)"
     )
     target_safe_fraction: float = Field(
         default=0.5, ge=0.0, le=1.0, description="'split': share of targeted samples kept target-preserving"
@@ -145,7 +151,7 @@ class BatchAugmenter:
             safe = has_target.clone()
         elif o.targets == "split":
             safe = has_target & (u["safe"] < o.target_safe_fraction)
-        else:
+        else:  # "augmented", "ignore": every sample gets every drawn transform
             safe = torch.zeros(n, dtype=torch.bool)
 
         def active(name: str, prob: float) -> torch.Tensor:
@@ -189,7 +195,7 @@ class BatchAugmenter:
         image = apply_intensity(image, p, noise)
         out = dict(batch)
         out["image"], out["mask"] = image, mask
-        if self.options.targets != "ignore" and "has_radiomics" in batch:
+        if self.options.targets in ("split", "restrict") and "has_radiomics" in batch:
             unsafe = torch.stack([p[name] for name in TRANSFORMS if name not in TARGET_PRESERVING]).any(dim=0)
             out["has_radiomics"] = has_target.bool() & ~unsafe.to(has_target.device)
         return out

@@ -136,6 +136,10 @@ class ThyroidDataset(Dataset):
         cache_in_memory: decode everything once at construction into uint8 tensors (module docstring).
         augmentation: :class:`~rlar.data.augment.AugmentOptions` (or a dict of them) used when ``augment``;
             None = the shipped defaults.
+        retarget: ``retarget(before, after) -> after`` run on each augmented batch, given the batch before and
+            after augmentation: keeps the radiomics targets in step with the augmented input (training passes
+            :class:`rlar.radiomics.augmented.AugmentedTargets`). Required when the policy
+            ``augmentation.targets`` is ``"augmented"`` and some image has a radiomics target.
         progress: show a progress bar while decoding at construction.
 
     Items are dicts with ``image`` (1, H, W) float32 in [0, 1], ``mask`` (1, H, W) float32 in {0, 1} (zeros when
@@ -157,6 +161,7 @@ class ThyroidDataset(Dataset):
         cache_in_memory: bool = True,
         *,
         augmentation: AugmentOptions | Mapping[str, Any] | None = None,
+        retarget: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]] | None = None,
         progress: bool = False,
     ) -> None:
         if len(image_size) != 2 or any(int(s) < 1 for s in image_size):
@@ -195,6 +200,10 @@ class ThyroidDataset(Dataset):
             if len(kept) < len(image_ids):
                 self._set_items(kept, position)
         self._radiomics, self._has_radiomics = self._lookup_radiomics(radiomics)
+        self.retarget = retarget
+        if augment and options.targets == "augmented" and retarget is None and bool(self._has_radiomics.any()):
+            raise ValueError("augmentation.targets 'augmented' shifts radiomics targets with the augmentation: pass "
+                             "retarget=rlar.radiomics.AugmentedTargets(...), or choose another targets policy")
 
     # ---------------------------------------------------------------------------------------------- set-up
 
@@ -330,7 +339,11 @@ class ThyroidDataset(Dataset):
 
     def _collate_augmented(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         assert self.augmenter is not None
-        return self.augmenter(collate(items), self.epoch)
+        before = collate(items)
+        after = self.augmenter(before, self.epoch)
+        if self.retarget is not None and self.augmenter.options.targets == "augmented":
+            after = self.retarget(before, after)
+        return after
 
 
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -6,11 +6,13 @@
 - :mod:`.features`: :func:`extract_features` for one image and mask.
 - :mod:`.targets` / :mod:`.cache`: :func:`compute_targets` for a whole source, cached on disk with provenance.
 - :mod:`.standardise`: :class:`Standardiser`, z-scoring fitted on the training fold.
+- :mod:`.augmented`: :class:`AugmentedTargets`, targets shifted with the training augmentation.
 - :mod:`.reference`: pyradiomics wrappers for cross-checks (needs the ``test`` extra).
 
 See docs/radiomics.md.
 """
 
+from rlar.radiomics.augmented import AugmentedTargets
 from rlar.radiomics.features import extract_features
 from rlar.radiomics.params import RadiomicsParams
 from rlar.radiomics.spec import (
@@ -29,6 +31,7 @@ from rlar.radiomics.standardise import Standardiser
 from rlar.radiomics.targets import compute_targets
 
 __all__ = [
+    "AugmentedTargets",
     "FAMILIES",
     "FEATURE_FAMILIES",
     "FEATURE_NAMES",

@@ -68,23 +68,39 @@ def at_least_float32(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
+def unit_scaled(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample gradients (B, ...) -> (B, D) float32 divided by each sample's own largest |value|, and (B,) nonzero.
+
+    Why: the tasks' gradients at a representation differ by up to 1e8 in scale (||grad_z L_seg|| ~ 1e-10 at
+    initialisation on DDTI), so squares of the raw values underflow float32 and any absolute epsilon is a large
+    fraction of one task's norm. Dividing by the detached max-abs makes every later threshold relative to the
+    gradient's own scale; for scale-invariant functions (a cosine, a normalised saliency) value and gradient are
+    exactly those of the unscaled input, because d f(g / s) / dg = (1 / s) f'(g / s) = f'(g) for 0-homogeneous f.
+    ``nonzero`` is False only for an exactly zero (or non-finite) gradient.
+    """
+    flat = at_least_float32(g.flatten(1))
+    scale = flat.detach().abs().amax(dim=1)
+    nonzero = torch.isfinite(scale) & (scale > 0)
+    safe = torch.where(nonzero, scale, torch.ones_like(scale))
+    return flat / safe[:, None], nonzero
+
+
 def per_sample_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine between the per-sample gradients ``a`` and ``b`` (shape (B, ...)), in float32, differentiably, NaN-free.
 
-    delta = g / (||g|| + eps) per sample (flattened); returns (cos (B,), nonzero (B,) bool) where ``nonzero`` marks
-    samples whose gradients are both non-zero (norm > eps). Other samples get cos = 0 with zero gradient: the norm
-    is taken of ``where(nonzero, ||g||^2, 1)`` so its backward never divides by zero (a plain ``norm`` has an
-    undefined derivative at 0, which would poison the batch with NaN). Which samples *count* is decided by their
-    labels (see :func:`label_valid`); ``nonzero`` only keeps the arithmetic safe.
+    Scale-free: each sample's gradient is first divided by its own largest |value| (:func:`unit_scaled`), so the
+    cosine and its derivative are the same for a gradient of 1e-12 as for one of 1, and ``eps`` (the guard of
+    delta = g / (||g|| + eps)) is relative to that scale. Returns (cos (B,), nonzero (B,) bool), ``nonzero``
+    marking samples whose two gradients are both non-zero; other samples get cos = 0 with zero gradient (the norm
+    is taken of ``where(nonzero, ||g||^2, 1)`` so its backward never divides by zero). Which samples *count* is
+    decided by their labels (see :func:`label_valid`); ``nonzero`` only keeps the arithmetic safe.
     """
-    a = at_least_float32(a.flatten(1))
-    b = at_least_float32(b.flatten(1))
-    sa = (a * a).sum(1)
-    sb = (b * b).sum(1)
-    nonzero = (sa > eps * eps) & (sb > eps * eps)
-    one = torch.ones_like(sa)
-    na = torch.sqrt(torch.where(nonzero, sa, one)) + eps
-    nb = torch.sqrt(torch.where(nonzero, sb, one)) + eps
+    a, nonzero_a = unit_scaled(a)
+    b, nonzero_b = unit_scaled(b)
+    nonzero = nonzero_a & nonzero_b
+    one = torch.ones_like(nonzero, dtype=a.dtype)
+    na = torch.sqrt(torch.where(nonzero, (a * a).sum(1), one)) + eps
+    nb = torch.sqrt(torch.where(nonzero, (b * b).sum(1), one)) + eps
     cos = ((a / na[:, None]) * (b / nb[:, None])).sum(1)
     return torch.where(nonzero, cos, torch.zeros_like(cos)), nonzero
 
@@ -344,17 +360,21 @@ class Regularised:
 
     value:      the regulariser's value (already scaled), None if it returned nothing.
     share:      ||grad regulariser|| / ||grad sum_k w_k L_k|| over every trainable tensor the step reached
-                (head parameters and trunk), NaN when no regulariser gradient was applied.
+                (head parameters and trunk) as applied (after ``max_share``), NaN when no regulariser gradient was
+                applied.
+    raw_share:  the same before ``max_share`` bounded it (equal to ``share`` when unbounded).
     at_layers:  task group -> layer -> gradient of the group at the layer (detached).
     """
 
     value: torch.Tensor | None
     share: float
     at_layers: dict[str, dict[str, Grad]]
+    raw_share: float = math.nan
 
 
 def regularised_backward(cp: CutPass, regulariser: Regulariser, *, weights: Mapping[str, float] | None = None,
-                         graph_tasks: Collection[str] | None = None, through_heads: bool = True) -> Regularised:
+                         graph_tasks: Collection[str] | None = None, through_heads: bool = True,
+                         max_share: float | None = None) -> Regularised:
     """Backward of ``sum_k w_k L_k + regulariser(task gradients at the layers)``, its gradient exact and kept apart.
 
     1. graph-carrying gradients of each group at the layers (input gradients only: the head weight gradients'
@@ -364,7 +384,9 @@ def regularised_backward(cp: CutPass, regulariser: Regulariser, *, weights: Mapp
        the leaves plus the head-side parameters below a higher requested layer) separately, in float32 for the
        parameters;
     4. two trunk backwards (loss part, regulariser part), so that the regulariser's share of the gradient norm is
-       measured exactly and a small regulariser gradient survives bf16 autocast.
+       measured exactly and a small regulariser gradient survives bf16 autocast;
+    5. with ``max_share``, the regulariser's gradient is scaled down where its norm exceeds ``max_share`` times
+       the loss gradient's norm (a bound on how far a regulariser can take over the step).
     """
     weights = weights or {}
     layers = list(cp.layer_tensors)
@@ -404,13 +426,17 @@ def regularised_backward(cp: CutPass, regulariser: Regulariser, *, weights: Mapp
         reg_grads[slot] = g
     trunk_loss = cp.trunk_grads(loss_grads[:cp.n_leaves], retain_graph=True)
     trunk_reg = cp.trunk_grads(reg_grads[:cp.n_leaves], retain_graph=False)
-    loss_sq = reg_sq = 0.0
-    for param, gl, gr in [*zip(cp.head_params, loss_grads[n_in:], reg_grads[n_in:], strict=True),
-                          *zip(cp.trunk_params, trunk_loss, trunk_reg, strict=True)]:
-        for g in (gl, gr):
-            if g is not None:
-                accumulate_grad(param, at_least_float32(g))
-        loss_sq += float(at_least_float32(gl).pow(2).sum()) if gl is not None else 0.0
-        reg_sq += float(at_least_float32(gr).pow(2).sum()) if gr is not None else 0.0
-    share = math.sqrt(reg_sq / loss_sq) if loss_sq > 0 else math.nan
-    return Regularised(reg, share, detached)
+    pairs = [*zip(cp.head_params, loss_grads[n_in:], reg_grads[n_in:], strict=True),
+             *zip(cp.trunk_params, trunk_loss, trunk_reg, strict=True)]
+    loss_sq = sum(float(at_least_float32(gl).pow(2).sum()) for _, gl, _ in pairs if gl is not None)
+    reg_sq = sum(float(at_least_float32(gr).pow(2).sum()) for _, _, gr in pairs if gr is not None)
+    raw_share = math.sqrt(reg_sq / loss_sq) if loss_sq > 0 else math.nan
+    factor = 1.0
+    if max_share is not None and math.isfinite(raw_share) and raw_share > max_share:
+        factor = max_share / raw_share
+    for param, gl, gr in pairs:
+        if gl is not None:
+            accumulate_grad(param, at_least_float32(gl))
+        if gr is not None:
+            accumulate_grad(param, at_least_float32(gr) * factor if factor != 1.0 else at_least_float32(gr))
+    return Regularised(reg, raw_share * factor, detached, raw_share)

@@ -34,13 +34,24 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, PositiveFloat
 
-from ._cut import CutPass, at_least_float32, plain_backward, regularised_backward
+from ._cut import CutPass, at_least_float32, plain_backward, regularised_backward, unit_scaled
 from .base import Contribution, Strategy, StrategyOptions
 
 
 def _channels(s: torch.Tensor) -> torch.Tensor:
-    """(B, C, *spatial) or (B, D) saliency -> (B, C, N) float32 (a vector is C = D channels at N = 1 position)."""
-    return at_least_float32(s).reshape(s.shape[0], s.shape[1], -1)
+    """(B, C, *spatial) or (B, D) saliency -> (B, C, N) float32 with unit RMS per sample (a vector is C = D channels
+    at N = 1 position).
+
+    Scale-free (docs/strategies.md, "Rep-MTL at any scale"): each task's saliency of each sample is divided by its
+    own root mean square, so TSR compares where the tasks' saliencies lie, not their magnitudes (on DDTI
+    ||grad_z L_seg|| is ~1e-9 of ||grad_z L_cls|| at initialisation, which made P_cls = 1 everywhere), and CSA's
+    affinity matrices are far above F.normalize's eps (S S^T of the raw seg saliency was ~1e-18). The division is
+    part of the graph (the regularisers see the saliency's direction); :func:`unit_scaled` first takes out the
+    scale exactly so that no square underflows float32. An exactly zero saliency stays zero.
+    """
+    unit, nonzero = unit_scaled(s)
+    rms = torch.sqrt(torch.where(nonzero, unit.pow(2).mean(1), torch.ones_like(nonzero, dtype=unit.dtype)))
+    return (unit / rms[:, None]).reshape(s.shape[0], s.shape[1], -1)
 
 
 def tsr_loss(saliency: list[torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
@@ -73,6 +84,8 @@ class RepMTLOptions(StrategyOptions):
     lambda_tsr: NonNegativeFloat = Field(1.0, description="weight of TSR (paper: robust in [0.7, 1.5])")
     lambda_csa: NonNegativeFloat = Field(1.0, description="weight of CSA (paper: robust in [0.7, 1.5])")
     temperature: PositiveFloat = Field(1.0, description="InfoNCE temperature of CSA (see the module docstring)")
+    max_share: PositiveFloat | None = Field(1.0, description="bound on the regularisers' gradient norm as a fraction of "
+                                                             "the loss gradient's (None: unbounded; docs/strategies.md)")
     penalty_through_heads: bool = Field(True, description="the regularisers' gradient also reaches the heads (exact)")
 
 
@@ -110,12 +123,17 @@ class RepMTL(Strategy):
             record["tsr"], record["csa"] = terms
             return o.lambda_tsr * terms[0] + o.lambda_csa * terms[1]
 
-        share = math.nan
+        share = raw_share = math.nan
         if o.lambda_tsr > 0 or o.lambda_csa > 0:
-            share = regularised_backward(cp, regulariser, through_heads=o.penalty_through_heads).share
+            result = regularised_backward(cp, regulariser, through_heads=o.penalty_through_heads,
+                                          max_share=o.max_share)
+            share, raw_share = result.share, result.raw_share
         else:  # both weights 0: log the terms anyway, from first-order gradients
             per_task = plain_backward(cp)
             regulariser({t: {layer: cp.layer_grad(per_task[t], layer)} for t in tasks})
         values = {k: float(v.detach()) for k, v in record.items()}
         reg = o.lambda_tsr * values.get("tsr", 0.0) + o.lambda_csa * values.get("csa", 0.0)
-        return Contribution(regulariser=reg, extra={**values, "penalty": reg, "penalty_share": share})
+        applied = share if math.isfinite(share) else 0.0
+        return Contribution(regulariser=reg, extra={**values, "penalty": reg, "penalty_share": share,
+                                                    "penalty_share_all_steps": applied,
+                                                    "penalty_share_raw": raw_share})

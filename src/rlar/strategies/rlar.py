@@ -5,7 +5,8 @@ For the task groups a = seg and b = cls (the first two groups), at each represen
     g_t      = dL_t/dz                        per sample, shape (B, C, H, W)   (t in {a, b})
     v_t      = S(g_t)                          the comparison space: "tensor" = flatten(g_t) (C*H*W values),
                                                "channel" = mean over H, W of g_t (C values)
-    delta_t  = v_t / (||v_t|| + eps)
+    delta_t  = v_t / (||v_t|| + eps)          scale-free: v_t is first divided by its own largest |value|, so
+                                               eps and the validity test are relative to each gradient's scale
     c_i      = <delta_a,i, delta_b,i>          cosine of sample i (|c_i| with absolute=True)
     P_z      = mean_{i valid} max(0, c_i - tau)^p
     P        = mean_z P_z
@@ -91,7 +92,11 @@ class RLAROptions(StrategyOptions):
     warmup_steps: NonNegativeInt = Field(0, description="linear warm-up of lambda over this many steps")
     every_n_steps: PositiveInt = Field(8, description="lazy regularisation: the exact penalty gradient with weight "
                                                       "n * lambda on one step in n (1 = every step)")
-    eps: PositiveFloat = Field(1e-12, description="guard of the normalisation")
+    eps: PositiveFloat = Field(1e-12, description="guard of the normalisation, relative to each gradient's own "
+                                                  "scale (the directions are computed scale-free)")
+    max_share: PositiveFloat | None = Field(None, description="bound on the penalty gradient's norm as a fraction "
+                                                              "of the loss gradient's on the steps it is applied "
+                                                              "(None: unbounded)")
     penalty_through_heads: bool = Field(True, description="P's gradient also reaches the head parameters (exact); "
                                                           "False: it shapes only the trunk")
     constant_directions: list[str] = Field(default_factory=list,
@@ -166,13 +171,18 @@ class RLAR(Strategy):
         if lam > 0:
             constant = set(self.options.constant_directions)
             result = regularised_backward(cp, regulariser, graph_tasks=[t for t in pair if t not in constant],
-                                          through_heads=self.options.penalty_through_heads)
+                                          through_heads=self.options.penalty_through_heads,
+                                          max_share=self.options.max_share)
             share = result.share
         else:  # lambda = 0 (warm-up start, or an off-step of lazy regularisation): measured, first order only
             per_task = plain_backward(cp)
             regulariser({t: {la: cp.layer_grad(per_task[t], la) for la in self.layers()} for t in pair})
         pen = float(record["penalty"].detach())
-        extra = {"lambda": lam, "penalty": pen, "penalty_share": share, **self._space_stats(cosines)}
+        # penalty_share: on the steps the penalty is applied; penalty_share_all_steps: 0 on the others, so its epoch
+        # mean is the penalty's average push relative to the tasks' (what lazy regularisation amounts to).
+        extra = {"lambda": lam, "penalty": pen, "penalty_share": share,
+                 "penalty_share_all_steps": share if lam > 0 and math.isfinite(share) else 0.0,
+                 **self._space_stats(cosines)}
         return Contribution(regulariser=lam * pen, extra=extra)
 
     def _space_stats(self, cosines: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:

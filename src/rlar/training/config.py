@@ -238,6 +238,10 @@ class TrainingConfig(_Section):
         default=None, ge=1, description="torch intra-op threads (null: torch's default); 1 is often fastest on a shared CPU"
     )
     divergence: DivergenceConfig = Field(default_factory=DivergenceConfig)
+    competition_probe: int = Field(
+        default=32, ge=0, description="training images (labelled for both tasks, un-augmented) on which a two-task "
+        "model's per-layer gradient alignment is measured before training and at each validation "
+        "(competition.csv; rlar.training.competition); 0: off")
 
 
 class RlarConfig(_Section):

@@ -20,7 +20,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -240,24 +240,44 @@ def run_training(cfg: RlarConfig, out_dir: str | Path, fold: int | None = None, 
 
 
 def _datasets(cfg: RlarConfig, source: Source, fold: Fold, label_space: LabelSpace,
-              radiomics: pd.DataFrame | None, notes: bool) -> dict[str, Any]:
-    """One ThyroidDataset per side; images that cannot be decoded are dropped (and listed) instead of crashing."""
+              radiomics: pd.DataFrame | None, standardiser_state: dict[str, Any] | None, notes: bool
+              ) -> dict[str, Any]:
+    """One ThyroidDataset per side; images that cannot be decoded are dropped (and listed) instead of crashing.
+
+    The training side's radiomics targets follow its augmentation (``rlar.radiomics.augmented``)."""
     from rlar.data.dataset import ThyroidDataset
+    from rlar.radiomics import AugmentedTargets, RadiomicsParams
 
     size = (int(cfg.data.image_size[0]), int(cfg.data.image_size[1]))
+    retarget = None
+    if standardiser_state is not None:
+        retarget = AugmentedTargets(standardiser_state, RadiomicsParams(**cfg.radiomics.params))
     datasets = {}
     for side in SIDES:
         train = side == "train"
         datasets[side] = ThyroidDataset(source, fold[side], image_size=size, label_space=label_space,
                                         radiomics=radiomics, augment=cfg.data.augment and train,
                                         seed=cfg.training.seed, cache_in_memory=True,
-                                        augmentation=cfg.data.augmentation)
+                                        augmentation=cfg.data.augmentation, retarget=retarget if train else None)
         skipped = getattr(datasets[side], "skipped", [])
         if skipped and notes:
             tqdm.write(f"{side}: skipped {len(skipped)} unreadable image(s):")
             for skip in skipped:
                 tqdm.write(f"  {skip.item}: {skip.reason}")
     return datasets
+
+
+def _competition_probe(cfg: RlarConfig, datasets: Mapping[str, Any], loss_fn: Any, out_dir: Path,
+                       device: torch.device) -> Any:
+    """The per-layer task-competition probe of a two-task model (None when off or single-task)."""
+    from rlar.training.competition import CompetitionProbe, probe_batch
+    from rlar.training.trainer import move_batch
+
+    if cfg.training.competition_probe == 0 or cfg.model.arch != "multitask":
+        return None
+    train = datasets["train"]
+    batch = probe_batch((train[i] for i in range(len(train))), cfg.training.competition_probe)
+    return None if batch is None else CompetitionProbe(move_batch(batch, device), loss_fn, out_dir)
 
 
 def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext, resume: bool,
@@ -287,7 +307,7 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
         save_splits(out_dir / SPLITS_FILE, folds)
 
     radiomics, standardiser_state, reference = prepare_radiomics(cfg, source, fold["train"], progress)
-    datasets = _datasets(cfg, source, fold, label_space, radiomics, notes=ctx.is_main)
+    datasets = _datasets(cfg, source, fold, label_space, radiomics, standardiser_state, notes=ctx.is_main)
     train_ds, val_ds, test_ds = datasets["train"], datasets["val"], datasets["test"]
 
     generator = make_generator(cfg.training.seed)
@@ -329,7 +349,7 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
     trainer = Trainer(
         model=model, strategy=strategy, loss_fn=loss_fn, train_loader=train_loader, optim=cfg.optim,
         training=cfg.training, out_dir=out_dir, device=device, validate=validate, generator=generator,
-        extra_state=extra_state, dist=ctx, progress=progress,
+        extra_state=extra_state, dist=ctx, progress=progress, probe=_competition_probe(cfg, datasets, loss_fn, out_dir, device),
     )
     if resume:
         trainer.resume(last)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from rlar.errors import RlarError
 from rlar.strategies.base import StepReport
 from rlar.training.checkpoint import load_checkpoint, save_checkpoint
+from rlar.training.competition import CompetitionProbe
 from rlar.training.config import OptimConfig, TrainingConfig
 from rlar.training.distributed import (
     DistContext,
@@ -150,6 +151,8 @@ class Trainer:
         generator: the train loader's generator (its state is checkpointed so data order resumes exactly).
         extra_state: plain values stored in every checkpoint (config dict, standardiser, label space).
         dist: the process group context.
+        probe: measures where the tasks compete (:mod:`rlar.training.competition`) before training and on every
+            validation epoch; None: not measured.
     """
 
     def __init__(
@@ -168,6 +171,7 @@ class Trainer:
         extra_state: dict[str, Any] | None = None,
         dist: DistContext | None = None,
         progress: bool = True,
+        probe: CompetitionProbe | None = None,
     ) -> None:
         self.model = model
         self.strategy = strategy
@@ -182,6 +186,7 @@ class Trainer:
         self.extra_state = dict(extra_state or {})
         self.dist = dist or DistContext()
         self.progress = progress and self.dist.is_main
+        self.probe = probe if self.dist.is_main else None
         self.steps_per_epoch = max(1, len(train_loader))
         self.optimizer = build_optimizer(model, strategy, optim)
         self.scheduler = build_scheduler(self.optimizer, optim, self.steps_per_epoch)
@@ -358,6 +363,11 @@ class Trainer:
                                 global_step=self.state.global_step)
         epochs = self.optim_cfg.epochs
         patience = self.training_cfg.early_stopping_patience
+        if self.probe is not None:
+            if self.state.epoch == 0:
+                self.probe.record(self.model, 0)
+            else:
+                self.probe.load()
         try:
             for epoch in range(self.state.epoch, epochs):
                 started = time.perf_counter()
@@ -368,6 +378,8 @@ class Trainer:
                 stop = False
                 if (epoch + 1) % self.training_cfg.val_every == 0 or last_epoch:
                     metrics, score = self._validate()
+                    if self.probe is not None:
+                        self.probe.record(self.model, epoch + 1)
                     row.update(metrics)
                     row["val_score"] = score
                     if self.validate is None or (math.isfinite(score) and score > self.state.best_score):
