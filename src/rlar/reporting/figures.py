@@ -26,7 +26,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
-from rlar.prediction import MASK_THRESHOLD
 from rlar.reporting.collect import GridData
 from rlar.reporting.tables import HEADERS, Table, classification_inputs
 
@@ -235,47 +234,48 @@ def annotator_figure(points: pd.DataFrame, noise: dict[str, dict[str, float]] | 
 
 
 def overlay_figure(run_dir: Path, frame: pd.DataFrame, n: int = 3, device: str = "cpu") -> Figure | None:
-    """The ``n`` best and ``n`` worst test images of one run by Dice: image, true contour (green), predicted
-    contour (red). Re-runs the run's checkpoint on those images (needs torch and the data source)."""
-    import torch
-    import yaml
-
-    from rlar.data.dataset import ThyroidDataset, collate
+    """The ``n`` best and ``n`` worst test images of one run by Dice: image, reference contour (cyan), predicted
+    contour (yellow), the colours of ``rlar predict`` and ``rlar evaluate``. Re-runs the run's chosen checkpoint on
+    those images through :func:`rlar.evaluation.evaluate.predict` with the run's ``prediction`` section (flip TTA,
+    mask clean-up), on its training source prepared as in training (needs torch and the data source)."""
+    from rlar.data.dataset import ThyroidDataset
     from rlar.data.sources import open_source
-    from rlar.experiments.predictions import chosen_checkpoint
+    from rlar.evaluation.evaluate import predict
     from rlar.inference.loading import load_trained_model
-    from rlar.training.config import validate_config
+    from rlar.inference.outputs import PRED_COLOUR, TRUE_COLOUR
+    from rlar.runs import chosen_checkpoint
 
     scored = frame[frame["has_mask"].astype(bool) & np.isfinite(frame["dice"].to_numpy(dtype=np.float64))]
     if scored.empty:
         return None
     scored = scored.sort_values(["dice", "image_id"], kind="stable")
     chosen = pd.concat([scored.tail(n).iloc[::-1], scored.head(n)]).drop_duplicates("image_id")
-    cfg = validate_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
     trained = load_trained_model(chosen_checkpoint(run_dir), device=device)
+    cfg = trained.config
     source = open_source(cfg.data.source, cfg.data.root, **cfg.data.options)
-    dataset = ThyroidDataset(source, list(chosen["image_id"]), image_size=(int(cfg.data.image_size[0]), int(cfg.data.image_size[1])),
-                             label_space=None)
-    batch = collate([dataset[i] for i in range(len(dataset))])
-    with torch.no_grad():
-        out = trained.model(batch["image"].to(device))
-    if out.mask_logits is None:
+    dataset = ThyroidDataset(source, list(chosen["image_id"]), image_size=trained.prep.image_size, label_space=None)
+    predicted = predict(trained.model, dataset, batch_size=len(dataset), device=device, progress=False,
+                        options=cfg.prediction)
+    if "pred_mask" not in predicted.columns:
         return None
-    pred = (torch.sigmoid(out.mask_logits.float()) > MASK_THRESHOLD)[:, 0].cpu().numpy()
+    pred_colour = tuple(c / 255 for c in PRED_COLOUR)
+    true_colour = tuple(c / 255 for c in TRUE_COLOUR)
     fig, axes = _figure(len(dataset), width=2.6, height=2.8, ncols=min(len(dataset), n))
     for j, ax in enumerate(axes[: len(dataset)]):
-        ax.imshow(batch["image"][j, 0].numpy(), cmap="gray")
-        truth = batch["mask"][j, 0].numpy()
+        item = dataset[j]
+        ax.imshow(item["image"][0].numpy(), cmap="gray")
+        truth = item["mask"][0].numpy()
         if truth.any():
-            ax.contour(truth, levels=[0.5], colors="lime", linewidths=1.0)
-        if pred[j].any():
-            ax.contour(pred[j].astype(float), levels=[0.5], colors="red", linewidths=1.0)
+            ax.contour(truth, levels=[0.5], colors=[true_colour], linewidths=1.0)
+        pred = np.asarray(predicted.iloc[j]["pred_mask"])
+        if pred.any():
+            ax.contour(pred.astype(float), levels=[0.5], colors=[pred_colour], linewidths=1.0)
         dice = float(chosen.iloc[j]["dice"])
         kind = "best" if j < min(n, len(chosen)) else "worst"
         ax.set_title(f"{kind}: {dataset.image_ids[j]}\nDice {dice:.3f}", fontsize=8)
         ax.set_axis_off()
-    fig.suptitle(f"{run_dir.parent.parent.name}, {run_dir.parent.name}, {run_dir.name}: truth (green) vs prediction "
-                 "(red)", fontsize=9)
+    fig.suptitle(f"{run_dir.parent.parent.name}, {run_dir.parent.name}, {run_dir.name}: reference (cyan) vs "
+                 "prediction (yellow)", fontsize=9)
     return fig
 
 

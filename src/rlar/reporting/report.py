@@ -181,6 +181,28 @@ def write_report(root: str | Path, out: str | Path | None = None, reference: str
     return make_report(root, out, reference, formats, draw_figures, overlays, n_resamples, seed)[0]
 
 
+def regenerate_command(root: str | Path, reference: str | None, formats: Sequence[str],
+                       draw_figures: bool, overlays: bool, n_resamples: int) -> str:
+    """The ``rlar report`` command that recomputes this report: the grid folder as it was given (not only its last
+    name, which names another folder from anywhere but the grid's parent), and every option that changes the
+    content. ``--out`` is left out on purpose: it does not change the report, and naming it would make two copies
+    of one report differ byte for byte."""
+    import shlex
+
+    parts = ["rlar", "report", shlex.quote(str(root))]
+    if reference is not None:
+        parts += ["--reference", shlex.quote(reference)]
+    if list(formats) != list(FORMATS):
+        parts += ["--format", ",".join(formats)]
+    if not draw_figures:
+        parts.append("--no-figures")
+    elif not overlays:
+        parts.append("--no-overlays")
+    if n_resamples != N_BOOTSTRAP:
+        parts += ["--bootstrap", str(n_resamples)]
+    return " ".join(parts)
+
+
 def make_report(root: str | Path, out: str | Path | None = None, reference: str | None = None,
                 formats: Sequence[str] = FORMATS, draw_figures: bool = True, overlays: bool = True,
                 n_resamples: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> tuple[list[Path], list[Table]]:
@@ -218,7 +240,8 @@ def make_report(root: str | Path, out: str | Path | None = None, reference: str 
     n_runs = len(grid.runs)
     lines = [f"# Report: {grid.root.name}", "",
              f"{n_runs} finished runs of {len(grid.arms)} arms; {len(tables)} tables. Regenerate with "
-             f"`rlar report {grid.root.name}` (bootstrap: {n_resamples} resamples, seed {seed}).", ""]
+             f"`{regenerate_command(root, reference, formats, draw_figures, overlays, n_resamples)}` "
+             f"(bootstrap: {n_resamples} resamples, seed {seed}).", ""]
     missing = sorted({a for a in grid.arms if not grid.runs_of(a)})
     if missing:
         lines += [f"Arms of the grid without a finished run (left out): {', '.join(missing)}.", ""]
