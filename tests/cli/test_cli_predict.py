@@ -205,3 +205,13 @@ def test_dicom_input_gets_a_dicom_segmentation_that_reads_back_to_the_mask(train
     assert algorithm == "rlar" and seg.SegmentSequence[0].SegmentLabel == "thyroid nodule"
     predicted = np.asarray(Image.open(out / "scan.mask.png")) > 0
     np.testing.assert_array_equal(seg.pixel_array.astype(bool).reshape(predicted.shape), predicted)
+
+
+def test_no_report_fast_path_writes_masks_json_and_table_only(trained_run: Path, tmp_path: Path) -> None:
+    image = _rlar_trained_model.phantom_png(tmp_path / "in")
+    out = tmp_path / "fast"
+    assert main(["predict", "--model", str(trained_run), str(image), "--out", str(out), "--no-report",
+                 "--no-progress"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["phantom_0.json", "phantom_0.mask.png", "predictions.csv"]
+    report = json.loads((out / "phantom_0.json").read_text())
+    assert report["class_probabilities"] and report["evidence"]["features"] == []

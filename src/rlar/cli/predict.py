@@ -54,6 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for the network (default: torch's; 1 is much faster on a busy machine)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="fast path: masks, JSON (category, probabilities, measurements) and predictions.csv only; "
+                             "no radiomics evidence, overlay or HTML page")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
 
@@ -129,9 +132,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {PHANTOM_NOTICE}", file=sys.stderr)
     arguments = {"command": "predict", "inputs": list(args.inputs), "model": args.model, "folds": folds,
                  "seeds": seeds, "tta": predictor.tta, "crop": args.crop, "spacing": args.spacing,
-                 "max_megapixels": args.max_megapixels, "device": args.device}
+                 "max_megapixels": args.max_megapixels, "device": args.device, "no_report": args.no_report}
     summary = predict_many(predictor, args.inputs, args.out, arguments, progress=not args.no_progress,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, report=not args.no_report)
     if len(summary.reports) <= _LIST_LIMIT:
         for report in summary.reports:
             print(describe(report))

@@ -144,9 +144,10 @@ def check_output_folder(out: Path, expanded: Expanded, overwrite: bool) -> None:
 
 
 def write_result(result: ImageResult, predictor: Predictor, out_dir: Path, stem: str,
-                 arguments: dict[str, Any], source: Path | None = None) -> dict[str, Any]:
+                 arguments: dict[str, Any], source: Path | None = None, report: bool = True) -> dict[str, Any]:
     """Write the mask(s), overlay, JSON and HTML of one result (and, for a DICOM ``source`` file, its DICOM
-    Segmentation ``<stem>.seg.dcm``); returns its report."""
+    Segmentation ``<stem>.seg.dcm``); returns its report. ``report=False`` (the fast path) writes the mask(s)
+    and the JSON only: no overlay, no HTML page."""
     files: dict[str, str] = {}
     key = result.key
     if source is not None and result.input.kind == "dicom" and key.mask is not None:
@@ -164,20 +165,25 @@ def write_result(result: ImageResult, predictor: Predictor, out_dir: Path, stem:
                 assert frame.mask is not None
                 write_bytes(out_dir / f"{stem}.mask_f{i:04d}.png", png_bytes(mask_png(frame.mask)))
             files["mask"] = f"{stem}.mask_f*.png"
-    picture = png_bytes(overlay(result.input.frames[result.key_frame], key.mask))
-    write_bytes(out_dir / f"{stem}.overlay.png", picture)
-    files["overlay"] = f"{stem}.overlay.png"
+    picture = b""
+    if report:
+        picture = png_bytes(overlay(result.input.frames[result.key_frame], key.mask))
+        write_bytes(out_dir / f"{stem}.overlay.png", picture)
+        files["overlay"] = f"{stem}.overlay.png"
     files["json"] = f"{stem}.json"
-    files["html"] = f"{stem}.html"
-    report = build_report(result, predictor, arguments, files)
-    write_json(out_dir / files["json"], report)
-    write_bytes(out_dir / files["html"], render_report_html(report, picture).encode())
-    return report
+    if report:
+        files["html"] = f"{stem}.html"
+    content = build_report(result, predictor, arguments, files)
+    write_json(out_dir / files["json"], content)
+    if report:
+        write_bytes(out_dir / files["html"], render_report_html(content, picture).encode())
+    return content
 
 
 def predict_many(predictor: Predictor, inputs: Sequence[str | Path], out_dir: str | Path,
                  arguments: dict[str, Any] | None = None, progress: bool = True,
-                 on_result: Callable[[dict[str, Any]], None] | None = None, overwrite: bool = False) -> BatchSummary:
+                 on_result: Callable[[dict[str, Any]], None] | None = None, overwrite: bool = False,
+                 report: bool = True) -> BatchSummary:
     """Predict every input into ``out_dir``; a bad file is recorded as a failure and the run goes on.
 
     Raises DataError before any work when ``out_dir`` holds files this run would replace or inputs of this run,
@@ -192,16 +198,16 @@ def predict_many(predictor: Predictor, inputs: Sequence[str | Path], out_dir: st
     items: Iterable[tuple[Path, str]] = tqdm(expanded.files, desc="predicting", unit="image", disable=not progress)
     for file, stem in items:
         try:
-            result = predictor.predict_one(file)
-            report = write_result(result, predictor, out, stem, dict(arguments or {}), source=file)
+            result = predictor.predict_one(file, evidence=report)
+            content = write_result(result, predictor, out, stem, dict(arguments or {}), source=file, report=report)
         except DataError as err:
             if Path(err.item) == out or Path(err.item).parent == out:
                 raise  # the output folder itself failed: every further image would fail the same way
             failures.append((str(file), err.reason))
             continue
-        reports.append(report)
+        reports.append(content)
         if on_result is not None:
-            on_result(report)
+            on_result(content)
     csv_path = None
     if reports:
         csv_path = out / "predictions.csv"

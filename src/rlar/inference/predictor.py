@@ -265,12 +265,14 @@ class Predictor:
             return item
         return read_input(item, name=name, max_pixels=self.max_pixels, spacing_mm=self.spacing_mm)
 
-    def predict_one(self, item: Input, name: str | None = None) -> ImageResult:
+    def predict_one(self, item: Input, name: str | None = None, evidence: bool = True) -> ImageResult:
+        """Predict one input; ``evidence=False`` skips the 13 radiomics values (the costliest step after the
+        network: ``rlar predict --no-report``)."""
         image = self.read(item, name)
         frames: list[FrameResult] = []
         for start in range(0, len(image.frames), self.batch_size):
             frames.extend(self._predict_frames(image.frames[start : start + self.batch_size]))
-        return self._summarise(image, frames)
+        return self._summarise(image, frames, evidence)
 
     def _predict_frames(self, grey_frames: Sequence[np.ndarray]) -> list[FrameResult]:
         predicted = predict_pixels([m.model for m in self.members], grey_frames, self.preprocessing, self.options,
@@ -281,7 +283,7 @@ class Predictor:
             results.append(FrameResult(p.mask_prob, p.mask, p.class_prob, _mean_readout(readouts), p.geometry))
         return results
 
-    def _summarise(self, image: InputImage, frames: list[FrameResult]) -> ImageResult:
+    def _summarise(self, image: InputImage, frames: list[FrameResult], with_evidence: bool = True) -> ImageResult:
         warnings: list[str] = []
         if self.trained_on_phantom:
             warnings.append(PHANTOM_NOTICE)
@@ -298,6 +300,9 @@ class Predictor:
         key_frame = frames[key]
         if found and key_frame.mask is not None:
             measurements = measure(key_frame.mask, image.spacing_mm, image.spacing_source)
+        if found and key_frame.mask is not None and not with_evidence:
+            note = "not computed (fast path without reports: --no-report)"
+        elif found and key_frame.mask is not None:
             top, bottom, left, right = key_frame.geometry.crop_box
             evidence, note = safe_evidence(
                 image.frames[key][top:bottom, left:right], key_frame.mask[top:bottom, left:right],
