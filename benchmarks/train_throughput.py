@@ -11,7 +11,9 @@ shared machine barely disturb; with DataLoader workers it leaves out their work)
 ("data wait": loading, collate and augmentation when workers = 0), so that load from other processes on a shared machine hits both alike.
 
 The radiomics targets here are random standardised values for every annotated image (their values do not
-change the cost; computing real ones is ``rlar radiomics``' job). DDTI is used when present, else the phantom.
+change the cost; computing real ones is ``rlar radiomics``' job); under the shipped target policy
+(``--targets augmented``) they are shifted with the augmentation as in training, which measures its feature
+extraction too. DDTI is used when present, else the phantom.
 
     python benchmarks/train_throughput.py                       # 128 px, batch 16, threads 1 and 2
     python benchmarks/train_throughput.py --source phantom --threads 1,2 --epochs 3 --workers 0
@@ -36,12 +38,14 @@ from rlar.data.labels import LabelSpace
 from rlar.data.sources import open_source
 from rlar.losses import MultitaskLoss
 from rlar.models import build_model
+from rlar.radiomics import FEATURE_NAMES, AugmentedTargets, Standardiser
 from rlar.tasks import RADIOMICS_DIM
 
 DDTI_DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ddti"
 
 
-def open_dataset(args: argparse.Namespace) -> ThyroidDataset:
+def open_dataset(args: argparse.Namespace, targets_policy: str | None = None) -> ThyroidDataset:
+    """The benchmark's training dataset; ``targets_policy`` overrides ``args.targets`` (data.augmentation.targets)."""
     if args.source == "ddti" or (args.source == "auto" and (Path(args.root) / "1.xml").is_file()):
         source = open_source("ddti", args.root)
         space = LabelSpace("ddti")
@@ -51,10 +55,13 @@ def open_dataset(args: argparse.Namespace) -> ThyroidDataset:
     ids = [info.image_id for info in source.infos][: args.n_images]
     rng = np.random.default_rng(0)
     annotated = [info.image_id for info in source.infos if info.has_mask and info.image_id in set(ids)]
-    targets = pd.DataFrame(rng.standard_normal((len(annotated), RADIOMICS_DIM)), index=annotated)
+    targets = pd.DataFrame(rng.standard_normal((len(annotated), RADIOMICS_DIM)), index=annotated,
+                           columns=list(FEATURE_NAMES))
+    policy = targets_policy or args.targets
+    retarget = AugmentedTargets(Standardiser().fit(targets)) if policy == "augmented" else None
     start = time.perf_counter()
     ds = ThyroidDataset(source, ids, image_size=(args.size, args.size), label_space=space, radiomics=targets,
-                        augment=True, seed=0, progress=True)
+                        augment=True, seed=0, progress=True, augmentation={"targets": policy}, retarget=retarget)
     cached = ds.cached_images
     size_mib = 0.0 if cached is None else 2 * cached.numel() / 2**20  # images + masks, one byte per pixel each
     print(f"source {source.name}: {len(ds)} images decoded once into {size_mib:.1f} MiB uint8 (images + masks) "
@@ -129,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs of each kind (after one warm-up)")
     parser.add_argument("--threads", default="1,2", help="torch CPU thread counts to compare")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--targets", default="augmented", choices=("augmented", "split", "restrict", "ignore"),
+                        help="data.augmentation.targets policy (default: the shipped one)")
     args = parser.parse_args(argv)
 
     ds = open_dataset(args)
