@@ -16,8 +16,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 from rlar import __version__
 from rlar.errors import DataError
@@ -27,7 +31,7 @@ _EMPTY_IF_MISSING = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex
                      "StudyTime", "ReferringPhysicianName", "AccessionNumber")
 
 
-def _completed_source(path: Path) -> tuple[object, list[str]]:
+def _completed_source(path: Path) -> tuple[Dataset, list[str]]:
     """The source dataset (pixels not decoded) with the study attributes highdicom needs, and notes."""
     import highdicom as hd
     import pydicom
@@ -62,7 +66,7 @@ def write_segmentation(source: str | Path, masks: Sequence[np.ndarray], out: str
     source = Path(source)
     ds, notes = _completed_source(source)
     frames = np.stack([np.asarray(m, dtype=bool) for m in masks])
-    rows, cols = int(getattr(ds, "Rows", frames.shape[1])), int(getattr(ds, "Columns", frames.shape[2]))
+    rows, cols = int(ds.get("Rows", frames.shape[1])), int(ds.get("Columns", frames.shape[2]))
     if frames.shape[1:] != (rows, cols):
         raise DataError(source, f"mask size {frames.shape[1:]} differs from the image's {rows}x{cols}")
     algorithm = hd.AlgorithmIdentificationSequence(name="rlar", version=__version__,
