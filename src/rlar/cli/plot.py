@@ -7,6 +7,13 @@ Examples::
 
 Panels: training losses (total, seg, cls, rad), the cosine between the tasks' gradient directions at z (with 0
 and each RLAR run's tau), validation Dice and macro-F1 (best checkpoint starred) and the learning rate.
+
+With ``--competition`` it draws instead where the tasks compete (rlar.reporting.competition): the per-layer
+distribution of cos(dL_seg/dh, dL_cls/dh) and the norm ratio over training, from the competition.csv of every run
+under the given folders (a run, a grid arm with its seeds and folds, a whole grid), and writes the table beside
+the figure (same name, .md)::
+
+    rlar plot --competition runs/ddti_grid/vanilla_mtl --out competition.png
 The output's format comes from its suffix; an unknown suffix or an unwritable place is an error before drawing.
 """
 
@@ -31,6 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="image to write (default: curves.png; the suffix picks the format, e.g. .pdf, .svg)")
     parser.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
                         help="legend name per run, in the order of RUN_DIR (default: the folder names)")
+    parser.add_argument("--competition", action="store_true",
+                        help="draw the task-competition map of every run under RUN_DIR (competition.csv) and "
+                             "write its table beside the figure (.md)")
     parser.set_defaults(func=run)
 
 
@@ -64,6 +74,22 @@ def run(args: argparse.Namespace) -> int:
     missing = [p for p in args.run_dirs if not Path(p).is_dir()]
     if missing:
         raise ConfigError("RUN_DIR", f"not a folder: {', '.join(missing)} (give run folders written by 'rlar train')")
+    if args.competition:
+        return _competition(args, out)
     written = plot_runs([Path(p) for p in args.run_dirs], out, labels=args.labels)
     print(written)
+    return 0
+
+
+def _competition(args: argparse.Namespace, out: Path) -> int:
+    from rlar.reporting.competition import competition_table, load_competition, plot_competition, table_markdown
+
+    try:
+        frame = load_competition([Path(p) for p in args.run_dirs])
+    except FileNotFoundError as err:
+        raise ConfigError("RUN_DIR", str(err)) from None
+    plot_competition(frame, out)
+    table = out.with_suffix(".md")
+    table.write_text(table_markdown(competition_table(frame)) + "\n")
+    print(f"{out}\n{table} ({frame['run'].nunique()} run(s))")
     return 0

@@ -34,11 +34,10 @@ from torch import nn
 
 from rlar.strategies._cut import per_sample_cosine, unit_scaled
 from rlar.tasks import TASK_GROUPS, TASKS
+from rlar.training.logging import COMPETITION_FILE, COMPETITION_STATS
 
-COMPETITION_FILE = "competition.csv"
-#: Columns of ``competition.csv`` after ``epoch`` and ``layer``.
-STATS = ("n", "cos_mean", "cos_q10", "cos_q50", "cos_q90", "abs_cos_mean", "chan_cos_mean", "chan_abs_cos_mean",
-         "log10_norm_ratio")
+#: Columns of ``competition.csv`` after ``epoch`` and ``layer`` (defined with the other run logs' names).
+STATS = COMPETITION_STATS
 
 
 def probe_batch(items: Iterable[Mapping[str, Any]], size: int) -> dict[str, Any] | None:

@@ -17,6 +17,11 @@ import pandas as pd
 
 LOG_FILE = "log.csv"
 FIRST_COLUMNS = ("epoch", "global_step", "lr", "total", "cosine")
+#: The task-competition probe's per-layer log (rlar.training.competition) and its statistics' columns, after
+#: ``epoch`` and ``layer``.
+COMPETITION_FILE = "competition.csv"
+COMPETITION_STATS = ("n", "cos_mean", "cos_q10", "cos_q50", "cos_q90", "abs_cos_mean", "chan_cos_mean",
+                     "chan_abs_cos_mean", "log10_norm_ratio")
 
 
 def flatten_scalars(values: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
