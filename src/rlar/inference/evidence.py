@@ -34,30 +34,55 @@ class Measurements:
     spacing_mm: tuple[float, float] | None
     spacing_source: str
     note: str
+    #: Every substantial region (at least :data:`REGION_FRACTION` of the largest one's area), largest first, each
+    #: measured on its own: a side-by-side two-view image (DDTI) shows one nodule twice, and the union of both
+    #: views is no nodule's size.
+    regions: tuple[dict[str, float], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["spacing_mm"] = list(self.spacing_mm) if self.spacing_mm is not None else None
+        out["regions"] = [dict(r) for r in self.regions]
         return out
 
 
+#: Regions smaller than this fraction of the largest one are specks, not measured separately.
+REGION_FRACTION = 0.2
+
+
+def _extent(region: np.ndarray, spacing_mm: tuple[float, float] | None) -> dict[str, float]:
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    height, width, area = float(rows[-1] - rows[0] + 1), float(cols[-1] - cols[0] + 1), float(region.sum())
+    if spacing_mm is not None:
+        height, width, area = height * spacing_mm[0], width * spacing_mm[1], area * spacing_mm[0] * spacing_mm[1]
+    return {"width": width, "height": height, "taller_than_wide": height / width, "area": area,
+            "centre_row": float(rows.mean()), "centre_col": float(cols.mean())}
+
+
 def measure(mask: np.ndarray, spacing_mm: tuple[float, float] | None, spacing_source: str = "none") -> Measurements | None:
-    """Width/height/taller-than-wide of the largest region of ``mask`` (None when the mask is empty)."""
+    """Width/height/taller-than-wide of the largest region of ``mask``, and of every substantial region
+    (``regions``); None when the mask is empty."""
+    from scipy import ndimage as ndi
+
     if not mask.any():
         return None
+    labels, n = ndi.label(mask.astype(bool), structure=np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel())[1:]
+    order = [int(k) + 1 for k in np.argsort(-sizes, kind="stable") if sizes[k] >= REGION_FRACTION * sizes.max()]
+    regions = tuple(_extent(labels == k, spacing_mm) for k in order) if n > 1 else ()
     region = select_component(mask.astype(bool), "largest")
-    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
-    height_px, width_px = float(rows[-1] - rows[0] + 1), float(cols[-1] - cols[0] + 1)
-    area_px = float(region.sum())
+    largest = _extent(region, spacing_mm)
     if spacing_mm is not None:
         row_mm, col_mm = spacing_mm
-        height, width, area = height_px * row_mm, width_px * col_mm, area_px * row_mm * col_mm
         unit, note = "mm", f"pixel spacing {row_mm:.4g} x {col_mm:.4g} mm (row x column) from {spacing_source}"
     else:
-        height, width, area = height_px, width_px, area_px
         unit, note = "px", ("no pixel spacing in the input: sizes are in pixels, and taller-than-wide assumes "
                             "square pixels")
-    return Measurements(unit, width, height, height / width, area, spacing_mm, spacing_source, note)
+    if len(regions) > 1:
+        note += (f"; {len(regions)} separate regions predicted (e.g. the two views of a side-by-side image): each "
+                 "is measured in 'regions', the headline values are the largest region's")
+    return Measurements(unit, largest["width"], largest["height"], largest["taller_than_wide"], largest["area"],
+                        spacing_mm, spacing_source, note, regions if len(regions) > 1 else ())
 
 
 class RadiomicsReference:

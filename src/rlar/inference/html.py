@@ -20,7 +20,9 @@ h1{font-size:1.3rem;margin:0 0 .3rem} h2{font-size:1.05rem;margin:1.2rem 0 .4rem
 img.overlay{max-width:36rem;width:100%;border:1px solid #ccc}
 table{border-collapse:collapse;font-size:.9rem} td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}
 th{background:#f1f3f5} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.category{font-size:1.6rem;font-weight:700} .muted{color:#666;font-size:.85rem}
+.category{font-size:1.6rem;font-weight:700} tr.predicted{background:#fde68a;font-weight:700}
+tr.tied{background:#e5e7eb;font-weight:700} .category.tied{font-weight:400;color:#555}
+.tie{font-weight:700;color:#9a3412} .confidence{font-size:.9rem} .confidence.flagged{color:#9a3412} .muted{color:#666;font-size:.85rem}
 .bar{display:inline-block;height:.7rem;background:#4c78a8;vertical-align:middle}
 """
 
@@ -41,8 +43,18 @@ def probability_table(report: dict[str, Any]) -> str:
     probs = report.get("class_probabilities")
     if not probs:
         return "<p class='muted'>This model has no TI-RADS classifier.</p>"
+    category = report.get("category")
+    tied = set()
+    if report.get("tie"):  # the two top classes are tied: highlight both, neither as "the" answer
+        tied = set(sorted(probs, key=lambda k: -probs[k])[:2])
+
+    def row_class(name: str) -> str:
+        if name in tied:
+            return " class='tied'"
+        return " class='predicted'" if name == category else ""
+
     rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td class='num'>{p:.3f}</td>"
+        f"<tr{row_class(name)}><td>{html.escape(name)}</td><td class='num'>{p:.3f}</td>"
         f"<td><span class='bar' style='width:{max(0.0, p) * 10:.2f}rem'></span></td></tr>"
         for name, p in probs.items()
     )
@@ -98,9 +110,21 @@ def report_body(report: dict[str, Any], overlay_png: bytes | None) -> str:
         data = base64.b64encode(overlay_png).decode("ascii")
         image = f"<img class='overlay' id='overlay' alt='overlay of the predicted nodule contour' src='data:image/png;base64,{data}'>"
     category = report.get("category")
-    category_html = (f"<div>TI-RADS category: <span class='category' id='category'>{html.escape(str(category))}</span>"
-                     f" <span class='muted'>({html.escape(report['label_space']['scale'])} scale)</span></div>"
-                     if category is not None else "")
+    probs = report.get("class_probabilities") or {}
+    runner_up = sorted(probs, key=lambda k: -probs[k])[1] if report.get("tie") and len(probs) > 1 else None
+    tie_html = (f" <span class='tie' id='tie'>tied with {html.escape(runner_up)}: the model does not separate "
+                "them</span>" if runner_up is not None else "")
+    css = "category tied" if runner_up is not None else "category"  # a tie is not shown as one bold answer
+    category_html = (f"<div>TI-RADS category: <span class='{css}' id='category'>{html.escape(str(category))}</span>"
+                     f"{tie_html} <span class='muted'>({html.escape(report['label_space']['scale'])} scale)</span>"
+                     "</div>" if category is not None else "")
+    sure = report.get("confidence") or {}
+    if sure:
+        flagged = " flagged" if sure.get("flags") else ""
+        category_html += (f"<p class='confidence{flagged}' id='confidence'>How sure: {html.escape(sure['line'])} "
+                          f"Cross-validated performance of the model: see its model card "
+                          f"(<a href='{html.escape(sure['model_card'], quote=True)}'>"
+                          f"{html.escape(sure['model_card'])}</a>).</p>")
     provenance = report.get("provenance", {})
     models = ", ".join(f"{html.escape(str(m.get('checkpoint')))} (sha256 {html.escape(str(m.get('sha256', ''))[:12])}…)"
                        for m in provenance.get("models", []))
