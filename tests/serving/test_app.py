@@ -28,7 +28,10 @@ from rlar.serving.limits import ServerLimits, validate_limits  # noqa: E402
 @pytest.fixture(scope="module")
 def client(trained_run: Path) -> TestClient:
     limits = ServerLimits(max_upload_bytes=300_000, max_pixels=1_000_000)
-    return TestClient(create_app(Predictor.from_run(trained_run), limits), raise_server_exceptions=False)
+    # The viewer answers only the host names it was started for (loopback by default): address it as a browser
+    # on this machine would.
+    return TestClient(create_app(Predictor.from_run(trained_run), limits), raise_server_exceptions=False,
+                      base_url="http://127.0.0.1:8000")
 
 
 def _png(shape: tuple[int, int]) -> bytes:

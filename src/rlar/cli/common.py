@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import tempfile
 import warnings
@@ -30,6 +31,17 @@ def parse_key_values(pairs: list[str] | None, what: str = "--option") -> dict[st
         except ValueError as exc:
             raise ConfigError(f"{what} {key.strip()}", str(exc)) from None
     return out
+
+
+def finite_number(value: float, flag: str) -> float:
+    """``value`` of a numeric option, or ConfigError naming ``flag`` when it is NaN or infinite.
+
+    argparse's ``type=float`` accepts "nan" and "inf"; the limits built from them would end in a traceback
+    (``int(nan)``) or in no limit at all. The range itself is checked where the value is used.
+    """
+    if not math.isfinite(value):
+        raise ConfigError(flag, f"must be a finite number, got {value}")
+    return value
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 
+from rlar.data.io import declared_values, sniff_format
 from rlar.errors import DataError
-from rlar.inference.images import declared_pixels, sniff_format
 from rlar.serving.limits import ServerLimits
 
 _DISPLAY = re.compile(r"[^\w .()+-]+")
@@ -39,7 +39,9 @@ def check_upload(data: bytes, limits: ServerLimits, name: str = "upload") -> str
     if kind is None:
         raise UploadRejected(415, "not a PNG, JPEG, TIFF or DICOM image (checked by content, not by name)")
     try:
-        pixels = declared_pixels(data, name)
+        # Every frame counted by its own header (a TIFF's second page, an MPO's second picture): the count the
+        # decoder checks again with the same cap.
+        pixels = declared_values(data, name)
     except DataError as err:
         raise UploadRejected(400, err.reason) from None
     if pixels <= 0:
