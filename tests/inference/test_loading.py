@@ -77,3 +77,50 @@ def test_a_checkpoint_from_a_newer_version_is_refused(trained_run: Path, tmp_pat
     torch.save(state, newer)
     with pytest.raises(DataError, match="newer"):
         load_trained_model(newer)
+
+
+def test_old_checkpoint_without_preprocessing_derives_it_from_its_config(trained_run, tmp_path) -> None:
+    """Issue 21 item 1: checkpoints written before the preprocessing record still load, with the record their
+    config implies; new checkpoints store it."""
+    import torch
+
+    from rlar.inference.loading import load_trained_model
+    from rlar.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(trained_run / "checkpoints" / "best.pt")
+    stored = state.pop("preprocessing")
+    assert stored["crop"] == "none" and stored["image_size"] == [64, 64]
+    assert stored["label_space"] == {"scale": "acr", "task": "multiclass", "classes": ["TR1", "TR2", "TR3", "TR4", "TR5"]}
+    old = tmp_path / "old.pt"
+    torch.save(state, old)  # as an older rlar wrote it: no 'preprocessing' key
+    loaded = load_trained_model(old)
+    assert "preprocessing" not in loaded.checkpoint and loaded.prep.to_dict() == stored
+
+
+def test_ddti_config_implies_the_scan_area_crop() -> None:
+    from rlar.training.preprocessing import Preprocessing, preprocessing_from_config
+
+    prep = preprocessing_from_config({"data": {"source": "ddti", "options": {}, "image_size": [128, 128]}},
+                                     {"scale": "ddti", "task": "multiclass"})
+    assert prep.crop and prep.label_space["classes"] == ["2", "3", "4a", "4b", "4c", "5"]
+    assert Preprocessing.from_dict(prep.to_dict()) == prep
+    assert not preprocessing_from_config({"data": {"source": "ddti", "options": {"crop": False}}}).crop
+    assert not preprocessing_from_config({"data": {"source": "folder", "options": {}}}).crop
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    """Issue 23: torch.save raises RuntimeError (not OSError) on a full disk; the previous file is kept, no temp file."""
+    import torch
+
+    from rlar.training import checkpoint as checkpoint_module
+
+    target = tmp_path / "best.pt"
+    target.write_bytes(b"previous")
+
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0: No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(DataError, match="disk full"):
+        checkpoint_module.save_checkpoint(target, {"model": {}, "config": {}, "epoch": 1})
+    assert target.read_bytes() == b"previous" and sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
