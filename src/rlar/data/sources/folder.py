@@ -46,10 +46,13 @@ format, with every accepted value, is docs/data-formats.md.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -108,6 +111,47 @@ def load_file_pair(info: SampleInfo, threshold: int) -> tuple[np.ndarray, np.nda
     image = read_image(image_path)
     mask = read_mask(mask_path, threshold=threshold, shape=image.shape) if mask_path is not None else None
     return image, mask
+
+
+def _read_table(csv_path: Path) -> tuple[Any, list[tuple[int, str, int]]]:
+    """labels.csv as a table of strings (lower-case column names), and its over-full rows (line, image_id, values).
+
+    Parsed with the csv module rather than pandas: pandas reads a row with one value more than the header (a
+    trailing comma, as spreadsheets write) by turning the first column into the index, which shifts every label
+    one column to the left. Here empty trailing values are dropped, short rows are padded with empty cells, and a
+    row with non-empty values beyond the header is reported (its labels cannot be matched to columns).
+    """
+    import pandas as pd
+
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")  # -sig: a BOM from a spreadsheet export is not a column
+        lines = list(csv.reader(io.StringIO(text, newline=""), skipinitialspace=True))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(csv_path, f"cannot read label table ({exc.__class__.__name__}: {exc})") from exc
+    if not lines:
+        raise DataError(csv_path, "label table is empty (no header row)")
+    header = [cell.strip().lower() for cell in lines[0]]
+    while header and not header[-1]:
+        header.pop()  # "image_id,tirads," names two columns
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise DataError(csv_path, f"column(s) {', '.join(repeated) or '(empty name)'} appear more than once in the "
+                                  "header")
+    width = len(header)
+    id_column = header.index("image_id") if "image_id" in header else 0
+    records: list[list[str]] = []
+    overfull: list[tuple[int, str, int]] = []
+    for line, row in enumerate(lines[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue  # blank line
+        filled = len(row)
+        while filled > width and not row[filled - 1].strip():
+            filled -= 1  # trailing empty values: "a,P1,3," is the row "a,P1,3"
+        if filled > width:
+            overfull.append((line, row[id_column].strip() if id_column < len(row) else "", filled))
+            continue
+        records.append([*row[:width], *([""] * (width - len(row)))])
+    return pd.DataFrame(records, columns=header, dtype=str), overfull
 
 
 class FolderSource(Source):
@@ -235,14 +279,7 @@ class FolderSource(Source):
 
     def _read_labels(self, csv_path: Path, images: dict[str, Path]) -> dict[str, dict[str, str]]:
         """Read labels.csv into image_id -> {column: raw text}; sets ``self.scale`` from its tirads column."""
-        import pandas as pd
-
-        try:
-            # dtype=str and no NA parsing: "4a" must not become NaN, "3" must not become 3.0.
-            table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
-        except (OSError, ValueError, pd.errors.ParserError) as exc:
-            raise DataError(csv_path, f"cannot read label table ({exc.__class__.__name__}: {exc})") from exc
-        table.columns = [str(c).strip().lower() for c in table.columns]
+        table, overfull = _read_table(csv_path)
         if "image_id" not in table.columns:
             raise DataError(csv_path, f"missing required column 'image_id' (found: {', '.join(table.columns)})")
         renames = {c: "tirads" for c in _TIRADS_COLUMNS if c in table.columns and c != "tirads"}
@@ -268,6 +305,13 @@ class FolderSource(Source):
             image_id = stems_by_name.get(raw_id, raw_id)
             grouped[image_id].append({k: str(v).strip() for k, v in record.items()})
 
+        for line, raw_id, count in overfull:
+            image_id = stems_by_name.get(raw_id, raw_id)
+            grouped.pop(image_id, None)
+            if images.pop(image_id, None) is not None:
+                self.skips.add(image_id, f"line {line} of {csv_path.name} has {count} values for its "
+                                         f"{len(table.columns)} columns (an unquoted comma?); its labels cannot be "
+                                         "matched to columns, image not used until the row is fixed")
         rows: dict[str, dict[str, str]] = {}
         for image_id, records in grouped.items():
             if image_id not in images:
