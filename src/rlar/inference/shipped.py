@@ -36,6 +36,7 @@ from rlar.errors import ConfigError, DataError
 from rlar.inference.loading import TrainedModel, build_network, load_trained_model, sha256_of
 from rlar.training.checkpoint import check_finite_weights
 from rlar.training.config import config_to_dict, validate_config
+from rlar.training.run import to_jsonable
 
 SHIPPED_FORMAT = "rlar-shipped-model"
 SHIPPED_VERSION = 1
@@ -111,7 +112,7 @@ def convert_run(path: str | Path, out_dir: str | Path, model_id: str | None = No
         fd, tmp = tempfile.mkstemp(prefix=".weights.", suffix=".tmp", dir=out)
         os.close(fd)
         save_file(tensors, tmp, metadata={"format": SHIPPED_FORMAT, "dtype": "float16"})
-        text = json.dumps(_plain(meta), indent=1) + "\n"
+        text = json.dumps(to_jsonable(meta), indent=1) + "\n"
     except OSError as exc:
         raise DataError(out, f"cannot write the shipped model ({exc.strerror or exc})") from None
     total_mb = (Path(tmp).stat().st_size + len(text.encode())) / 1e6
@@ -126,19 +127,6 @@ def convert_run(path: str | Path, out_dir: str | Path, model_id: str | None = No
         Path(tmp).unlink(missing_ok=True)
         raise DataError(out, f"cannot write the shipped model ({exc.strerror or exc})") from None
     return out
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy (tuples -> lists, numpy/torch scalars -> numbers)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    return value
 
 
 def read_model_json(folder: str | Path) -> dict[str, Any]:
