@@ -115,3 +115,21 @@ def test_dicom_pixel_spacing_and_ultrasound_regions(tmp_path: Path) -> None:
     us = read_header(_dicom(tmp_path / "us.dcm", pixels, SequenceOfUltrasoundRegions=[region]))
     assert us.spacing_mm == pytest.approx((0.1, 0.05))
     assert read_header(Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / "p.png") or tmp_path / "p.png").spacing_mm is None
+
+
+def test_12bit_data_in_16bit_png_warns_in_prediction_decoding_too(tmp_path: Path) -> None:
+    # read_frames is what rlar predict and rlar serve decode with: the same warning as training's read_image,
+    # and a note that reaches the report (issue 23).
+    from rlar.data.io import read_frames
+
+    path = tmp_path / "twelve.png"
+    Image.fromarray(np.array([[0, 1000], [2500, 4095]], dtype=np.uint16)).save(path)
+    with pytest.warns(DataWarning, match="use only 12 of the 16 bits") as caught:
+        decoded = read_frames(path.read_bytes(), name="upload.png")
+    assert len(caught) == 1 and any("use only 12 of the 16 bits" in note for note in decoded.notes)
+    assert decoded.notes[0].startswith("upload.png: ")
+    full = tmp_path / "full.png"
+    Image.fromarray(np.array([[0, 65535]], dtype=np.uint16)).save(full)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        assert read_frames(full).notes == []

@@ -103,3 +103,11 @@ def test_limits_are_validated_by_name() -> None:
 
     with pytest.raises(ConfigError, match="serve.max_upload_bytes"):
         validate_limits(max_upload_bytes=0)
+
+
+def test_12bit_png_upload_carries_the_bit_depth_warning(client: TestClient) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray((np.arange(64 * 64).reshape(64, 64) % 4096).astype(np.uint16)).save(buffer, format="PNG")
+    with pytest.warns(Warning):
+        report = client.post("/api/predict", files={"file": ("twelve.png", buffer.getvalue(), "image/png")}).json()
+    assert any("use only 12 of the 16 bits" in w for w in report["warnings"]), report["warnings"]

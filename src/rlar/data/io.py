@@ -446,10 +446,19 @@ def read_frames(
     """
     src = _as_input(source, name)
     raw = _decode(src, max_pixels, all_frames)
+    notes: list[str] = []
+    if raw.bits is None and raw.arrays:
+        # The same bit-depth check as training's read_image, over every frame; a note too, so that a report
+        # (predict's JSON/HTML, the viewer's page) carries it and not only the terminal.
+        brightest = max(raw.arrays, key=lambda a: int(a.max()) if a.size and a.dtype.kind in "ui" else -1)
+        message = _warn_low_bit_depth(brightest, src.label)
+        if message is not None:
+            notes.append(message)
     frames = [to_grey_unit(array, src.label, bits=raw.bits) for array in raw.arrays]
     if raw.dataset is None:
-        return DecodedFrames(frames=frames, format=raw.format)
-    spacing, origin, notes = dicom_calibration(raw.dataset)
+        return DecodedFrames(frames=frames, format=raw.format, notes=notes)
+    spacing, origin, calibration_notes = dicom_calibration(raw.dataset)
+    notes.extend(calibration_notes)
     if spacing is not None and not np.isclose(spacing[0], spacing[1], rtol=1e-3):
         notes.append(f"unequal row/column spacing ({spacing[0]:.4g} vs {spacing[1]:.4g} mm): measurements use both")
     return DecodedFrames(frames=frames, format="dicom", spacing_mm=spacing, spacing_source=origin, notes=notes)
@@ -491,22 +500,33 @@ def read_mask(
     return mask
 
 
-def _warn_low_bit_depth(array: np.ndarray, path: str | Path) -> None:
-    """Warn when a 16-bit (or wider) container holds values that fit in few bits: the image comes out dark."""
+def low_bit_depth_message(array: np.ndarray, path: str | Path) -> str | None:
+    """Why a 16-bit (or wider) container of few-bit values comes out nearly black, or None.
+
+    The one check of the package (training's :func:`read_image`, prediction's and the server's
+    :func:`read_frames`), so that every path says the same thing about the same file.
+    """
     if not np.issubdtype(array.dtype, np.unsignedinteger) or array.dtype.itemsize < 2 or not array.size:
-        return
+        return None
     vmax = int(array.max())
     used = vmax.bit_length()
     container = array.dtype.itemsize * 8
-    if 0 < used <= LOW_BIT_WARNING_BITS:
-        warnings.warn(
-            f"{path}: values 0..{vmax} use only {used} of the {container} bits of the file, so under the bit-depth "
-            f"rule the image is nearly black (brightest grey {vmax / (2**container - 1):.3f}); if this is {used}-bit "
-            f"data, store it scaled to the full range (multiply by {2 ** (container - used)}) or as DICOM with "
-            "BitsStored",
-            DataWarning,
-            stacklevel=3,
-        )
+    if not 0 < used <= LOW_BIT_WARNING_BITS:
+        return None
+    return (
+        f"{path}: values 0..{vmax} use only {used} of the {container} bits of the file, so under the bit-depth "
+        f"rule the image is nearly black (brightest grey {vmax / (2**container - 1):.3f}); if this is {used}-bit "
+        f"data, store it scaled to the full range (multiply by {2 ** (container - used)}) or as DICOM with "
+        "BitsStored"
+    )
+
+
+def _warn_low_bit_depth(array: np.ndarray, path: str | Path) -> str | None:
+    """Warn (DataWarning) when a 16-bit (or wider) container holds few-bit values; returns the message."""
+    message = low_bit_depth_message(array, path)
+    if message is not None:
+        warnings.warn(message, DataWarning, stacklevel=3)
+    return message
 
 
 def _decode(src: _Input, max_pixels: int, all_frames: bool) -> _Raw:
