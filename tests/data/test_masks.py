@@ -93,3 +93,28 @@ def test_folder_mask_with_one_stray_pixel_is_a_counted_skip(tmp_path: Path) -> N
     summary = summarise_source(source)
     assert summary.images == 2 and summary.images_with_mask == 1
     assert sum(s.reason.startswith(TOO_SMALL) for s in summary.skips) == 1
+
+
+def test_polygon_problem_refuses_a_corrupt_far_point_and_keeps_a_bow_tie() -> None:
+    far = polygon_problem([(100, 100), (1e308, 5), (120, 150)], width=560, height=360)
+    assert far is not None and "point 2 (1e+308, 5) lies more than one image size outside" in far
+    assert "outside" in str(polygon_problem([(100, 100), (120, -1e308), (130, 150)], width=560, height=360))
+    bow_tie = [(100, 100), (160, 160), (160, 100), (100, 160)]  # shoelace area 0: its two lobes cancel
+    assert polygon_problem(bow_tie, width=560, height=360) is None
+    border = polygon_problem([(0, 0), (0, 50), (-10, 30)], width=560, height=360)
+    assert border is not None and "image border" in border
+
+
+def test_ddti_far_point_gives_no_wedge_mask_and_a_bow_tie_keeps_its_mask(tmp_path: Path) -> None:
+    root = tmp_path / "ddti"
+    root.mkdir()
+    _ddti_case(root, "1", [[(100, 100), (160, 100), (1e308, 120), (160, 150), (100, 150)]])
+    _ddti_case(root, "2", [[(100, 100), (160, 160), (160, 100), (100, 160)]])
+    source = open_source("ddti", root, crop=False)
+    has_mask = {info.image_id: info.has_mask for info in source.infos}
+    assert has_mask == {"1_1": False, "2_1": True}  # 1_1 was a wedge over half the image; 2_1 was "collinear"
+    reasons = [s.reason for s in source.skips if s.item == "1_1"]
+    assert any("more than one image size outside the 560x360 image" in r and "region dropped" in r for r in reasons)
+    assert not [s for s in source.skips if s.item == "2_1"]
+    mask = source[[i.image_id for i in source.infos].index("2_1")].mask
+    assert mask is not None and mask[110, 105] and mask[110, 155] and not mask[100:160, 128:133].all()

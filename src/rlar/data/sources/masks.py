@@ -63,9 +63,12 @@ def polygon_problem(
 ) -> str | None:
     """Why a polygon of (x, y) pixel points cannot be rasterised into a nodule of a ``width`` x ``height`` image.
 
-    Checked: at least 3 points, finite coordinates, not wholly outside the image (clipping such a polygon
-    would leave a border line or a corner pixel), and an area (after clipping to the image) of at least
-    ``min_area`` square pixels (collinear points have none).
+    Checked: at least 3 points, finite coordinates, no point more than one image size beyond the border (a
+    corrupt coordinate such as 1e308 would otherwise be clipped to the border and draw a wedge across half the
+    image), not wholly outside the image (clipping such a polygon would leave a border line or a corner pixel),
+    and an area (after clipping to the image) of at least ``min_area`` square pixels. The area is the shoelace
+    area, or for a self-intersecting outline (a bow-tie, whose lobes cancel in the shoelace sum) the pixels the
+    rasteriser fills; only points on one line enclose nothing ("collinear").
     """
     if len(points) < 3:
         return f"{len(points)} point(s), a polygon needs 3"
@@ -73,13 +76,43 @@ def polygon_problem(
     if not np.isfinite(xy).all():
         return "a coordinate is not finite"
     x, y = xy[:, 0], xy[:, 1]
+    far = (x < -width) | (x > 2 * width - 1) | (y < -height) | (y > 2 * height - 1)
+    if far.any():
+        k = int(np.flatnonzero(far)[0])
+        return (f"point {k + 1} ({x[k]:g}, {y[k]:g}) lies more than one image size outside the {width}x{height} "
+                "image (a corrupt coordinate; clipped, it would draw a wedge across the image)")
     if x.max() < 0 or y.max() < 0 or x.min() > width - 1 or y.min() > height - 1:
         return (
             f"wholly outside the {width}x{height} image (x {x.min():g}..{x.max():g}, y {y.min():g}..{y.max():g})"
         )
     clipped = np.stack([np.clip(x, 0, width - 1), np.clip(y, 0, height - 1)], axis=1)
     area = polygon_area([(float(a), float(b)) for a, b in clipped])
-    if area < min_area:
-        why = "its points are collinear" if polygon_area(points) < min_area else "it lies on the image border"
-        return f"encloses {area:.2g} square pixels inside the image ({why}); minimum {min_area:g}"
-    return None
+    if area >= min_area:
+        return None
+    if _collinear(xy):
+        why = "its points are collinear"
+    elif _collinear(clipped):
+        why = "it lies on the image border"
+    else:
+        filled = _filled_pixels(clipped, (height, width))
+        if filled >= min_area:
+            return None  # self-intersecting (a bow-tie): its lobes cancel in the shoelace sum, not on the image
+        why = "a self-intersecting outline whose parts cancel" if polygon_area(points) < min_area else \
+            "it lies on the image border"
+        area = float(filled)
+    return f"encloses {area:.2g} square pixels inside the image ({why}); minimum {min_area:g}"
+
+
+def _collinear(xy: np.ndarray) -> bool:
+    """Whether all points lie on one line (rank < 2 of the centred coordinates, to rounding)."""
+    centred = np.asarray(xy, dtype=np.float64) - np.mean(xy, axis=0)
+    singular = np.linalg.svd(centred, compute_uv=False)
+    return bool(singular.size < 2 or singular[1] <= 1e-9 * max(float(singular[0]), 1.0))
+
+
+def _filled_pixels(xy: np.ndarray, shape: tuple[int, int]) -> int:
+    """Pixels the rasteriser the sources use (:func:`skimage.draw.polygon`, even-odd) fills for ``xy``."""
+    from skimage.draw import polygon as fill_polygon
+
+    rows, _ = fill_polygon(xy[:, 1], xy[:, 0], shape=shape)
+    return int(rows.size)
