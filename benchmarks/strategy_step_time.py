@@ -13,7 +13,10 @@ read its MEAN column) plus RLAR variants: "rlar-exact" (every_n_steps=1: the exa
 the penalty shapes only the trunk), "rlar-oneside" (constant_directions=["seg"], every step: the segmentation
 direction is a stop-gradient target), "pcgrad-vmap" (parallel_chunk_size=None: torchjd backpropagates all
 task rows in one vmapped backward, the default on an accelerator) and "pcgrad-rowwise" (parallel_chunk_size=1:
-one backward per task row, the default on a CPU).
+one backward per task row, the default on a CPU), "rlar-enc3" / "rlar-enc4" (the shipped lazy penalty at an
+earlier encoder stage: the cut moves down, so the applied steps backpropagate twice through more of the network).
+``--bf16`` also times every method under CPU bfloat16 autocast (rows "<method>+bf16"; ratios still against the
+float32 "sum"), the speed half of the CPU-autocast question (docs/strategies.md).
 Repeats use consecutive step numbers, so every lazy cycle is timed whole
 when --repeats is a multiple of every_n_steps.
 """
@@ -41,6 +44,8 @@ VARIANTS["rlar-trunk"] = ("rlar", {"every_n_steps": 1, "penalty_through_heads": 
 VARIANTS["rlar-oneside"] = ("rlar", {"every_n_steps": 1, "constant_directions": ["seg"]})
 VARIANTS["pcgrad-vmap"] = ("pcgrad", {"parallel_chunk_size": None})  # every task row in one vmapped backward
 VARIANTS["pcgrad-rowwise"] = ("pcgrad", {"parallel_chunk_size": 1})  # one backward per task row
+VARIANTS["rlar-enc3"] = ("rlar", {"layers": ["enc3"]})
+VARIANTS["rlar-enc4"] = ("rlar", {"layers": ["enc4"]})
 DEFAULT_METHODS = ["sum", "rlar", "rlar-exact", "rlar-tensor-exact", "rlar-trunk", "rlar-oneside", "repmtl", "pcgrad",
                    "cagrad", "nashmtl", "uncertainty"]
 
@@ -71,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch.set_num_threads")
     parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=sorted(VARIANTS))
     parser.add_argument("--backbone", default="compact")
+    parser.add_argument("--bf16", action="store_true", help="also time each method under CPU bf16 autocast")
     args = parser.parse_args(argv)
     if "sum" not in args.methods:
         args.methods = ["sum", *args.methods]  # the reference of the ratios
@@ -85,20 +91,26 @@ def main(argv: list[str] | None = None) -> None:
     batch = make_batch(args.batch, args.size, num_classes)
     strategies = {m: get_strategy(VARIANTS[m][0], **VARIANTS[m][1]) for m in args.methods}
 
-    def run(method: str, step: int) -> float:
+    rows = [(m, False) for m in args.methods] + ([(m, True) for m in args.methods] if args.bf16 else [])
+
+    def label(method: str, bf16: bool) -> str:
+        return f"{method}+bf16" if bf16 else method
+
+    def run(method: str, bf16: bool, step: int) -> float:
         model.zero_grad(set_to_none=True)
         strategies[method].zero_grad(set_to_none=True)
         start = time.perf_counter()
-        strategies[method].step(model, batch, loss_fn, step)
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=bf16):
+            strategies[method].step(model, batch, loss_fn, step)
         return time.perf_counter() - start
 
-    for method in args.methods:
+    for method, bf16 in rows:
         for i in range(args.warmup):
-            run(method, 100 + i)  # a step past any warm-up of lambda
-    times: dict[str, list[float]] = {m: [] for m in args.methods}
+            run(method, bf16, 100 + i)  # a step past any warm-up of lambda
+    times: dict[str, list[float]] = {label(*row): [] for row in rows}
     for r in tqdm(range(args.repeats), desc="repeats", leave=False):
-        for method in args.methods:
-            times[method].append(run(method, 100 + r))
+        for method, bf16 in rows:
+            times[label(method, bf16)].append(run(method, bf16, 100 + r))
 
     n_params = sum(p.numel() for p in model.parameters())
     cpu = platform.processor() or platform.machine()
@@ -107,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"median of {args.repeats} interleaved repeats after {args.warmup} warm-up steps per method")
     base, base_mean = statistics.median(times["sum"]), statistics.mean(times["sum"])
     print(f"{'method':<14}{'median s':>10}{'mean s':>9}{'min s':>9}{'x sum (median)':>16}{'x sum (mean)':>14}")
-    for method in args.methods:
+    for method in times:
         med, mean = statistics.median(times[method]), statistics.mean(times[method])
         print(f"{method:<14}{med:>10.3f}{mean:>9.3f}{min(times[method]):>9.3f}{med / base:>16.2f}"
               f"{mean / base_mean:>14.2f}")
