@@ -61,7 +61,7 @@ def test_degenerate_masks_give_defined_finite_values(mask_pixels) -> None:
     anything = RadiomicsParams(min_nodule_pixels=1, min_nodule_extent=1)
     values = named(extract_features(image, mask, anything))
     assert all(np.isfinite(v) for v in values.values())
-    assert values["margin_sharpness"] == 0.5  # no gradient anywhere: boundary like interior
+    assert values["margin_sharpness"] == 0.5  # no gradient anywhere: no edge, no parenchyma texture
     assert values["echo_ratio"] == pytest.approx(1.0) and values["echo_contrast"] == 0.0
     if len(mask_pixels) == 1:
         assert values["glcm_contrast"] == 0.0 and values["glcm_homogeneity"] == 1.0
@@ -180,6 +180,36 @@ def test_sharp_margin_beats_blurred_margin(make_ellipse) -> None:
     s = named(extract_features(sharp, mask))["margin_sharpness"]
     b = named(extract_features(blurred.astype(np.float32), mask))["margin_sharpness"]
     assert s > 0.8 and b < s - 0.2
+
+
+def test_margin_sharpness_edge_against_parenchyma_texture(make_ellipse) -> None:
+    # v2 definition: edge across the outline vs the ring's own gradient. Same step, noisier parenchyma -> the edge
+    # stands out less; no step at all (isoechoic nodule in the same speckle) -> well below any stepped margin.
+    rng = np.random.default_rng(5)
+    mask = make_ellipse((80, 80), (40, 40), (18, 24))
+    noise = rng.standard_normal((80, 80))
+
+    def sharpness(step: float, speckle: float) -> float:
+        image = np.clip(np.where(mask, 0.5 - step, 0.5) + speckle * noise, 0, 1).astype(np.float32)
+        return named(extract_features(image, mask))["margin_sharpness"]
+
+    clean, speckled, iso = sharpness(0.3, 0.01), sharpness(0.3, 0.08), sharpness(0.0, 0.08)
+    # a clean step: almost all gradient is across the outline (the ring keeps the step's own 1-2 px blur tail)
+    assert clean > 0.85
+    assert speckled < clean - 0.05 and iso < speckled - 0.3
+    assert 0.2 < iso < 0.45  # isotropic speckle only: the across-outline share of the ring's texture
+
+
+def test_margin_sharpness_ignores_gradient_along_the_outline(make_ellipse) -> None:
+    # Stripes that run through nodule and parenchyma alike are texture, not a margin: only their component across
+    # the outline counts on the band, against their full strength in the ring (about 2/pi of it on average).
+    mask = make_ellipse((80, 80), (40, 40), (20, 20))
+    rows = np.mgrid[:80, :80][0]
+    stripes = (0.5 + 0.2 * ((rows // 4) % 2)).astype(np.float32)  # horizontal stripes, no step at the outline
+    step = np.where(mask, 0.3, 0.5).astype(np.float32)
+    s_stripes = named(extract_features(stripes, mask))["margin_sharpness"]
+    s_step = named(extract_features(step, mask))["margin_sharpness"]
+    assert s_step > 0.85 and s_stripes < 0.5
 
 
 def test_cystic_fraction_counts_anechoic_part(make_ellipse) -> None:

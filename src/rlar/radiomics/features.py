@@ -27,6 +27,9 @@ GREY_FLOOR: float = 1.0 / 255.0
 # Blur (pixels) of the mask outline used for margin_irregularity; removes the pixel staircase (a digital disk of
 # radius 40 scores 1e-4 instead of 5e-2) while keeping lobulations a few pixels wide.
 CONTOUR_SIGMA: float = 1.5
+# Blur (pixels) of the mask whose gradient gives the outline's normal direction for margin_sharpness: smooth enough
+# that the pixel staircase does not tilt the normal, small enough to follow lobulations.
+NORMAL_SIGMA: float = 2.0
 
 
 def extract_features(
@@ -96,7 +99,7 @@ def extract_features(
     values = {
         **_composition(img, nod, smoothed, ring_values, params),
         **_echogenicity(nod_values, ring_values),
-        **_shape_margin(nod, smoothed, row_mm / col_mm),
+        **_shape_margin(nod, smoothed, ring, row_mm / col_mm),
         "bright_focus_fraction": float(np.mean(nod_values > np.percentile(ring_values, params.bright_percentile))),
     }
     out = np.array([values[name] for name in FEATURE_NAMES], dtype=np.float64)
@@ -226,7 +229,7 @@ def _checked_spacing(spacing_mm: tuple[float, float] | None, item: str) -> tuple
     return row, col
 
 
-def _shape_margin(nod: np.ndarray, smoothed: np.ndarray, aspect: float = 1.0) -> dict[str, float]:
+def _shape_margin(nod: np.ndarray, smoothed: np.ndarray, ring: np.ndarray, aspect: float = 1.0) -> dict[str, float]:
     """Shape and margin features; ``aspect`` = row spacing / column spacing (1 for square or unknown pixels)."""
     props = measure.regionprops(nod.astype(np.uint8))[0]
     min_row, min_col, max_row, max_col = props.bbox
@@ -255,13 +258,7 @@ def _shape_margin(nod: np.ndarray, smoothed: np.ndarray, aspect: float = 1.0) ->
     except QhullError:  # pragma: no cover - marching-squares outlines of a non-empty mask are never flat
         irregularity = 0.0
 
-    gradient = filters.sobel(smoothed)
-    band = morphology.dilation(nod, morphology.disk(1)) & ~morphology.erosion(nod, morphology.disk(1))
-    inside = morphology.erosion(nod, morphology.disk(2))
-    if not inside.any():  # a nodule thinner than 5 pixels has no interior: compare with the whole nodule
-        inside = nod
-    g_band, g_in = float(gradient[band].mean()), float(gradient[inside].mean())
-    sharpness = g_band / (g_band + g_in) if g_band + g_in > 0 else 0.5
+    sharpness = margin_sharpness(nod, smoothed, ring)
 
     return {
         "taller_than_wide": float(taller_than_wide),
@@ -271,6 +268,28 @@ def _shape_margin(nod: np.ndarray, smoothed: np.ndarray, aspect: float = 1.0) ->
         "margin_sharpness": float(sharpness),
         "margin_irregularity": float(irregularity),
     }
+
+
+def margin_sharpness(nod: np.ndarray, smoothed: np.ndarray, ring: np.ndarray) -> float:
+    """How clearly the outline stands out as an edge against the parenchyma's own texture (features v2).
+
+    ``e_b / (e_b + g_R)``: ``e_b`` is the mean, over the band ``dilate(M, 1) \\ erode(M, 1)`` across the outline, of
+    the grey-level gradient's component along the outline's normal, ``|grad(I_s) . n|`` with ``n`` the gradient of
+    ``M`` blurred by :data:`NORMAL_SIGMA`; ``g_R`` is the mean gradient magnitude ``|grad(I_s)|`` on the ring ``R``
+    (the speckle texture of the parenchyma). Gradients are Sobel's. A well-defined margin is an edge across the
+    outline stronger than the parenchyma's texture (-> 1); an ill-defined one is not (-> 0). 0.5 when both are 0.
+    """
+    grad_rows, grad_cols = filters.sobel_h(smoothed), filters.sobel_v(smoothed)
+    soft = filters.gaussian(nod.astype(np.float64), sigma=NORMAL_SIGMA)
+    normal_rows, normal_cols = filters.sobel_h(soft), filters.sobel_v(soft)
+    norm = np.hypot(normal_rows, normal_cols)
+    band = morphology.dilation(nod, morphology.disk(1)) & ~morphology.erosion(nod, morphology.disk(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        across = np.abs(grad_rows * normal_rows + grad_cols * normal_cols) / norm
+    across = np.where(norm > 0, across, 0.0)  # no outline direction (never on the band of a real mask): no edge
+    e_band = float(across[band].mean())
+    g_ring = float(np.hypot(grad_rows, grad_cols)[ring].mean())
+    return e_band / (e_band + g_ring) if e_band + g_ring > 0 else 0.5
 
 
 def _contour(field: np.ndarray, pad: bool = True) -> tuple[float, float, np.ndarray]:

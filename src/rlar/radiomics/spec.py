@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from rlar.data.record import DESCRIPTORS
 
 # Bump whenever a definition, the order, or a degenerate-case convention changes: cached targets carry it.
-FEATURES_VERSION: str = "1"
+FEATURES_VERSION: str = "2"  # 2: margin_sharpness = edge across the outline vs the ring's texture
 
 FAMILIES: tuple[str, ...] = ("shape_margin", "intensity_texture")
 
@@ -106,9 +106,9 @@ FEATURES: tuple[FeatureSpec, ...] = (
         "margin_sharpness",
         "margin",
         "shape_margin",
-        "g_b / (g_b + g_in), g = |Sobel(I_s)|, g_b = mean g on the band dilate(M,1) \\ erode(M,1) across the "
-        "contour, g_in = mean g on erode(M, 2) (on M if that is empty); 0.5 when both are 0 (ill-defined -> 0.5, "
-        "sharp -> 1)",
+        "e_b / (e_b + g_R), e = |Sobel(I_s) . n| the gradient across the outline (n = gradient of M blurred by "
+        "sigma 2 px), e_b = mean e on the band dilate(M,1) \\ erode(M,1), g_R = mean |Sobel(I_s)| on the ring R; "
+        "0.5 when both are 0 (edge no stronger than the parenchyma's texture -> 0, well-defined -> 1)",
     ),
     FeatureSpec(
         "margin_irregularity",
