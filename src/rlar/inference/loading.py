@@ -19,7 +19,7 @@ from torch import nn
 
 from rlar.data.labels import LabelSpace
 from rlar.errors import ConfigError, DataError
-from rlar.runs import CHECKPOINT_DIR, CHECKPOINT_NAMES, find_runs
+from rlar.runs import CHECKPOINT_NAMES, chosen_checkpoint, find_runs, has_checkpoint
 from rlar.training.checkpoint import check_finite_weights, load_checkpoint
 from rlar.training.config import RlarConfig, validate_config
 from rlar.training.preprocessing import Preprocessing, preprocessing_of
@@ -65,16 +65,18 @@ def sha256_of(path: str | Path) -> str:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file from ``path``: the file itself, or ``checkpoints/best.pt`` (else ``last.pt``) of a run folder.
+    """A checkpoint file from ``path``: the file itself, or the run folder's chosen checkpoint
+    (:func:`rlar.runs.chosen_checkpoint`: the one its metrics.json names, else ``checkpoints/best.pt``, else ``last.pt``).
 
     Raises DataError with a hint when nothing usable is there.
     """
     path = Path(path)
     if path.is_dir():
-        for folder in (path / CHECKPOINT_DIR, path):
-            for name in CHECKPOINT_NAMES:
-                if (folder / name).is_file():
-                    return folder / name
+        if has_checkpoint(path):
+            return chosen_checkpoint(path)  # the one the run reports (rlar.runs decides for every consumer)
+        for name in CHECKPOINT_NAMES:
+            if (path / name).is_file():
+                return path / name
         folds = find_runs(path)
         hint = (f"; it holds {len(folds)} runs ({', '.join(r.label for r in folds[:6])}"
                 f"{', ...' if len(folds) > 6 else ''}): give one of them, or use `rlar predict --model` which "
