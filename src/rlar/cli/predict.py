@@ -127,7 +127,11 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor.from_run(args.model, folds=folds, seeds=seeds, tta=args.tta,
                                    device=resolve_device(args.device), crop=crop, max_pixels=max_pixels,
                                    spacing_mm=spacing)
-    print(f"model: {predictor.describe()}", file=sys.stderr)
+    print(f"model: {predictor.describe()}; input: {predictor.preprocessing.describe()}", file=sys.stderr)
+    if crop is not None and crop != predictor.preprocessing.crop:
+        print(f"note: --crop {args.crop} differs from the preprocessing the model was trained with "
+              f"({'scan-area crop' if predictor.preprocessing.crop else 'no crop'}): its outputs may be off",
+              file=sys.stderr)
     if predictor.trained_on_phantom:
         print(f"warning: {PHANTOM_NOTICE}", file=sys.stderr)
     arguments = {"command": "predict", "inputs": list(args.inputs), "model": args.model, "folds": folds,
