@@ -95,3 +95,14 @@ def test_torchscript_matches_pytorch(trained_run: Path, tmp_path: Path) -> None:
         out = trained.model(batch)
     torch.testing.assert_close(probs, torch.softmax(out.class_logits, 1), atol=TOLERANCE, rtol=0)
     torch.testing.assert_close(mask, torch.sigmoid(out.mask_logits), atol=TOLERANCE, rtol=0)
+
+
+def test_onnx_file_documents_its_preprocessing(exported: tuple[TrainedModel, Path]) -> None:
+    import onnx
+
+    trained, path = exported
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(props["rlar_preprocessing"]) == trained.prep.to_dict()
+    assert json.loads(props["rlar_class_names"]) == ["TR1", "TR2", "TR3", "TR4", "TR5"]
+    sidecar = json.loads(path.with_name(path.name + ".json").read_text())
+    assert sidecar["input"]["preprocessing"]["crop"] == "none"

@@ -86,6 +86,21 @@ def sidecar(trained: TrainedModel, fmt: str, outputs: tuple[str, ...]) -> dict[s
     }
 
 
+def _stamp_onnx(path: str, trained: TrainedModel) -> None:
+    """Write the preprocessing record and class names into the ONNX file's own metadata (``metadata_props``), so
+    the model documents its input even without the sidecar."""
+    import onnx
+
+    model = onnx.load(path)
+    onnx.helper.set_model_props(model, {
+        "rlar_preprocessing": json.dumps(trained.prep.to_dict()),
+        "rlar_class_names": json.dumps(list(trained.label_space.class_names)),
+        "rlar_version": __version__,
+        "rlar_source_sha256": trained.sha256,
+    })
+    onnx.save(model, path)
+
+
 def _atomic_target(path: Path) -> str:
     """A temporary file beside ``path`` (same file system, so the final rename is atomic)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
@@ -141,6 +156,8 @@ def export_model(trained: TrainedModel, out: str | Path, fmt: str = "onnx", opse
                 traced.save(tmp)
         if Path(tmp).stat().st_size == 0:
             raise OSError(28, "the exporter wrote an empty file")
+        if fmt == "onnx":
+            _stamp_onnx(tmp, trained)
         meta_tmp = _atomic_target(meta)
         try:
             Path(meta_tmp).write_text(json.dumps(sidecar(trained, fmt, outputs), indent=1) + "\n")
