@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
+from rlar.data.files import probe_folder  # re-exported: commands import it from here; it lives in the data layer
 from rlar.data.sources import Source, open_source, source_names
 from rlar.errors import ConfigError
+
+__all__ = ["add_source_arguments", "check_output_file", "finite_number", "parse_key_values", "probe_folder",
+           "source_from_args", "write_curves"]
 
 
 def parse_key_values(pairs: list[str] | None, what: str = "--option") -> dict[str, Any]:
@@ -86,21 +88,6 @@ def check_output_file(path: str | Path, what: str = "--out") -> Path:
     if out.exists() and not os.access(out, os.W_OK):
         raise ConfigError(what, f"cannot write {out}: the file is read-only")
     return out
-
-
-def probe_folder(folder: str | Path, what: str, target: str | Path | None = None) -> Path:
-    """Create ``folder`` if needed and check a file can be written in it; ConfigError naming the path otherwise."""
-    folder = Path(folder)
-    shown = target if target is not None else folder
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=folder, prefix=".rlar-write-check-")
-    except OSError as exc:
-        raise ConfigError(what, f"cannot write {shown}: {exc.strerror or exc} ({folder})") from None
-    os.close(handle)
-    with contextlib.suppress(OSError):
-        os.unlink(name)
-    return folder
 
 
 def write_curves(run_dirs: list[Path], out: Path, labels: list[str] | None = None) -> Path | None:

@@ -53,6 +53,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from rlar.data.files import display_name, is_utf8_name
 from rlar.errors import DataError, DataWarning
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm")
@@ -248,7 +249,8 @@ def _as_input(source: str | Path | bytes, name: str | Path | None) -> _Input:
             raise DataError(label, "empty file")
         return _Input(label=label, data=bytes(source))
     path = Path(source)
-    label = Path(name) if name is not None else path
+    # Messages name the file as printable text: a name that is not UTF-8 shows its odd bytes as \xNN.
+    label = Path(name) if name is not None else (path if is_utf8_name(path) else Path(display_name(path)))
     if not path.is_file():
         raise DataError(label, "file not found" if not path.exists() else "not a file")
     if path.stat().st_size == 0:

@@ -89,6 +89,7 @@ from skimage.draw import polygon as fill_polygon
 
 from rlar.data.crop import CropParams, crop_with_mask
 from rlar.data.descriptors import normalise_descriptor
+from rlar.data.files import display_name, list_folder
 from rlar.data.io import read_header, read_image
 from rlar.data.labels import canonical_level
 from rlar.data.record import DESCRIPTORS, SampleInfo
@@ -157,12 +158,17 @@ class DDTISource(Source):
         assert self.root is not None
         if not self.root.is_dir():
             raise DataError(self.root, "DDTI root is not a folder")
-        images = {p.name: p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() == ".jpg"}
+        try:
+            found = list_folder(self.root)
+        except OSError as exc:
+            raise DataError(self.root, f"cannot list the DDTI folder ({exc.strerror or exc})") from None
+        for entry, reason in found.unusable:
+            if entry.suffix.lower() in (".jpg", ".xml"):  # a DDTI file that vanished would otherwise go uncounted
+                self.skips.add(display_name(entry.name), reason)
+        images = {p.name: p for p in found.files if p.suffix.lower() == ".jpg"}
         claimed: set[str] = set()
         unreadable_cases: set[str] = set()
-        xml_files = sorted(
-            (p for p in self.root.iterdir() if p.is_file() and p.suffix.lower() == ".xml"), key=_case_key
-        )
+        xml_files = sorted((p for p in found.files if p.suffix.lower() == ".xml"), key=_case_key)
         for xml_path in xml_files:
             case = xml_path.stem
             try:

@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from rlar.data.descriptors import normalise_descriptor
+from rlar.data.files import display_name, is_utf8_name, list_folder
 from rlar.data.io import IMAGE_SUFFIXES, declared_spacing, read_image, read_mask
 from rlar.data.labels import SCALE_LEVELS, canonical_level, detect_scale
 from rlar.data.record import DESCRIPTORS, SampleInfo, listing
@@ -241,20 +242,38 @@ class FolderSource(Source):
             self.skips.add(item, reason)
         self._grouped.clear()
 
+    def _listed_files(self, folder: Path) -> list[Path]:
+        """Regular files of ``folder``; dangling links, link loops, pipes and the like become counted skips.
+
+        Hidden files (.DS_Store) and sub-folders are not data and are passed over, as before; file names that are
+        not UTF-8 are kept (their ids show the odd bytes as ``\\xNN``, see :func:`rlar.data.files.display_name`)
+        with a note.
+        """
+        try:
+            found = list_folder(folder)
+        except OSError as exc:
+            raise DataError(folder, f"cannot list the folder ({exc.strerror or exc})") from None
+        for path, reason in found.unusable:
+            self._group_skip(display_name(path), reason)
+        odd = [display_name(p.name) for p in found.files if not is_utf8_name(p.name)]
+        if odd:
+            self.notes.append(f"{len(odd)} file name(s) in {folder.name}/ are not valid UTF-8; their ids show the "
+                              f"odd bytes as \\xNN: {listing(odd)}")
+        return found.files
+
     def _scan_images(self, image_dir: Path) -> dict[str, Path]:
         """image_id -> file; ids claimed by several files (a.png + a.jpg) are skipped with a reason."""
         by_stem: dict[str, list[Path]] = defaultdict(list)
-        for path in sorted(image_dir.iterdir()):
-            if path.name.startswith(".") or not path.is_file():
-                continue  # hidden files (.DS_Store) and sub-folders are not data
+        for path in self._listed_files(image_dir):
             if path.suffix.lower() not in IMAGE_SUFFIXES:
-                self._group_skip(path, f"unsupported image file type '{path.suffix}' (use {', '.join(IMAGE_SUFFIXES)})")
+                self._group_skip(display_name(path), f"unsupported image file type '{display_name(path.suffix)}' "
+                                                     f"(use {', '.join(IMAGE_SUFFIXES)})")
                 continue
-            by_stem[path.stem].append(path)
+            by_stem[display_name(path.stem)].append(path)
         images: dict[str, Path] = {}
         for stem, paths in by_stem.items():
             if len(paths) > 1:
-                names = ", ".join(p.name for p in paths)
+                names = ", ".join(display_name(p.name) for p in paths)
                 self.skips.add(stem, f"several image files share this image id ({names}); rename all but one")
                 continue
             images[stem] = paths[0]
@@ -265,16 +284,15 @@ class FolderSource(Source):
         if not mask_dir.is_dir():
             self.notes.append("no 'masks/' folder: no image has a segmentation mask")
             return masks
-        for path in sorted(mask_dir.iterdir()):
-            if path.name.startswith(".") or not path.is_file():
-                continue
+        for path in self._listed_files(mask_dir):
             if path.suffix.lower() != _MASK_SUFFIX:
-                self._group_skip(path, f"mask files must be lossless PNG named <image_id>{_MASK_SUFFIX}")
+                self._group_skip(display_name(path), f"mask files must be lossless PNG named <image_id>{_MASK_SUFFIX}")
                 continue
-            if path.stem not in images:
-                self._group_skip(path, "mask has no image with the same id in images/")
+            stem = display_name(path.stem)
+            if stem not in images:
+                self._group_skip(display_name(path), "mask has no image with the same id in images/")
                 continue
-            masks[path.stem] = path
+            masks[stem] = path
         return masks
 
     def _read_labels(self, csv_path: Path, images: dict[str, Path]) -> dict[str, dict[str, str]]:
