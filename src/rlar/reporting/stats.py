@@ -19,6 +19,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -108,22 +109,38 @@ class BootstrapCI:
     n_groups: int
 
 
-def cluster_bootstrap_ci(statistic: Callable[[np.ndarray], float], n_groups: int, *, n_resamples: int = N_BOOTSTRAP,
-                         seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE) -> BootstrapCI:
+def cluster_bootstrap_ci(statistic: Callable[[np.ndarray], Any], n_groups: int, *, n_resamples: int = N_BOOTSTRAP,
+                         seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE,
+                         vectorized: bool = False) -> BootstrapCI:
     """Percentile CI of ``statistic(groups)``, where ``groups`` is an index array of drawn patients (0..n-1, with
-    repetition); the estimate is ``statistic(arange(n))``. scipy's bootstrap draws the patient indices."""
+    repetition); the estimate is ``statistic(arange(n))``. scipy's bootstrap draws the patient indices.
+
+    ``vectorized``: ``statistic`` takes a (B, n) array of B draws and returns (B,) values (one call for all the
+    resamples instead of one per resample)."""
     if n_groups < 1:
         return BootstrapCI(math.nan, math.nan, math.nan, 0)
     everyone = np.arange(n_groups)
-    estimate = float(statistic(everyone))
+    estimate = float(np.asarray(statistic(everyone[None, :])).reshape(-1)[0]) if vectorized \
+        else float(statistic(everyone))
     if n_groups < 2 or not math.isfinite(estimate):
         return BootstrapCI(estimate, math.nan, math.nan, n_groups)
+
+    def batch(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        draws = np.asarray(idx, dtype=np.int64)
+        values = np.asarray(statistic(draws.reshape(-1, draws.shape[-1])), dtype=np.float64)
+        return values.reshape(draws.shape[:-1])
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a degenerate resample: scipy reports NaN bounds
         warnings.simplefilter("ignore", UserWarning)
-        result = stats.bootstrap((everyone,), lambda idx: statistic(np.asarray(idx, dtype=np.int64)),
-                                 vectorized=False, n_resamples=n_resamples, confidence_level=confidence,
-                                 method="percentile", rng=np.random.default_rng(seed))
+        if vectorized:
+            result = stats.bootstrap((everyone,), batch, vectorized=True, n_resamples=n_resamples,
+                                     confidence_level=confidence, method="percentile",
+                                     rng=np.random.default_rng(seed))
+        else:
+            result = stats.bootstrap((everyone,), lambda idx: statistic(np.asarray(idx, dtype=np.int64)),
+                                     vectorized=False, n_resamples=n_resamples, confidence_level=confidence,
+                                     method="percentile", rng=np.random.default_rng(seed))
     low, high = result.confidence_interval
     return BootstrapCI(estimate, float(low), float(high), n_groups)
 

@@ -16,7 +16,10 @@ Metric conventions (Metrics Reloaded, Maier-Hein et al., Nat Methods 2024; the p
 Comparisons (a - b) on the metrics of :data:`COMPARED_METRICS` (the tasks' headline metrics, ``rlar.tasks``):
 the difference of the metric over the test images pooled across folds and seeds, its patient-level paired bootstrap
 95 % CI, a Wilcoxon signed-rank p over per-patient scores, the Nadeau-Bengio corrected resampled t-test over the
-per-run differences, and Holm adjustment of each test family across the comparisons of one table.
+per-run differences, and Holm adjustment of each test family across the comparisons of one table. Binary tables
+also compare the binary AUROC (:data:`BINARY_EXTRA_METRICS`: mean over runs of each run's AUROC; no Wilcoxon p; a
+Holm family of its own). Every comparison also gets the hierarchical interval (seeds, then patients) and the
+minimum detectable effect of :mod:`rlar.reporting.hierarchical`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from rlar.data.labels import HIGH_RISK_LEVELS, SCALE_LEVELS, UNKNOWN
 from rlar.experiments.arms import TableSpec
 from rlar.reporting.collect import Evaluation, GridData, RunRecord
 from rlar.reporting.environments import mixing_note
+from rlar.reporting.hierarchical import HierarchicalResult, compare_hierarchical, weighted_auroc
 from rlar.reporting.stats import (
     BOOTSTRAP_SEED,
     N_BOOTSTRAP,
@@ -55,6 +59,8 @@ LOWER_IS_BETTER = frozenset({"hd95_px", "ece"})
 #: The tested metrics: each task's headline metric, from the task table.
 COMPARED_METRICS: tuple[str, ...] = tuple(spec.headline for spec in TASKS.values() if spec.headline)
 SPACES: tuple[str, ...] = ("levels", "binary")
+#: Compared too, in the binary label space only, as their own Holm family: the ranking metric of the power analysis.
+BINARY_EXTRA_METRICS: tuple[str, ...] = ("auroc",)
 DIGITS: dict[str, int] = {"hd95_px": 2}
 
 
@@ -250,6 +256,44 @@ def paired_statistic(paired: Paired, metric: str, space: str
     return cls_stat, _per_patient(true_a, pidx, n), _per_patient(true_b, pidx, n)
 
 
+def paired_auroc_statistic(paired: Paired, space: str) -> Callable[[np.ndarray], np.ndarray] | None:
+    """Vectorized statistic over drawn patients (B, P) -> (B,) AUROC(a) - AUROC(b), each the mean over the paired
+    runs (seed, fold) of the run's binary AUROC on the drawn patients' labelled images (a run whose draw has no
+    positive or no negative image is left out of both means); None when the binary AUROC is undefined."""
+    if space != "binary":
+        return None
+    ia, ib = classification_inputs(paired.a, space), classification_inputs(paired.b, space)
+    if ia is None or ib is None:
+        return None
+    (pa, labels, _), (pb, _, _) = ia, ib
+    known = labels >= 0
+    if not known.any():
+        return None
+    runs = paired.a["_seed"].astype(str) + "/" + paired.a["_fold"].astype(str)
+    groups = [np.flatnonzero(known & (runs == r).to_numpy()) for r in sorted(runs.unique())]
+    groups = [g for g in groups if g.size]
+    n = paired.n_patients
+
+    def statistic(draws: np.ndarray) -> np.ndarray:
+        draws = np.atleast_2d(draws)
+        counts = np.zeros((draws.shape[0], n))
+        np.add.at(counts, (np.repeat(np.arange(draws.shape[0]), draws.shape[1]), draws.ravel()), 1.0)
+        sums = np.zeros((draws.shape[0], 2))
+        valid = np.zeros(draws.shape[0])
+        for rows in groups:
+            w = counts[:, paired.patient_index[rows]]
+            y = labels[rows]
+            auc_a, auc_b = weighted_auroc(pa[rows, 1], y, w), weighted_auroc(pb[rows, 1], y, w)
+            ok = np.isfinite(auc_a) & np.isfinite(auc_b)
+            sums[:, 0] += np.where(ok, auc_a, 0.0)
+            sums[:, 1] += np.where(ok, auc_b, 0.0)
+            valid += ok
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(valid > 0, (sums[:, 0] - sums[:, 1]) / np.maximum(valid, 1), np.nan)
+
+    return statistic
+
+
 @dataclass
 class Comparison:
     """One tested difference a - b of one metric."""
@@ -268,6 +312,8 @@ class Comparison:
     p_nb: float
     p_wilcoxon_holm: float = math.nan
     p_nb_holm: float = math.nan
+    #: The interval that includes the variation between trainings, and the MDE (rlar.reporting.hierarchical).
+    hierarchical: HierarchicalResult | None = None
 
 
 def compare(grid: GridData, a: str, b: str, metric: str, evaluation: Evaluation, space: str,
@@ -277,11 +323,19 @@ def compare(grid: GridData, a: str, b: str, metric: str, evaluation: Evaluation,
     paired = pair_frames(runs_a, runs_b, evaluation.key)
     if paired is None:
         return None
-    parts = paired_statistic(paired, metric, space)
-    if parts is None:
-        return None
-    statistic, score_a, score_b = parts
-    ci = cluster_bootstrap_ci(statistic, paired.n_patients, n_resamples=n_resamples, seed=seed)
+    if metric in BINARY_EXTRA_METRICS:
+        auroc = paired_auroc_statistic(paired, space)
+        if auroc is None:
+            return None
+        ci = cluster_bootstrap_ci(auroc, paired.n_patients, n_resamples=n_resamples, seed=seed, vectorized=True)
+        p_wilcoxon = math.nan  # AUROC has no per-patient value
+    else:
+        parts = paired_statistic(paired, metric, space)
+        if parts is None:
+            return None
+        statistic, score_a, score_b = parts
+        ci = cluster_bootstrap_ci(statistic, paired.n_patients, n_resamples=n_resamples, seed=seed)
+        p_wilcoxon = wilcoxon_p(score_a, score_b)
     by_run_b = {(r.seed, r.fold): r for r in runs_b if evaluation.key in r.frames}
     diffs, n_train, n_test = [], [], []
     for run in runs_a:
@@ -296,8 +350,9 @@ def compare(grid: GridData, a: str, b: str, metric: str, evaluation: Evaluation,
         t = corrected_resampled_ttest(diffs, float(np.mean(n_train)), float(np.mean(n_test)))
     else:
         t = corrected_resampled_ttest([], 1, 1)
-    return Comparison(a, b, metric, ci.estimate, ci.low, ci.high, paired.n_patients, wilcoxon_p(score_a, score_b),
-                      len(diffs), t.mean, t.t, t.p)
+    hierarchical = compare_hierarchical(runs_a, runs_b, evaluation.key, metric, space, n_resamples, seed)
+    return Comparison(a, b, metric, ci.estimate, ci.low, ci.high, paired.n_patients, p_wilcoxon,
+                      len(diffs), t.mean, t.t, t.p, hierarchical=hierarchical)
 
 
 # ------------------------------------------------------------------------------------------------- tables
@@ -369,15 +424,23 @@ def build_table(grid: GridData, spec: TableSpec, evaluation: Evaluation, space: 
     for a, b in spec.comparisons:
         if a not in present or b not in present:
             continue
-        for metric in COMPARED_METRICS:
+        for metric in compared_metrics(space):
             result = compare(grid, a, b, metric, evaluation, space, n_resamples, seed)
             if result is not None:
                 table.comparisons.append(result)
-    w = holm([c.p_wilcoxon for c in table.comparisons])
-    t = holm([c.p_nb for c in table.comparisons])
-    for c, pw, pt in zip(table.comparisons, w, t):
-        c.p_wilcoxon_holm, c.p_nb_holm = float(pw), float(pt)
+    # Holm families: the tasks' headline metrics, and (binary space) the AUROC comparisons on their own.
+    for family in (COMPARED_METRICS, BINARY_EXTRA_METRICS):
+        members = [c for c in table.comparisons if c.metric in family]
+        w = holm([c.p_wilcoxon for c in members])
+        t = holm([c.p_nb for c in members])
+        for c, pw, pt in zip(members, w, t):
+            c.p_wilcoxon_holm, c.p_nb_holm = float(pw), float(pt)
     return table
+
+
+def compared_metrics(space: str) -> tuple[str, ...]:
+    """The metrics a table of label space ``space`` compares: the headline metrics, plus AUROC when binary."""
+    return COMPARED_METRICS + (BINARY_EXTRA_METRICS if space == "binary" else ())
 
 
 # --------------------------------------------------------------------------------------------- formatting
@@ -410,7 +473,7 @@ def caption(table: Table) -> str:
             "Dice/IoU/HD95 (px): per-image mean over images with a ground-truth nodule; an empty prediction scores "
             "Dice 0, IoU 0, HD95 = image diagonal; images without a nodule are excluded.")
     if table.comparisons:
-        m = len(table.comparisons)
+        m = sum(c.metric in COMPARED_METRICS for c in table.comparisons)
         text += (f" Comparisons (a - b) on {', '.join(COMPARED_METRICS)}: difference on the test images pooled over "
                  f"folds and seeds with a paired patient-level percentile bootstrap 95% CI ({table.n_resamples} "
                  f"resamples of patients, seed {table.seed}); Wilcoxon signed-rank p over per-patient scores (Dice: "
@@ -419,24 +482,70 @@ def caption(table: Table) -> str:
                  f"df = J - 1). Holm correction across the {m} comparisons of this table, separately for each test "
                  "(columns 'Holm'). The bootstrap CI and Wilcoxon p treat each trained model as fixed, so they leave "
                  "out the variation between trainings of one config (seed, machine); NB p, over runs, includes it.")
+    if table.comparisons:
+        text += " " + hierarchical_caption(table)
     note = mixing_note(table.environments)
     return f"{text} {note}" if note else text
+
+
+def hierarchical_caption(table: Table) -> str:
+    """What the columns '95% CI, seeds + patients', 'MDE 80%' and 'seeds' are, and where one seed limits them."""
+    results = [c.hierarchical for c in table.comparisons if c.hierarchical is not None]
+    extra = [c for c in table.comparisons if c.metric in BINARY_EXTRA_METRICS]
+    text = ""
+    if extra:
+        text += (f"AUROC rows (binary AUROC of the high-risk probability, the mean over runs of each run's AUROC): "
+                 "bootstrap CI as above, no Wilcoxon p (AUROC has no per-patient value), NB p over the per-run "
+                 f"AUROC differences; Holm across the {len(extra)} AUROC comparisons, a family of their own. ")
+    text += ("'95% CI, seeds + patients': hierarchical percentile bootstrap 95% CI of the difference "
+             f"({table.n_resamples} resamples, seed {table.seed}): each replicate draws each arm's seeds within each "
+             "fold, independently per arm (seed k of two methods is not a paired training), and patients within "
+             "each fold's test set, the same patients for both arms; a drawn seed's deviation from the fold's seed "
+             "mean is scaled so that the seed level carries the variance between trainings net of test-set noise, "
+             "which the patient level already has. 'MDE 80%': the smallest difference a two-sided test at alpha 0.05 "
+             "detects with 80% power under this design, (z_0.975 + z_0.8) x SE = 2.80 x SE, SE^2 = the variance "
+             "between trainings of each arm's per-fold metric / its seeds (weighted over folds) + the patient-level "
+             "variance of the difference (docs/experiments.md). 'seeds': seeds per fold of a / b.")
+    single = [r for r in results if not r.hierarchical]
+    partial = [r for r in results if not r.train_variance_estimated]
+    if results and len(single) == len(results):
+        text += (" One seed per arm: nothing varies between trainings to resample, so the seeds + patients CI falls "
+                 "back to the patient bootstrap (within folds) and leaves out the variation between trainings; each "
+                 "MDE is a lower bound (≥, patient-level variance only).")
+    elif partial:
+        text += (" Where an arm has one seed (seeds column), its variation between trainings is not in the interval "
+                 "and the MDE is a lower bound (≥, that arm's training variance is not estimable).")
+    return text
 
 
 def _row_cells(row: Row) -> list[str]:
     return [row.arm, str(row.n_runs), *(fmt_cell(row.cells[m], m) for m in METRICS)]
 
 
+def _hier_cells(c: Comparison) -> list[str]:
+    h = c.hierarchical
+    d = DIGITS.get(c.metric, 3)
+    if h is None:
+        return ["n/a", "n/a", "n/a"]
+    mde = fmt(h.mde, d)
+    if mde != "n/a" and not h.train_variance_estimated:
+        mde = f"≥{mde}"
+    return [f"[{fmt(h.low, d)}, {fmt(h.high, d)}]", mde, f"{h.seeds_a}/{h.seeds_b}"]
+
+
 def _comparison_cells(c: Comparison) -> list[str]:
     d = DIGITS.get(c.metric, 3)
     return [f"{c.a} - {c.b}", HEADERS[c.metric], f"{c.estimate:+.{d}f}" if math.isfinite(c.estimate) else "n/a",
-            f"[{fmt(c.low, d)}, {fmt(c.high, d)}]", str(c.n_patients), fmt_p(c.p_wilcoxon), fmt_p(c.p_wilcoxon_holm),
-            str(c.n_runs), fmt_p(c.p_nb), fmt_p(c.p_nb_holm)]
+            f"[{fmt(c.low, d)}, {fmt(c.high, d)}]", *_hier_cells(c), str(c.n_patients), fmt_p(c.p_wilcoxon),
+            fmt_p(c.p_wilcoxon_holm), str(c.n_runs), fmt_p(c.p_nb), fmt_p(c.p_nb_holm)]
 
 
 ROW_HEADER = ["method", "runs", *(HEADERS[m] for m in METRICS)]
-COMPARISON_HEADER = ["comparison", "metric", "difference", "95% CI", "patients", "Wilcoxon p", "Holm",
-                     "runs", "NB p", "Holm"]
+COMPARISON_HEADER = ["comparison", "metric", "difference", "95% CI", "95% CI, seeds + patients", "MDE 80%", "seeds",
+                     "patients", "Wilcoxon p", "Holm", "runs", "NB p", "Holm"]
+#: Columns the comparisons CSV adds after its original ones (rlar.reporting.hierarchical.HierarchicalResult).
+HIERARCHICAL_CSV = ["seeds_a", "seeds_b", "hier_difference", "hier_ci_low", "hier_ci_high", "hier_se_bootstrap",
+                    "var_train_a", "var_train_b", "var_train", "var_patient", "se", "mde", "mde_is_lower_bound"]
 
 
 def to_markdown(table: Table) -> str:
@@ -463,22 +572,31 @@ def to_csv(table: Table) -> tuple[str, str]:
                        f"{cell.std:.6f}" if math.isfinite(cell.std) else "", str(cell.n)]
         lines.append(",".join([row.arm, str(row.n_runs), *values]))
     comp = ["a,b,metric,difference,ci_low,ci_high,patients,p_wilcoxon,p_wilcoxon_holm,runs,mean_run_difference,"
-            "t_nb,p_nb,p_nb_holm"]
+            "t_nb,p_nb,p_nb_holm," + ",".join(HIERARCHICAL_CSV)]
+
+    def f6(xs: list[float]) -> list[str]:
+        return [f"{x:.6f}" if math.isfinite(x) else "" for x in xs]
+
+    def g6(xs: list[float]) -> list[str]:  # variances: small numbers, 6 significant digits
+        return [f"{x:.6g}" if math.isfinite(x) else "" for x in xs]
+
     for c in table.comparisons:
         nums = [c.estimate, c.low, c.high]
         tail = [c.p_wilcoxon, c.p_wilcoxon_holm]
         nb = [c.mean_run_difference, c.t_nb, c.p_nb, c.p_nb_holm]
-
-        def f6(xs: list[float]) -> list[str]:
-            return [f"{x:.6f}" if math.isfinite(x) else "" for x in xs]
-
-        comp.append(",".join([c.a, c.b, c.metric, *f6(nums), str(c.n_patients), *f6(tail), str(c.n_runs), *f6(nb)]))
+        h = c.hierarchical
+        hier = ([""] * len(HIERARCHICAL_CSV) if h is None else
+                [str(h.seeds_a), str(h.seeds_b), *f6([h.estimate, h.low, h.high, h.se_bootstrap]),
+                 *g6([h.var_train_a, h.var_train_b, h.var_train, h.var_patient]), *f6([h.se, h.mde]),
+                 str(not h.train_variance_estimated).lower()])
+        comp.append(",".join([c.a, c.b, c.metric, *f6(nums), str(c.n_patients), *f6(tail), str(c.n_runs), *f6(nb),
+                              *hier]))
     return "\n".join(lines) + "\n", "\n".join(comp) + "\n"
 
 
 def _tex(text: str) -> str:
     return (text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
-            .replace("±", r"$\pm$").replace("#", r"\#"))
+            .replace("±", r"$\pm$").replace("≥", r"$\geq$").replace("#", r"\#").replace("^", r"\^{}"))
 
 
 def to_latex(table: Table) -> str:
@@ -489,7 +607,7 @@ def to_latex(table: Table) -> str:
     out += [" & ".join(_tex(c) for c in _row_cells(r)) + r" \\" for r in table.rows]
     out += [r"\bottomrule", r"\end{tabular}"]
     if table.comparisons:
-        out += [r"\par\medskip", r"\begin{tabular}{llrlrrrrrr}", r"\toprule",
+        out += [r"\par\medskip", r"\begin{tabular}{llrllrrrrrrrr}", r"\toprule",
                 " & ".join(_tex(h) for h in COMPARISON_HEADER) + r" \\", r"\midrule"]
         out += [" & ".join(_tex(x) for x in _comparison_cells(c)) + r" \\" for c in table.comparisons]
         out += [r"\bottomrule", r"\end{tabular}"]
@@ -497,5 +615,6 @@ def to_latex(table: Table) -> str:
     return "\n".join(out)
 
 
-__all__ = ["COMPARED_METRICS", "METRICS", "SPACES", "Comparison", "Table", "build_table", "caption",
-           "classification_inputs", "compare", "frame_metrics", "pair_frames", "to_csv", "to_latex", "to_markdown"]
+__all__ = ["BINARY_EXTRA_METRICS", "COMPARED_METRICS", "METRICS", "SPACES", "Comparison", "Table", "build_table",
+           "caption", "classification_inputs", "compare", "compared_metrics", "frame_metrics", "pair_frames",
+           "to_csv", "to_latex", "to_markdown"]
