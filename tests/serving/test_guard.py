@@ -153,3 +153,34 @@ def test_every_request_is_logged_in_one_line(client: TestClient, png: bytes, cap
     assert '"POST /api/predict" 200' in lines[0]
     assert '"GET /result/<token>.json" 200' in lines[1]  # the result token is not written to the log
     assert '"GET /" 403' in lines[2] and "refused" in lines[2]
+
+
+def test_predictions_run_one_at_a_time(trained_run: Path, png: bytes) -> None:
+    import threading
+    import time
+
+    predictor = Predictor.from_run(trained_run)
+    original = predictor.predict_one
+    active, peak = [0], [0]
+    guard = threading.Lock()
+
+    def tracked(*args, **kwargs):
+        with guard:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.3)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            with guard:
+                active[0] -= 1
+
+    predictor.predict_one = tracked  # type: ignore[method-assign]
+    client = TestClient(create_app(predictor), base_url=BASE)
+    statuses: list[int] = []
+    threads = [threading.Thread(target=lambda: statuses.append(_upload(client, png).status_code)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200, 200, 200] and peak[0] == 1
