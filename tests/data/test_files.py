@@ -101,3 +101,12 @@ def test_probe_folder_lives_in_the_data_layer_and_cli_re_exports_it(tmp_path: Pa
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="--out"):
         probe_folder(tmp_path / "file" / "out", "--out")
+
+
+def test_thyroidxl_counts_a_fifo_among_its_images(tmp_path: Path) -> None:
+    root = tmp_path / "xl"
+    _png(root / "train" / "images" / "1.png", 90)
+    os.mkfifo(root / "train" / "images" / "2.png")
+    source = open_source("thyroidxl", root)
+    assert [i.image_id for i in source.infos] == ["1"]
+    assert any(s.item.endswith("2.png") and "named pipe" in s.reason for s in source.skips)

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from rlar.data.descriptors import normalise_descriptor
+from rlar.data.files import display_name, list_folder
 from rlar.data.io import IMAGE_SUFFIXES
 from rlar.data.labels import canonical_level
 from rlar.data.record import DESCRIPTORS, SampleInfo, listing
@@ -108,9 +109,13 @@ class ThyroidXLSource(Source):
         files: dict[str, tuple[str, Path]] = {}  # file name -> (split, path)
         by_stem: dict[str, list[tuple[str, Path]]] = {}
         for split in present:
-            for path in sorted((self.root / split / "images").iterdir()):
-                if path.name.startswith(".") or not path.is_file():
-                    continue
+            try:
+                found = list_folder(self.root / split / "images")
+            except OSError as exc:
+                raise DataError(self.root / split / "images", f"cannot list the folder ({exc.strerror or exc})") from None
+            for entry, reason in found.unusable:  # dangling links, loops, pipes: counted, never silently lost
+                self.skips.add(display_name(entry), reason)
+            for path in found.files:
                 if path.suffix.lower() not in IMAGE_SUFFIXES:
                     self.skips.add(path, f"unsupported image file type '{path.suffix}'")
                     continue
