@@ -181,3 +181,17 @@ def test_same_source_is_decided_by_resolved_paths(trained_run: Path, tmp_path: P
     assert same_root("link", "data")
     assert not same_root("data", tmp_path)
     assert same_root(None, None) and not same_root(None, "data")
+
+
+def test_external_source_on_another_scale_keeps_the_models_class_names(trained_run: Path, tmp_path: Path) -> None:
+    """A folder graded on the DDTI scale, scored with an ACR-scale model: probabilities keep the model's classes
+    (classification metrics are skipped with a warning) instead of failing on class_0.. columns."""
+    model = _cropping_model(trained_run, tmp_path / "model")
+    root = _framed_folder(tmp_path / "external", n=3)
+    (root / "labels.csv").write_text("image_id,tirads\ncase0,4a\ncase1,2\ncase2,5\n")
+    out = tmp_path / "eval"
+    with pytest.warns(UserWarning, match="classification metrics are skipped"):
+        assert main(["evaluate", "--model", str(model), "--source", "folder", "--root", str(root), "--all-images",
+                     "--out", str(out), "--no-progress"]) == 0
+    table = pd.read_csv(out / "predictions.csv")
+    assert [c for c in table.columns if c.startswith("prob_")] == [f"prob_TR{k}" for k in range(1, 6)]

@@ -24,7 +24,7 @@ from rlar.data.dataset import ThyroidDataset
 from rlar.data.labels import LabelSpace
 from rlar.data.sources.base import Source
 from rlar.errors import DataError
-from rlar.evaluation.evaluate import class_names_of, prob_column
+from rlar.evaluation.evaluate import prob_column
 from rlar.evaluation.metrics import per_image_segmentation
 from rlar.inference.loading import TrainedModel
 from rlar.inference.outputs import safe_stem
@@ -44,7 +44,7 @@ def predict_source(members: Sequence[TrainedModel], source: Source, image_ids: S
     labels = ThyroidDataset(source, image_ids, image_size=members[0].prep.image_size, label_space=label_space,
                             cache_in_memory=False)
     position = {info.image_id: i for i, info in enumerate(source.infos)}
-    names: list[str] | None = None
+    names = list(members[0].label_space.class_names)  # the model's classes, whatever the source is labelled on
     rows: list[dict[str, Any]] = []
     skipped: list[Any] = []
     if mask_dir is not None:
@@ -66,8 +66,6 @@ def predict_source(members: Sequence[TrainedModel], source: Source, image_ids: S
             row: dict[str, Any] = {"image_id": info.image_id, "patient_id": info.patient_id,
                                    "label": int(labels.labels[k]), "has_mask": sample.mask is not None}
             if p.class_prob is not None:
-                if names is None:
-                    names = class_names_of(labels, len(p.class_prob))
                 j = int(np.argmax(p.class_prob))
                 row.update(pred_class=j, pred_class_name=names[j], confidence=float(p.class_prob[j]))
                 row.update({prob_column(n): float(v) for n, v in zip(names, p.class_prob)})
