@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     from rlar.inference.loading import load_trained_model
     from rlar.inference.sources import predict_source
     from rlar.runs import METRICS_FILE
-    from rlar.training.run import label_space_for, to_jsonable
+    from rlar.training.run import label_space_for, to_jsonable, write_text
     from rlar.training.trainer import resolve_device
 
     _check_arguments(args)
@@ -284,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{key:>24}: {value:.4f}" if isinstance(value, float) else f"{key:>24}: {value}")
     if out is not None:
         table.to_csv(out / "predictions.csv", index=False)
-        (out / METRICS_FILE).write_text(json.dumps(to_jsonable(metrics), indent=1))
+        write_text(out / METRICS_FILE, json.dumps(to_jsonable(metrics), indent=1))
         print(f"predictions: {out / 'predictions.csv'}; metrics: {out / METRICS_FILE}")
         if args.overlays and "pred_mask" in frame.columns:
             n = write_overlays(frame, dataset, out / "overlays")

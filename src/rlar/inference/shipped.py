@@ -36,7 +36,7 @@ from rlar.errors import ConfigError, DataError
 from rlar.inference.loading import TrainedModel, build_network, load_trained_model, sha256_of
 from rlar.training.checkpoint import check_finite_weights
 from rlar.training.config import config_to_dict, validate_config
-from rlar.training.run import to_jsonable
+from rlar.training.run import to_jsonable, write_text
 
 SHIPPED_FORMAT = "rlar-shipped-model"
 SHIPPED_VERSION = 1
@@ -122,7 +122,7 @@ def convert_run(path: str | Path, out_dir: str | Path, model_id: str | None = No
                              "ship fewer members or a smaller network")
     try:
         os.replace(tmp, out / WEIGHTS_FILE)
-        (out / MODEL_JSON).write_text(text)
+        write_text(out / MODEL_JSON, text)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise DataError(out, f"cannot write the shipped model ({exc.strerror or exc})") from None
