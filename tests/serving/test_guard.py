@@ -184,3 +184,16 @@ def test_predictions_run_one_at_a_time(trained_run: Path, png: bytes) -> None:
     for thread in threads:
         thread.join()
     assert statuses == [200, 200, 200] and peak[0] == 1
+
+
+def test_a_png_past_pillows_own_bomb_limit_is_413_like_any_oversized_image(client: TestClient) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 14000, 14000, 8, 0, 0, 0, 0)  # 196 M grey pixels declared, 60 bytes on disk
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    response = client.post("/api/predict", files={"file": ("bomb.png", png, "image/png")})
+    assert response.status_code == 413 and "refused before decoding" in response.json()["error"]

@@ -294,6 +294,10 @@ def _open_pillow(src: _Input) -> Image.Image:
 
 def _pillow_error(src: _Input, exc: Exception) -> DataError:
     """The DataError for a file Pillow cannot read; a header Pillow does not recognise is called corrupt."""
+    if isinstance(exc, Image.DecompressionBombError):
+        # Pillow's own guard (about 179 M pixels in the first frame) fires at open, before ours can: same verdict.
+        return TooManyPixels(src.label, f"the header declares more pixels than Pillow decodes ({exc}); refused "
+                                        "before decoding")
     if isinstance(exc, UnidentifiedImageError):
         kind = sniff_format(src.head())
         if kind is None:
@@ -374,6 +378,14 @@ def declared_spacing(path: str | Path) -> tuple[float, float] | None:
         return None
 
 
+class TooManyPixels(DataError):
+    """A file refused before decoding because its headers declare more pixel values than the cap.
+
+    A :class:`DataError` like every other decoding failure; its own type lets a caller answer it differently
+    (the viewer: 413, not 400).
+    """
+
+
 def check_pixel_budget(header: ImageHeader, max_pixels: int = MAX_PIXELS, frames: int = 1) -> None:
     """Raise DataError when decoding the first ``frames`` frames of ``header`` would give more than ``max_pixels``
     values, each frame counted by its own header (:attr:`ImageHeader.frame_sizes`).
@@ -386,7 +398,7 @@ def check_pixel_budget(header: ImageHeader, max_pixels: int = MAX_PIXELS, frames
     count = min(frames, header.frames)
     limit = f"more than the limit of {max_pixels:,} (rlar.data.io.MAX_PIXELS); refused before decoding"
     if not header.frame_sizes:
-        raise DataError(
+        raise TooManyPixels(
             header.path,
             f"{header.format} header declares {header.width}x{header.height} pixels x {header.samples} sample(s) x "
             f"{count} frame(s) = {values:,} values ({header.width * header.height * count:,} pixels), {limit}",
@@ -394,7 +406,7 @@ def check_pixel_budget(header: ImageHeader, max_pixels: int = MAX_PIXELS, frames
     sizes = header.frame_sizes[:count]
     index = max(range(len(sizes)), key=lambda i: sizes[i][0] * sizes[i][1] * sizes[i][2])
     width, height, samples = sizes[index]
-    raise DataError(
+    raise TooManyPixels(
         header.path,
         f"{header.format} frames of different sizes, each checked by its own header: frame {index + 1} of "
         f"{header.frames} declares {width}x{height} pixels x {samples} sample(s); the {count} frame(s) to decode "

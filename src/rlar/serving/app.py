@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rlar._optional import require
+from rlar.data.io import TooManyPixels
 from rlar.errors import DataError
 from rlar.inference.html import render_report_html
 from rlar.inference.outputs import overlay, png_bytes
@@ -284,6 +285,8 @@ def create_app(predictor: Predictor, limits: ServerLimits | None = None,
         check_upload(data, limits, name)
         try:
             report, picture = await run_in_threadpool(run_prediction, data, name)
+        except TooManyPixels as err:
+            raise UploadRejected(413, err.reason) from None
         except DataError as err:
             raise UploadRejected(400, err.reason) from None
         token = store.add(report, picture)

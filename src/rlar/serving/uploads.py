@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from rlar.data.io import declared_values, sniff_format
+from rlar.data.io import TooManyPixels, declared_values, sniff_format
 from rlar.errors import DataError
 from rlar.serving.limits import ServerLimits
 
@@ -42,6 +42,8 @@ def check_upload(data: bytes, limits: ServerLimits, name: str = "upload") -> str
         # Every frame counted by its own header (a TIFF's second page, an MPO's second picture): the count the
         # decoder checks again with the same cap.
         pixels = declared_values(data, name)
+    except TooManyPixels as err:
+        raise UploadRejected(413, err.reason) from None
     except DataError as err:
         raise UploadRejected(400, err.reason) from None
     if pixels <= 0:
