@@ -4,9 +4,8 @@ against the naive reference in ``_reference.py`` (autograd.grad(create_graph=Tru
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
+from typing import Any
 
 import pytest
 import torch

@@ -40,7 +40,7 @@ from rlar.training.logging import COMPETITION_FILE, COMPETITION_STATS
 STATS = COMPETITION_STATS
 
 
-def probe_batch(items: Iterable[Mapping[str, Any]], size: int) -> dict[str, Any] | None:
+def probe_batch(items: Iterable[dict[str, Any]], size: int) -> dict[str, Any] | None:
     """The first ``size`` items valid for both tasks (a mask and a known level), collated; None if there is none."""
     from rlar.data.dataset import collate
 
