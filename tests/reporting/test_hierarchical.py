@@ -196,3 +196,19 @@ def test_mde_has_80_percent_power_by_simulation() -> None:
     assert 0.68 <= power_ci <= 0.90, power_ci  # the hierarchical interval has about the same power
     assert size <= 0.10, size
     assert float(np.median(mdes)) == pytest.approx(true_mde, rel=0.12)
+
+
+def test_folds_that_share_patients_draw_them_once() -> None:
+    """An external source is scored by every fold's model: the same patients in every fold are one draw, so two
+    identical folds give the interval of one (independent draws per fold would narrow it by about sqrt 2)."""
+    rng = np.random.default_rng(4)
+    patient = np.repeat(np.arange(30), 2)
+    a, b = rng.normal(0.7, 0.1, (1, 60)), rng.normal(0.7, 0.1, (1, 60))  # one seed: the patient level alone
+    ids = np.array([f"p{i:02d}" for i in range(30)])  # sorted, as build_folds gives them
+    one = hierarchical_comparison([FoldData(0, patient, 30, a, b, None, ids)], Kernel("mean"), 400, seed=3)
+    two = hierarchical_comparison([FoldData(f, patient, 30, a, b, None, ids) for f in range(2)], Kernel("mean"), 400,
+                                  seed=3)
+    assert (two.low, two.high) == pytest.approx((one.low, one.high))
+    apart = hierarchical_comparison([FoldData(f, patient, 30, a, b, None, np.char.add(ids, str(f))) for f in range(2)],
+                                    Kernel("mean"), 400, seed=3)
+    assert _width(apart.low, apart.high) < 0.85 * _width(one.low, one.high)

@@ -12,7 +12,8 @@ machine's rounding). :func:`hierarchical_comparison` resamples both:
    (k, f) and (k, f') train on different data, so a seed is not a unit shared by the folds either; resampling
    within folds also copes with seeds that have not finished every fold;
 2. **patients**, within each fold's test set, the same draw for A and B (the pairing that gives the comparison its
-   power); every image of a drawn patient comes along.
+   power); every image of a drawn patient comes along. Folds that share patients (an external source, which every
+   fold's model scores) get one draw for all folds.
 
 With one seed per arm the seed level has nothing to resample and the interval is the patient bootstrap (within
 folds). The bootstrap's draws are fixed by ``seed``, and the patient draws come first, so a grid whose seeds agree
@@ -147,6 +148,9 @@ class FoldData:
     a: np.ndarray
     b: np.ndarray
     labels: np.ndarray | None = None
+    #: The patients' ids (P,): when folds share patients (an external source that every fold's model scores), the
+    #: patients are drawn once for all folds instead of within each fold.
+    patient_ids: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -183,12 +187,28 @@ class HierarchicalResult:
 
 def _draw_weights(folds: Sequence[FoldData], n_resamples: int, rng: np.random.Generator
                   ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-    """Patient draws (R, n rows) per fold first, then seed counts (R, S) per fold for A, then for B."""
+    """Patient draws (R, n rows) per fold first (within each fold, or once for all folds when they share
+    patients), then seed counts (R, S) per fold for A, then for B."""
     rows = []
-    for fold in folds:
-        p = fold.n_patients
+    ids = [f.patient_ids for f in folds]
+    if all(i is not None for i in ids) and len(folds) > 1:
+        names, inverse = np.unique(np.concatenate([i for i in ids if i is not None]), return_inverse=True)
+        shared = names.size < inverse.size
+    else:
+        shared = False
+    if shared:
+        p = names.size
         counts = rng.multinomial(p, np.full(p, 1.0 / p), size=n_resamples).astype(np.float64)
-        rows.append(counts[:, fold.patient])
+        start = 0
+        for fold in folds:
+            local = inverse[start:start + fold.n_patients]
+            start += fold.n_patients
+            rows.append(counts[:, local[fold.patient]])
+    else:
+        for fold in folds:
+            p = fold.n_patients
+            counts = rng.multinomial(p, np.full(p, 1.0 / p), size=n_resamples).astype(np.float64)
+            rows.append(counts[:, fold.patient])
     seeds = []
     for arm in ("a", "b"):
         for fold in folds:
@@ -342,7 +362,7 @@ def build_folds(runs_a: list[RunRecord], runs_b: list[RunRecord], key: str, metr
         patients = frames[0]["patient_id"].astype(str).to_numpy()[keep]
         uniq, index = np.unique(patients, return_inverse=True)
         folds.append(FoldData(fold, index.astype(np.int64), len(uniq), values[:n_a][:, keep], values[n_a:][:, keep],
-                              None if labels is None else labels[keep]))
+                              None if labels is None else labels[keep], uniq))
     if not folds or kernel is None:
         return None
     return folds, kernel

@@ -493,14 +493,16 @@ def hierarchical_caption(table: Table) -> str:
     results = [c.hierarchical for c in table.comparisons if c.hierarchical is not None]
     extra = [c for c in table.comparisons if c.metric in BINARY_EXTRA_METRICS]
     text = ""
+    patients = ("once for all folds (every fold's model scores this source's patients)"
+                if table.evaluation.key.startswith("external") else "within each fold's test set")
     if extra:
         text += (f"AUROC rows (binary AUROC of the high-risk probability, the mean over runs of each run's AUROC): "
                  "bootstrap CI as above, no Wilcoxon p (AUROC has no per-patient value), NB p over the per-run "
                  f"AUROC differences; Holm across the {len(extra)} AUROC comparisons, a family of their own. ")
     text += ("'95% CI, seeds + patients': hierarchical percentile bootstrap 95% CI of the difference "
              f"({table.n_resamples} resamples, seed {table.seed}): each replicate draws each arm's seeds within each "
-             "fold, independently per arm (seed k of two methods is not a paired training), and patients within "
-             "each fold's test set, the same patients for both arms; a drawn seed's deviation from the fold's seed "
+             "fold, independently per arm (seed k of two methods is not a paired training), and patients "
+             f"{patients}, the same patients for both arms; a drawn seed's deviation from the fold's seed "
              "mean is scaled so that the seed level carries the variance between trainings net of test-set noise, "
              "which the patient level already has. 'MDE 80%': the smallest difference a two-sided test at alpha 0.05 "
              "detects with 80% power under this design, (z_0.975 + z_0.8) x SE = 2.80 x SE, SE^2 = the variance "
