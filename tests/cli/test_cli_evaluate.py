@@ -195,3 +195,29 @@ def test_external_source_on_another_scale_keeps_the_models_class_names(trained_r
                      "--out", str(out), "--no-progress"]) == 0
     table = pd.read_csv(out / "predictions.csv")
     assert [c for c in table.columns if c.startswith("prob_")] == [f"prob_TR{k}" for k in range(1, 6)]
+
+
+def test_another_spelling_of_the_training_folder_is_the_training_source(trained_run: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 23: `rlar evaluate` decides "same source as training" by resolved paths: `./external/` and a link to
+    the folder are the training folder, so its splits apply and --all-images warns about training images."""
+    from rlar.data.splits import save_splits
+    from rlar.training.checkpoint import load_checkpoint, save_checkpoint
+
+    root = _framed_folder(tmp_path / "external", n=3)
+    state = load_checkpoint(trained_run / "checkpoints" / "best.pt")
+    state["config"]["data"].update(source="folder", root=str(root), options={})
+    state.pop("format"), state.pop("version"), state.pop("preprocessing")
+    run = tmp_path / "folder_run"
+    save_checkpoint(run / "checkpoints" / "best.pt", state)
+    save_splits(run / "splits.json", [{"train": ["case0"], "val": ["case1"], "test": ["case2"]}])
+    (tmp_path / "link").symlink_to(root)
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("./external/", "link"):
+        out = tmp_path / f"eval_{spelling.strip('./')}"
+        assert main(["evaluate", "--model", str(run), "--source", "folder", "--root", spelling, "--out", str(out),
+                     "--no-progress"]) == 0
+        assert list(pd.read_csv(out / "predictions.csv")["image_id"]) == ["case2"]
+        with pytest.warns(UserWarning, match="include the images the model was trained"):
+            assert main(["evaluate", "--model", str(run), "--source", "folder", "--root", spelling, "--all-images",
+                         "--no-progress"]) == 0
