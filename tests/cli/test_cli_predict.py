@@ -153,7 +153,8 @@ def test_predict_ensembles_a_grid_arm_and_one_of_its_seeds(trained_run: Path, tm
     image = _rlar_trained_model.phantom_png(tmp_path / "in")
     assert main(["predict", "--model", str(grid / "guided_mtl"), str(image), "--out", str(tmp_path / "a"),
                  "--no-progress"]) == 0
-    assert "with 3 model(s)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "with 3 model(s)" in captured.out and f"model: {grid / 'guided_mtl'} (guided_mtl" in captured.err
     assert main(["predict", "--model", str(grid / "guided_mtl" / "seed0"), str(image), "--out", str(tmp_path / "b"),
                  "--no-progress"]) == 0
     assert "with 2 model(s)" in capsys.readouterr().out

@@ -227,7 +227,11 @@ class Predictor:
         what = f"{cfg.method} trained on {cfg.data.source}, {len(self.members)} member(s)"
         if self.model_id:
             return f"shipped model {self.model_id} ({what})"
-        where = self.members[0].path if len(self.members) == 1 else self.members[0].path.parent.parent.parent
+        if len(self.members) == 1:
+            return f"{self.members[0].path} ({what})"
+        import os
+
+        where = os.path.commonpath([str(m.path) for m in self.members])  # the fold folder or grid arm given
         return f"{where} ({what})"
 
     def provenance(self) -> dict[str, Any]:
