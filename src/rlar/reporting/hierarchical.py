@@ -123,8 +123,8 @@ class Kernel:
         return np.stack(out)
 
     def finish(self, totals: np.ndarray) -> np.ndarray:
-        if self.kind == "f1":
-            return macro_f1_from_counts(totals, self.k)
+        if self.kind == "f1":  # a scaled seed deviation can push a rare cell below 0: it counts as empty
+            return macro_f1_from_counts(np.maximum(totals, 0.0), self.k)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(totals[..., 1] > 0, totals[..., 0] / np.where(totals[..., 1] > 0, totals[..., 1], 1.0),
                             np.nan)
