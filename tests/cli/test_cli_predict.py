@@ -216,3 +216,16 @@ def test_no_report_fast_path_writes_masks_json_and_table_only(trained_run: Path,
     assert sorted(p.name for p in out.iterdir()) == ["phantom_0.json", "phantom_0.mask.png", "predictions.csv"]
     report = json.loads((out / "phantom_0.json").read_text())
     assert report["class_probabilities"] and report["evidence"]["features"] == []
+
+
+def test_a_dicom_clip_gets_its_masks_and_a_note_instead_of_a_segmentation(trained_run: Path, tmp_path: Path) -> None:
+    import numpy as np
+    from _dicom import write_dicom
+
+    (tmp_path / "in").mkdir()
+    clip = write_dicom(tmp_path / "in" / "clip.dcm", (np.random.default_rng(0).random((3, 64, 64)) * 255).astype(np.uint8))
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(trained_run), str(clip), "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "clip.json").read_text())
+    assert "dicom_seg" not in report["files"] and not (out / "clip.seg.dcm").exists()
+    assert any("multi-frame" in w for w in report["warnings"]) and (out / "clip.mask_f0002.png").is_file()

@@ -143,6 +143,28 @@ def check_output_folder(out: Path, expanded: Expanded, overwrite: bool) -> None:
                              "--overwrite to write beside them")
 
 
+def _write_dicom_seg(result: ImageResult, predictor: Predictor, source: Path, out_dir: Path,
+                     stem: str) -> dict[str, str]:
+    """The DICOM Segmentation of a still DICOM input ({"dicom_seg": name}); a clip, or a source highdicom cannot
+    derive a Segmentation from, gets a warning in the report instead, and the other outputs are still written."""
+    from rlar.inference.dicom_seg import write_segmentation
+
+    if len(result.frames) > 1:
+        result.warnings.append("no DICOM Segmentation for a multi-frame input (clips): the per-frame PNG masks hold "
+                               "the prediction")
+        return {}
+    target = out_dir / f"{stem}.seg.dcm"
+    try:
+        notes = write_segmentation(source, [result.key.mask], target, predictor.describe())  # type: ignore[list-item]
+    except DataError as err:
+        if Path(err.item) == target:
+            raise  # the output folder failed: not a property of this image
+        result.warnings.append(f"no DICOM Segmentation: {err.reason}")
+        return {}
+    result.warnings.extend(notes)
+    return {"dicom_seg": target.name}
+
+
 def write_result(result: ImageResult, predictor: Predictor, out_dir: Path, stem: str,
                  arguments: dict[str, Any], source: Path | None = None, report: bool = True) -> dict[str, Any]:
     """Write the mask(s), overlay, JSON and HTML of one result (and, for a DICOM ``source`` file, its DICOM
@@ -151,11 +173,7 @@ def write_result(result: ImageResult, predictor: Predictor, out_dir: Path, stem:
     files: dict[str, str] = {}
     key = result.key
     if source is not None and result.input.kind == "dicom" and key.mask is not None:
-        from rlar.inference.dicom_seg import write_segmentation
-
-        masks = [frame.mask for frame in result.frames if frame.mask is not None]
-        result.warnings.extend(write_segmentation(source, masks, out_dir / f"{stem}.seg.dcm", predictor.describe()))
-        files["dicom_seg"] = f"{stem}.seg.dcm"
+        files.update(_write_dicom_seg(result, predictor, source, out_dir, stem))
     if key.mask is not None:
         if len(result.frames) == 1:
             write_bytes(out_dir / f"{stem}.mask.png", png_bytes(mask_png(key.mask)))
