@@ -1,8 +1,8 @@
 """DICOM out for DICOM in: the predicted nodule as a DICOM Segmentation (highdicom), beside the PNG mask.
 
 For a DICOM input, ``rlar predict`` writes ``<stem>.seg.dcm``: a binary Segmentation (one segment, "thyroid
-nodule", SNOMED CT morphologically abnormal structure / nodule, algorithm type AUTOMATIC) whose frames are the
-predicted masks at the input's resolution, one per frame of the source, referencing the source image by its SOP
+nodule", SNOMED CT morphologically abnormal structure / nodule, algorithm type AUTOMATIC) whose frame is the
+predicted mask at the input's resolution (still images: :mod:`.batch` gives clips a note instead), referencing the source image by its SOP
 Instance UID and sharing its study (so 3D Slicer, OHIF or a PACS file it with the image). The algorithm is
 identified as ``rlar`` with its version, and the series description names the model that answered. A source that
 lacks study-level identifiers (test files, anonymised exports) gets generated UIDs and empty type-2 attributes on a
