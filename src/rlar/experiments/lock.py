@@ -4,6 +4,11 @@ The lock is created with ``O_CREAT | O_EXCL``, which is atomic on local file sys
 ``host pid start-time``. A lock left by a crashed process is taken over only when its owner is provably dead: same
 host and no such pid. A lock from another host is respected until it is removed by hand (``rlar experiment``
 prints its path), since a live job on another machine cannot be told apart from a dead one.
+
+A lock whose writer cannot be identified (empty, or not ``host pid ...``) is stale once it is older than
+:data:`UNIDENTIFIED_STALE_S`: the owner writes its line right after creating the file, so such a file is only
+legitimately seen for microseconds; one that stays is left by a process killed in between (or a full disk), and
+would otherwise block its run forever (issue 23).
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from pathlib import Path
 from types import TracebackType
 
 LOCK_FILE = ".lock"
+#: Age (seconds, from the file's modification time) after which a lock naming no owner is taken over.
+UNIDENTIFIED_STALE_S = 60.0
 
 
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process; or a pid no process can have
         return False
     except PermissionError:
         return True  # exists, owned by someone else
@@ -39,10 +46,16 @@ class RunLock:
 
     def _stale(self) -> bool:
         try:
-            host, pid, *_ = self.path.read_text().split()
-        except (OSError, ValueError):
-            return False  # being written right now, or unreadable: not provably stale
-        return host == socket.gethostname() and not _pid_alive(int(pid))
+            text = self.path.read_text(errors="replace")
+            age = time.time() - self.path.stat().st_mtime
+        except OSError:
+            return False  # removed or unreadable right now: not provably stale
+        fields = text.split()
+        if len(fields) < 2 or not fields[1].isdigit():
+            # No identifiable writer: being written right now (young), or left by a writer that died (old).
+            return age > UNIDENTIFIED_STALE_S
+        host, pid = fields[0], int(fields[1])
+        return host == socket.gethostname() and not _pid_alive(pid)
 
     def acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +67,7 @@ class RunLock:
                     self.path.unlink(missing_ok=True)
                     continue
                 try:
-                    self.owner = self.path.read_text().strip()
+                    self.owner = self.path.read_text(errors="replace").strip() or "unknown (empty lock file)"
                 except OSError:
                     self.owner = "unknown"
                 return False
@@ -98,4 +111,4 @@ def held_lock(folder: Path, timeout_s: float, poll_s: float = 0.2) -> Iterator[R
         time.sleep(poll_s)
 
 
-__all__ = ["LOCK_FILE", "LockTimeout", "RunLock", "held_lock"]
+__all__ = ["LOCK_FILE", "UNIDENTIFIED_STALE_S", "LockTimeout", "RunLock", "held_lock"]
