@@ -139,3 +139,21 @@ def test_split_that_leaves_most_images_out_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_splits(full, infos)  # a complete split is silent
+
+
+def test_a_fold_that_drops_images_the_other_folds_use_warns_naming_them():
+    from rlar.errors import DataWarning
+
+    infos = _infos(n_patients=20, images_per_patient=1)
+    folds = make_splits(infos, n_folds=4, seed=0)
+    dropped = sorted(folds[2]["train"])[:3]
+    folds[2]["train"] = [i for i in folds[2]["train"] if i not in dropped]  # an editing slip in one fold only
+    with pytest.warns(DataWarning) as caught:
+        check_splits(folds, infos, where="splits.json")
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1
+    assert messages[0].startswith("splits.json: fold 2 leaves out 3 image(s) that the other folds use")
+    assert all(repr(i) in messages[0] for i in dropped)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_splits(make_splits(infos, n_folds=4, seed=0), infos)  # complete folds: nothing to say

@@ -28,7 +28,7 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from rlar.data.labels import LabelSpace
 from rlar.data.record import SampleInfo
-from rlar.errors import DataError
+from rlar.errors import DataError, DataWarning
 
 Fold = dict[str, list[str]]
 #: The sides of every fold, in file order.
@@ -174,12 +174,15 @@ def check_splits(folds: Sequence[Fold], infos: Sequence[SampleInfo],
     """Refuse a split that names unknown images, puts an image or a group on two sides, or has an empty side.
 
     Groups default to patients (pass the content grouping to check that too). Raises DataError naming the fold,
-    the group and example image ids. Warns when the folds leave most of the source's images out.
+    the group and example image ids. Warns (:class:`~rlar.errors.DataWarning`) when a fold leaves out images that
+    other folds use, naming the fold, the count and a few ids, and when the folds leave most of the source's images
+    out. Both are warnings, not errors: a split may leave images out on purpose (an excluded case, a subset study).
     """
     folds = validate_structure(list(folds), where)
     group_list = _group_list(infos, groups)
     group_of = {info.image_id: g for info, g in zip(infos, group_list, strict=True)}
     used: set[str] = set()
+    per_fold: list[set[str]] = []
     for k, fold in enumerate(folds):
         for side in SIDES:
             if not fold[side]:
@@ -203,6 +206,17 @@ def check_splits(folds: Sequence[Fold], infos: Sequence[SampleInfo],
                 what = "patient" if "+" not in group else "group (patients sharing identical images)"
                 raise DataError(f"{where}: fold {k}", f"{what} '{group}' is on more than one side ({detail})")
         used.update(seen)
+        per_fold.append(set(seen))
+    for k, fold_ids in enumerate(per_fold):
+        # Nested k-fold: every fold divides the same images into train / val / test. Images that other folds use
+        # but this one does not are most likely an editing slip (issue 23: such a split trained silently).
+        dropped = sorted(used - fold_ids)
+        if dropped:
+            warnings.warn(
+                f"{where}: fold {k} leaves out {len(dropped)} image(s) that the other folds use, e.g. {dropped[:5]}; "
+                f"they are neither trained, validated nor tested in this fold (is the split file complete?)",
+                DataWarning, stacklevel=2,
+            )
     coverage = len(used) / max(1, len(group_of))
     if coverage < MIN_COVERAGE:
         warnings.warn(
