@@ -2,12 +2,13 @@
 
 Per run (folder ``<root>/<arm>/seed<k>/fold<j>``):
 
-- ``metrics.json`` present and the saved ``config.yaml`` equal to the run's config (ignoring settings that do not
+- a readable ``metrics.json`` (:func:`rlar.runs.is_finished`: an empty or torn file does not count) and the saved
+  ``config.yaml`` equal to the run's config (ignoring settings that do not
   change what is computed: device, data workers, CPU threads, output, the split file's path) -> *skipped*;
   present but different -> *conflict* (nothing is overwritten; move the folder away or fix the grid). Before
   anything is trained, :func:`check_finished_runs` refuses a grid whose finished runs conflict, so a folder never
   mixes two configs of one run (e.g. a recipe changed between sittings);
-- ``checkpoints/last.pt`` present, no ``metrics.json`` -> *resumed* (``run_training(resume=True)``);
+- ``checkpoints/last.pt`` present, not finished -> *resumed* (``run_training(resume=True)``);
 - otherwise -> *trained* from scratch.
 
 After training (or on a skipped run where they are missing) the run's test predictions, its external-source
@@ -38,12 +39,14 @@ from tqdm.auto import tqdm
 from rlar.errors import ConfigError, DataError, RlarError
 from rlar.experiments.grid import GRID_FILE, GRID_SPLITS, ExpandedGrid, RunSpec, take_shard
 from rlar.experiments.lock import LockTimeout, RunLock, held_lock
+from rlar.runs import is_finished
 from rlar.training.config_diff import RESUME_FREE_KEYS
 from rlar.training.config_diff import config_difference as key_difference
 
 #: Config keys that may differ between runs without changing what is computed: the trainer's resume rule
-#: (:data:`rlar.training.config_diff.RESUME_FREE_KEYS`) plus the thread count and the grid's own split file path.
-IGNORED_KEYS: frozenset[tuple[str, ...]] = RESUME_FREE_KEYS | {("training", "cpu_threads"), ("data", "split_file")}
+#: (:data:`rlar.training.config_diff.RESUME_FREE_KEYS`, which holds the thread count too since issue 23) plus the
+#: grid's own split file path (every run of a grid reads that one file; its path changes when the folder moves).
+IGNORED_KEYS: frozenset[tuple[str, ...]] = RESUME_FREE_KEYS | {("data", "split_file")}
 STATUSES = ("trained", "resumed", "skipped", "locked", "conflict", "failed")
 TrainFn = Callable[..., dict[str, Any]]
 
@@ -99,10 +102,11 @@ def normalised_config(path: Path) -> Any:
 
 
 def finished_run_difference(run_dir: Path, wanted: Any) -> tuple[str, Any] | None:
-    """For a finished run (one with ``metrics.json``): the first dotted key where its saved ``config.yaml`` differs
-    from the plain config dict ``wanted`` (ignoring :data:`IGNORED_KEYS`), with the saved value there; a missing
-    ``config.yaml`` differs at ``'config.yaml (missing)'``. None when the run agrees or is not finished."""
-    if not (run_dir / "metrics.json").is_file():
+    """For a finished run (a readable ``metrics.json``, :func:`rlar.runs.is_finished`): the first dotted key where its
+    saved ``config.yaml`` differs from the plain config dict ``wanted`` (ignoring :data:`IGNORED_KEYS`), with the
+    saved value there; a missing ``config.yaml`` differs at ``'config.yaml (missing)'``. None when the run agrees or
+    is not finished (an empty or unparsable ``metrics.json`` is a run interrupted while writing it)."""
+    if not is_finished(run_dir):
         return None
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
@@ -120,7 +124,7 @@ def finished_run_difference(run_dir: Path, wanted: Any) -> tuple[str, Any] | Non
 def check_finished_runs(expanded: ExpandedGrid, root: Path, device: str | None = None) -> None:
     """Refuse to add runs to a folder whose finished runs were trained with another config.
 
-    Every run of ``expanded`` that has a ``metrics.json`` and a ``config.yaml`` is compared with the config the grid
+    Every run of ``expanded`` that is finished (a readable ``metrics.json``) and has a ``config.yaml`` is compared with the config the grid
     resolves for it now (:func:`finished_run_difference`, the rule :func:`execute_run` applies per run). One
     difference means new runs would not be comparable with the finished ones in one table (e.g. the recipe's epochs
     changed since), so nothing is trained: ConfigError naming the run, the key and the ``--set`` that restores the
@@ -129,7 +133,7 @@ def check_finished_runs(expanded: ExpandedGrid, root: Path, device: str | None =
 
     for spec in expanded.runs():
         run_dir = root / spec.rel_dir
-        if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.yaml").is_file():
+        if not is_finished(run_dir) or not (run_dir / "config.yaml").is_file():
             continue
         found = finished_run_difference(run_dir, config_to_dict(run_config(expanded, spec, root, device)))
         if found is not None:
@@ -267,7 +271,7 @@ def execute_run(expanded: ExpandedGrid, spec: RunSpec, root: Path, device: str |
         try:
             from rlar.training.config import config_to_dict
 
-            if (run_dir / "metrics.json").is_file():
+            if is_finished(run_dir):
                 found = finished_run_difference(run_dir, config_to_dict(cfg))
                 if found is not None:
                     return result("conflict", f"finished with a different config ({found[0]}); not overwritten")

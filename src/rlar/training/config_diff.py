@@ -10,8 +10,19 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-#: Settings that may differ between a run and its resumption without changing what is computed.
-RESUME_FREE_KEYS: frozenset[tuple[str, ...]] = frozenset({("training", "device"), ("data", "num_workers"), ("output",)})
+#: Settings that may differ between a run and its resumption (and between a finished run and the grid that would
+#: train it again) without changing what is computed, the one list both users read (issue 23: the runner ignored
+#: ``training.cpu_threads`` while the trainer's resume refused it):
+#:
+#: - ``training.device``, ``data.num_workers``, ``output``: where and how fast, not what;
+#: - ``training.cpu_threads``: torch's intra-op thread count; the same computation (at most last-bit float
+#:   differences in reductions, as between two machines), and the experiment runner sets it per worker.
+#:
+#: The runner also ignores ``data.split_file`` (:data:`rlar.experiments.runner.IGNORED_KEYS`): every run of a grid
+#: reads the grid's one split file, whose path changes when the folder moves; a resumed run must name the same one.
+RESUME_FREE_KEYS: frozenset[tuple[str, ...]] = frozenset({
+    ("training", "device"), ("data", "num_workers"), ("output",), ("training", "cpu_threads"),
+})
 
 
 def config_difference(old: Any, new: Any, path: tuple[str, ...] = (),
