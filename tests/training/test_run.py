@@ -64,7 +64,7 @@ def test_train_then_evaluate_cli(tmp_path: Path, tiny_source, tiny_overrides, ca
     assert ckpt["label_space"] == {"scale": "acr", "task": "multiclass"}
 
     eval_dir = tmp_path / "eval"
-    assert main(["evaluate", "--checkpoint", str(out / "checkpoints" / "best.pt"), "--splits",
+    assert main(["evaluate", "--model", str(out / "checkpoints" / "best.pt"), "--splits",
                  str(out / "splits.json"), "--fold", "1", "--out", str(eval_dir), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "dice" in printed

@@ -43,9 +43,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fold", default=None, help="fold index (default: data.fold) or 'all'")
     parser.add_argument("--out", default=None, help="run folder (default: the config's 'output'/<method>/fold_<k>)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a finished or interrupted run in --out (refused without this or --resume)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None,
                         help="override training.device")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. for log files)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (e.g. for log files); one line per epoch is still printed")
     parser.set_defaults(func=run)
 
 
@@ -64,8 +67,19 @@ def fold_dir(cfg: RlarConfig, out: str | None, fold: int, all_folds: bool) -> Pa
     return base / f"fold_{fold}" if (all_folds or out is None) else base
 
 
+def check_data_root(cfg: RlarConfig) -> None:
+    """A source that reads a dataset folder needs ``data.root``: say so in the spelling ``rlar train`` accepts
+    (``--set data.root=DIR``; the data commands' ``--root`` flag does not exist here), before any work."""
+    from rlar.data.sources import get_source_class
+
+    source = get_source_class(cfg.data.source)
+    if source.needs_root and (cfg.data.root is None or str(cfg.data.root) == ""):
+        raise ConfigError("data.root", f"the {source.name} source reads a dataset folder: give its root with "
+                                       f"--set data.root=DIR (or data.root in the config file)")
+
+
 def run(args: argparse.Namespace) -> int:
-    from rlar.training.run import run_training
+    from rlar.training.run import check_run_folder, printable, run_training
 
     cfg = resolve_config(args)
     all_folds = args.fold == "all"
@@ -78,15 +92,23 @@ def run(args: argparse.Namespace) -> int:
             folds = [int(args.fold)]
         except ValueError:
             raise ConfigError("--fold", f"expected a fold number or 'all', got '{args.fold}'") from None
+    resume, overwrite = args.resume, getattr(args, "overwrite", False)
+    if resume and overwrite:
+        raise ConfigError("--overwrite", "cannot be combined with --resume: resume continues the run, overwrite "
+                                         "replaces it; choose one")
+    check_data_root(cfg)
+    for fold in folds:  # every fold's folder, before the first one trains for hours
+        check_run_folder(fold_dir(cfg, args.out, fold, all_folds), resume, overwrite)
     results: list[dict[str, Any]] = []
     for fold in folds:
         out_dir = fold_dir(cfg, args.out, fold, all_folds)
-        metrics = run_training(cfg, out_dir, fold=fold, resume=args.resume, progress=not args.no_progress)
+        metrics = run_training(cfg, out_dir, fold=fold, resume=resume, progress=not args.no_progress,
+                               overwrite=overwrite, epoch_lines=True)
         if metrics:  # rank 0 only
             results.append(metrics)
             write_curves([out_dir], out_dir / "curves.png")
-            print(f"fold {fold} test: {headline(metrics.get('test', {}))} ({describe_run(metrics.get('run', {}))}) "
-                  f"-> {out_dir}")
+            print(printable(f"fold {fold} test: {headline(metrics.get('test', {}))} "
+                            f"({describe_run(metrics.get('run', {}))}) -> {out_dir}"))
     if all_folds and results:
         from rlar.evaluation.metrics import format_mean_std, summarise_folds
 
@@ -97,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         for key in HEADLINE_METRICS:
             if key in summary:
                 print(f"  {key:>17}: {format_mean_std(summary[key]['mean'], summary[key]['std'])}")
-        print(f"summary over {len(results)} folds written to {base / 'summary.json'}")
+        print(printable(f"summary over {len(results)} folds written to {base / 'summary.json'}"))
     return 0
 
 

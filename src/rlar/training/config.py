@@ -212,13 +212,20 @@ class DivergenceConfig(_Section):
 
     The trainer keeps the mean total loss of the last ``window`` steps and its lowest value so far; when the
     current window mean exceeds ``factor`` times that lowest value (and ``min_loss``), the run stops with a
-    message and the last good checkpoint is kept. A healthy run moves its loss by far less than 1000x.
+    message and the last good checkpoint is kept. A healthy run moves its loss by far less than 1000x. A blow-up
+    inside the first window (issue 23) is caught by a second rule: every step of the last window above ``factor``
+    times the first ``window`` steps' scale (their lowest loss, at least ``min_loss``); ``max_loss`` optionally
+    stops at one absurd step (:class:`rlar.training.trainer.DivergenceGuard`).
     """
 
     enabled: bool = True
     factor: float = Field(default=1000.0, gt=1.0, description="stop when the window mean exceeds factor x its lowest value")
     window: int = Field(default=10, ge=1, description="steps averaged before comparing")
     min_loss: float = Field(default=1.0, gt=0.0, description="never stop while the window mean is below this value")
+    max_loss: float | None = Field(
+        default=None, gt=0.0, description="stop at once when one step's total loss exceeds this in absolute value; "
+        "null (default): off, since one batch can legitimately be far above the others (a nearly constant radiomics "
+        "feature on a tiny training fold gave L_rad 4.5e6)")
 
 
 class TrainingConfig(_Section):

@@ -8,12 +8,15 @@ Files written into ``out_dir`` (rank 0 only; the run-folder layout of docs/inter
 - ``splits.json``: every fold's ``train``/``val``/``test`` image ids, reusable (and editable) as ``data.split_file``;
 - ``log.csv`` and ``tensorboard/``: per-epoch (and per-step) scalars, incl. the strategy's cosine and extras;
 - ``checkpoints/last.pt`` (resume) and ``checkpoints/best.pt`` (best inner-validation score);
-- ``metrics.json``: ``{"test": {...}, "val": {...}, "run": {...}}`` of the chosen checkpoint;
+- ``metrics.json``: ``{"test": {...}, "val": {...}, "run": {...}}`` of the chosen checkpoint, written last and
+  atomically (a temporary file in the folder, then ``os.replace``): a run folder with a readable ``metrics.json`` is
+  finished (:func:`rlar.runs.is_finished`), and an interrupted write never leaves an empty or torn one;
 - ``predictions_test.csv``: one row per test image (scores, label, prediction, class probabilities).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -36,6 +39,7 @@ from rlar.data.sources.base import Source
 from rlar.data.splits import SIDES, Fold, check_splits, load_splits, make_splits, save_splits
 from rlar.errors import ConfigError, DataError, RlarError
 from rlar.prediction import PredictionOptions
+from rlar.runs import is_finished
 from rlar.training.builders import build_components, rad_feature_mask
 from rlar.training.checkpoint import load_checkpoint
 from rlar.training.config import RlarConfig, config_to_dict, dump_config, validate_config
@@ -58,8 +62,8 @@ PREDICTIONS_FILE = "predictions_test.csv"
 
 
 __all__ = ["CONFIG_FILE", "METRICS_FILE", "PREDICTIONS_FILE", "RESUME_FREE_KEYS", "SPLITS_FILE", "build_components",
-           "check_writable", "config_difference", "label_space_for", "prepare_splits", "rad_feature_mask",
-           "run_training", "to_jsonable"]
+           "check_run_folder", "check_writable", "config_difference", "label_space_for", "prepare_splits",
+           "printable", "rad_feature_mask", "run_training", "to_jsonable", "write_text"]
 
 
 def default_cache_dir() -> Path:
@@ -74,13 +78,59 @@ def label_space_for(source: Source, task: str) -> LabelSpace:
 
 
 def check_writable(folder: Path) -> None:
-    """Create ``folder`` and prove a file can be written there, before any long work (issue 11)."""
+    """Create ``folder`` and prove a file can be written there, before any long work (issue 11).
+
+    A folder whose name is not UTF-8 is refused: TensorBoard's event writer encodes its path as UTF-8 and would
+    fail with a traceback (issue 23)."""
+    try:
+        str(folder).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(printable(str(folder)), "the run folder's name is not valid UTF-8 (TensorBoard cannot write "
+                                                "there); choose another --out") from None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".rlar-write-test-"):
             pass
     except OSError as exc:
         raise DataError(folder, f"the run folder is not writable ({exc.strerror or exc}); choose another --out") from None
+
+
+def check_run_folder(out_dir: str | Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a new run over an existing one (issue 23): a finished run (readable ``metrics.json``) or an
+    interrupted one (``checkpoints/last.pt``) in ``out_dir`` is kept unless the caller resumes it or asks to
+    overwrite it. ConfigError naming ``--out`` and the two flags that say what to do otherwise."""
+    out_dir = Path(out_dir)
+    if resume or overwrite:
+        return
+    last = out_dir / "checkpoints" / LAST
+    if is_finished(out_dir):
+        raise ConfigError("--out", f"{printable(str(out_dir))} holds a finished run ({METRICS_FILE}); it is kept. "
+                                   "Use another --out, --resume to continue it (same config), or --overwrite to "
+                                   "replace it")
+    if last.is_file():
+        raise ConfigError("--out", f"{printable(str(out_dir))} holds an unfinished run (checkpoints/{LAST}); it is kept. "
+                                   "Use --resume to continue it, --overwrite to start again, or another --out")
+
+
+def _clear_previous_run(out_dir: Path) -> None:
+    """Before overwriting: remove the old run's finished marker and checkpoints, so that an interrupted new run is
+    not taken for the old finished one and the new run cannot report the old run's ``best.pt``. Other files
+    (log.csv, splits.json, config.yaml, predictions_test.csv) are rewritten by the new run."""
+    for path in (out_dir / METRICS_FILE, out_dir / "checkpoints" / BEST, out_dir / "checkpoints" / LAST):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise DataError(path, f"cannot remove the previous run's file before overwriting it "
+                                  f"({exc.strerror or exc})") from None
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print or write as UTF-8: a file name that is not UTF-8 (held by Python as lone surrogates)
+    gets its undecodable bytes as ``\\xNN`` instead of raising UnicodeEncodeError after the work."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file-name decoding produced: show its code point
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _normalised(saved: dict[str, Any]) -> dict[str, Any]:
@@ -108,10 +158,10 @@ def prepare_splits(cfg: RlarConfig, source: Source, label_space: LabelSpace, out
     if grouping.unreadable and notes:
         tqdm.write(f"skipped {len(grouping.unreadable)} unreadable image(s):")
         for skip in grouping.unreadable:
-            tqdm.write(f"  {skip.item}: {skip.reason}")
+            tqdm.write(printable(f"  {skip.item}: {skip.reason}"))
     if grouping.merged and notes:
-        tqdm.write(f"{len(grouping.merged)} split group(s) join several patients because their images are "
-                   f"identical or near-identical: " + ", ".join(g.group for g in grouping.merged[:10]))
+        tqdm.write(printable(f"{len(grouping.merged)} split group(s) join several patients because their images are "
+                             f"identical or near-identical: " + ", ".join(g.group for g in grouping.merged[:10])))
     own = out_dir / SPLITS_FILE
     if resume and own.is_file():
         folds, where = load_splits(own), str(own)
@@ -210,7 +260,7 @@ def _evaluator(batch_size: int, device: torch.device, num_workers: int, options:
 
 
 def run_training(cfg: RlarConfig, out_dir: str | Path, fold: int | None = None, resume: bool = False,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, overwrite: bool = True, epoch_lines: bool | None = None) -> dict[str, Any]:
     """Train one fold, select the checkpoint on its inner ``val`` split, and score it once on its ``test`` side.
 
     Args:
@@ -218,7 +268,14 @@ def run_training(cfg: RlarConfig, out_dir: str | Path, fold: int | None = None, 
         out_dir: run folder (created; checked writable first). With ``resume``, continues from
             ``out_dir/checkpoints/last.pt``; the config must match the one saved there (except device /
             num_workers / output).
-        progress: tqdm bars and per-epoch lines.
+        progress: tqdm bars (and, unless ``epoch_lines`` says otherwise, the per-epoch lines).
+        overwrite: False refuses a folder that holds a finished or interrupted run unless ``resume``
+            (:func:`check_run_folder`; ``rlar train`` passes False unless ``--overwrite``); True (the library default,
+            for callers such as the demo that own their folder) replaces it, removing its ``metrics.json`` and
+            checkpoints first.
+        epoch_lines: print one line per epoch (losses, validation score, seconds); None follows ``progress``.
+            ``rlar train`` prints them even with ``--no-progress``; the experiment runner's workers do not, so
+            parallel runs do not interleave their lines.
     Returns ``{"test": flat metrics, "val": flat metrics, "run": {...}}`` (also written to ``metrics.json``).
     Raises ConfigError / DataError for bad settings or data, TrainingDiverged when the loss becomes non-finite or
     blows up. Under ``torchrun`` every rank calls this; only rank 0 writes files and returns the metrics.
@@ -234,7 +291,8 @@ def run_training(cfg: RlarConfig, out_dir: str | Path, fold: int | None = None, 
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
     try:
-        return _run(cfg, out_dir, device, ctx, resume, progress and ctx.is_main)
+        return _run(cfg, out_dir, device, ctx, resume, progress and ctx.is_main, overwrite,
+                    (progress if epoch_lines is None else epoch_lines) and ctx.is_main)
     finally:
         cleanup_distributed(ctx)
 
@@ -263,7 +321,7 @@ def _datasets(cfg: RlarConfig, source: Source, fold: Fold, label_space: LabelSpa
         if skipped and notes:
             tqdm.write(f"{side}: skipped {len(skipped)} unreadable image(s):")
             for skip in skipped:
-                tqdm.write(f"  {skip.item}: {skip.reason}")
+                tqdm.write(printable(f"  {skip.item}: {skip.reason}"))
     return datasets
 
 
@@ -281,9 +339,10 @@ def _competition_probe(cfg: RlarConfig, datasets: Mapping[str, Any], loss_fn: An
 
 
 def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext, resume: bool,
-         progress: bool) -> dict[str, Any]:
+         progress: bool, overwrite: bool = True, epoch_lines: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     last = out_dir / "checkpoints" / LAST
+    check_run_folder(out_dir, resume, overwrite)
     if resume:
         if not last.is_file():
             raise DataError(last, "cannot resume: no checkpoint here (run without --resume to start)")
@@ -294,6 +353,8 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
             raise ConfigError(key, f"differs from the run being resumed ({out_dir / CONFIG_FILE}); resume with the same config")
     if ctx.is_main:
         check_writable(out_dir)
+        if not resume:
+            _clear_previous_run(out_dir)
     seed_everything(cfg.training.seed, cfg.training.deterministic)
     if cfg.training.cpu_threads is not None:
         torch.set_num_threads(cfg.training.cpu_threads)
@@ -349,7 +410,7 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
     trainer = Trainer(
         model=model, strategy=strategy, loss_fn=loss_fn, train_loader=train_loader, optim=cfg.optim,
         training=cfg.training, out_dir=out_dir, device=device, validate=validate, generator=generator,
-        extra_state=extra_state, dist=ctx, progress=progress, probe=_competition_probe(cfg, datasets, loss_fn, out_dir, device),
+        extra_state=extra_state, dist=ctx, progress=progress, epoch_lines=epoch_lines, probe=_competition_probe(cfg, datasets, loss_fn, out_dir, device),
     )
     if resume:
         trainer.resume(last)
@@ -405,6 +466,11 @@ def score_test(model: torch.nn.Module, dataset: Any, batch_size: int, device: to
     if "pred_class" in frame.columns:
         class_names = class_names_of(dataset, sum(c.startswith("prob_") for c in frame.columns))
     table = predictions_table(frame, class_names)
+    # Ids of files whose names are not UTF-8 are written with their odd bytes as \\xNN (valid UTF-8 for every
+    # reader of the table) rather than failing after the work.
+    for column in table.columns:
+        if pd.api.types.is_object_dtype(table[column]) or pd.api.types.is_string_dtype(table[column]):
+            table[column] = table[column].map(lambda v: printable(v) if isinstance(v, str) else v)
     try:
         table.to_csv(predictions_path, index=False)
     except OSError as exc:
@@ -413,10 +479,19 @@ def score_test(model: torch.nn.Module, dataset: Any, batch_size: int, device: to
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write a small result file; a failure is a DataError naming the path, not a traceback."""
+    """Write a small result file atomically: a temporary file in the same folder, flushed, then ``os.replace``,
+    so a crash or a full disk never leaves an empty or torn file where readers (the experiment runner's "finished"
+    test) expect a whole one. A failure is a DataError naming the path, not a traceback; the old file stays."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.write_text(text)
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise DataError(path, f"cannot write ({exc.strerror or exc})") from None
 
 

@@ -8,6 +8,7 @@ and the cosine between the task directions at z; the trainer owns everything aro
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
@@ -48,23 +49,53 @@ class TrainingDiverged(RlarError):
 
 
 class DivergenceGuard:
-    """Watches the loss trend (issue 11): a finite loss growing from 7e4 to 9e15 is as broken as a NaN.
+    """Watches the loss trend (issues 11 and 23): a finite loss growing from 7e4 to 9e15 is as broken as a NaN.
 
-    Keeps the mean total loss of the last ``window`` steps and the lowest such mean so far; :meth:`update` returns
-    a reason string once the current mean exceeds ``factor`` x the lowest (and ``min_loss``), else None.
+    Rules, any of which stops the run (:meth:`update` returns the reason, else None):
+
+    1. **trend**: the mean total loss of the last ``window`` steps exceeds ``factor`` x the lowest such mean so far
+       (and ``min_loss``);
+    2. **first steps' scale**: *every* one of the last ``window`` step losses exceeds ``factor`` x the scale of the
+       run's first ``window`` steps (the lowest loss among them, at least ``min_loss``, so that a near-zero or a
+       negative start, as uncertainty weighting gives, cannot make ordinary losses look like a blow-up). Rule 1
+       compares windows with each other, so a blow-up inside the first window (whose mean then *is* the lowest)
+       escaped it: an epoch-1 loss of 1.2e17 ended with exit 0 and a metrics.json. "Every" rather than one step
+       because single batches can legitimately be far above the others (a tiny training fold whose radiomics
+       feature is nearly constant gives one batch an L_rad of 4.5e6 next to 189), while a divergence stays up;
+    3. **absurd magnitude** (``max_loss``, off by default for that same reason): one step's loss beyond it.
+
+    A run whose very first steps are already blown up is caught only by rule 3 (or by a non-finite value).
     """
 
-    def __init__(self, factor: float, window: int, min_loss: float, enabled: bool = True) -> None:
+    def __init__(self, factor: float, window: int, min_loss: float, enabled: bool = True,
+                 max_loss: float | None = None) -> None:
         self.factor, self.window, self.min_loss, self.enabled = factor, window, min_loss, enabled
+        self.max_loss = max_loss
         self._recent: deque[float] = deque(maxlen=window)
+        self._first: list[float] = []
         self.lowest = math.inf
+
+    @property
+    def first_scale(self) -> float:
+        """The first steps' scale of rule 2 (``min_loss`` before any step)."""
+        return max(min(self._first, default=self.min_loss), self.min_loss)
 
     def update(self, loss: float) -> str | None:
         if not self.enabled:
             return None
+        if self.max_loss is not None and abs(loss) > self.max_loss:
+            return (f"the loss diverged: this step's total loss is {loss:.4g}, beyond "
+                    f"training.divergence.max_loss={self.max_loss:g}")
+        if len(self._first) < self.window:
+            self._first.append(loss)
         self._recent.append(loss)
         if len(self._recent) < self.window:
             return None
+        floor, scale = min(self._recent), self.first_scale
+        if floor > self.factor * scale:
+            return (f"the loss diverged: each of the last {self.window} steps' total loss is at least {floor:.4g}, "
+                    f"{floor / scale:.3g}x the scale of the first {len(self._first)} steps ({scale:.4g}; "
+                    f"training.divergence.factor={self.factor:g})")
         mean = sum(self._recent) / len(self._recent)
         self.lowest = min(self.lowest, mean)
         if mean > self.min_loss and mean > self.factor * self.lowest:
@@ -107,10 +138,29 @@ def build_optimizer(model: nn.Module, strategy: nn.Module, optim: OptimConfig) -
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr)
 
 
+#: Share of the run that the warm-up is clamped to when ``optim.warmup_epochs >= optim.epochs`` (issue 21): a
+#: warm-up as long as the run would end it at the peak learning rate with no decay at all. A tenth is about what the
+#: shipped CPU recipes use (1 of 20 epochs on the phantom, 2 of 25 on DDTI).
+WARMUP_CLAMP_SHARE = 0.1
+
+
+def effective_warmup_epochs(optim: OptimConfig) -> tuple[float, str | None]:
+    """The warm-up the scheduler uses, and a one-line note when it differs from ``optim.warmup_epochs``: a warm-up
+    of at least the whole run (e.g. a 2-epoch smoke run of a recipe with 5 warm-up epochs) is clamped to
+    :data:`WARMUP_CLAMP_SHARE` of the run."""
+    if optim.warmup_epochs < optim.epochs:
+        return float(optim.warmup_epochs), None
+    clamped = WARMUP_CLAMP_SHARE * optim.epochs
+    return clamped, (f"note: optim.warmup_epochs={optim.warmup_epochs:g} is not shorter than optim.epochs="
+                     f"{optim.epochs}; the warm-up is clamped to {clamped:g} epoch(s) ({WARMUP_CLAMP_SHARE:.0%} of the "
+                     f"run) so the learning rate still decays")
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, steps_per_epoch: int) -> LambdaLR:
-    """Linear warm-up over ``warmup_epochs`` then cosine decay to zero at the last step (stepped per batch)."""
+    """Linear warm-up over ``warmup_epochs`` (clamped by :func:`effective_warmup_epochs`) then cosine decay to zero
+    at the last step (stepped per batch)."""
     total = max(1, optim.epochs * steps_per_epoch)
-    warmup = min(total - 1, round(optim.warmup_epochs * steps_per_epoch))
+    warmup = min(total - 1, round(effective_warmup_epochs(optim)[0] * steps_per_epoch))
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -153,6 +203,9 @@ class Trainer:
         dist: the process group context.
         probe: measures where the tasks compete (:mod:`rlar.training.competition`) before training and on every
             validation epoch; None: not measured.
+        epoch_lines: print one line per epoch (losses, validation score, seconds) on stdout, flushed, with or
+            without progress bars; None follows ``progress``. The caller decides (``rlar train`` always; the
+            experiment runner's parallel workers never, so their lines do not interleave).
     """
 
     def __init__(
@@ -172,6 +225,7 @@ class Trainer:
         dist: DistContext | None = None,
         progress: bool = True,
         probe: CompetitionProbe | None = None,
+        epoch_lines: bool | None = None,
     ) -> None:
         self.model = model
         self.strategy = strategy
@@ -186,15 +240,19 @@ class Trainer:
         self.extra_state = dict(extra_state or {})
         self.dist = dist or DistContext()
         self.progress = progress and self.dist.is_main
+        self.epoch_lines = (progress if epoch_lines is None else epoch_lines) and self.dist.is_main
         self.probe = probe if self.dist.is_main else None
         self.steps_per_epoch = max(1, len(train_loader))
         self.optimizer = build_optimizer(model, strategy, optim)
         self.scheduler = build_scheduler(self.optimizer, optim, self.steps_per_epoch)
+        note = effective_warmup_epochs(optim)[1]
+        if note is not None and (self.progress or self.epoch_lines):
+            self._say(note)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.state = TrainState()
         self.amp = optim.amp and device.type == "cuda"
         div = training.divergence
-        self.guard = DivergenceGuard(div.factor, div.window, div.min_loss, enabled=div.enabled)
+        self.guard = DivergenceGuard(div.factor, div.window, div.min_loss, enabled=div.enabled, max_loss=div.max_loss)
         self._history: list[dict[str, Any]] = []
         self.logger: RunLogger | None = None
 
@@ -343,6 +401,12 @@ class Trainer:
             means[f"extra_{key}"] = extra_sums[key] / count if count else math.nan
         return reduce_mean(means, self.dist, self.device)
 
+    @staticmethod
+    def _say(line: str) -> None:
+        """One line on stdout, above any progress bar, flushed at once (a log file sees it now, not at exit)."""
+        tqdm.write(line)
+        sys.stdout.flush()
+
     def _strategy_step(self, batch: dict[str, Any]) -> StepReport:
         """One ``strategy.step`` (docs/interfaces.md); typed here because the strategy is held as an ``nn.Module``."""
         step: Callable[..., StepReport] = getattr(self.strategy, "step")  # noqa: B009
@@ -394,18 +458,31 @@ class Trainer:
                 row["global_step"] = self.state.global_step
                 row["time_s"] = time.perf_counter() - started
                 self.logger.log_epoch(row)
+                if self.epoch_lines:
+                    self._say(epoch_line(row, epochs))
                 self.state.epoch = epoch + 1
                 if stop or last_epoch or (epoch + 1) % self.training_cfg.checkpoint_every == 0:
                     self.save(self.last_path)
                 if stop:
                     self.state.stopped_early = True
                     if self.dist.is_main:
-                        tqdm.write(f"early stopping after epoch {epoch + 1}: no improvement in {patience} validations")
+                        self._say(f"early stopping after epoch {epoch + 1}: no improvement in {patience} validations")
                     break
-                if self.progress:
-                    val = f", val_score {row['val_score']:.4f}" if "val_score" in row else ""
-                    tqdm.write(f"epoch {epoch + 1}/{epochs}: total {row.get('total', math.nan):.4f}, "
-                               f"cosine {row.get('cosine', math.nan):+.3f}{val} ({row['time_s']:.1f}s)")
         finally:
             self.logger.close()
         return self.state
+
+
+def epoch_line(row: Mapping[str, Any], epochs: int) -> str:
+    """``epoch 3/20: loss 1.2345 (seg 0.4120, cls 0.8225), cosine +0.123, val_score 0.4567, 12.3 s``: one epoch of
+    ``log.csv`` as the line :class:`Trainer` prints."""
+    parts = [f"{key[len('loss_'):]} {float(value):.4f}" for key, value in row.items()
+             if key.startswith("loss_") and isinstance(value, int | float)]
+    line = f"epoch {row['epoch']}/{epochs}: loss {float(row.get('total', math.nan)):.4f}"
+    line += f" ({', '.join(parts)})" if parts else ""
+    cosine = row.get("cosine")
+    if isinstance(cosine, int | float) and math.isfinite(cosine):
+        line += f", cosine {cosine:+.3f}"
+    if "val_score" in row:
+        line += f", val_score {float(row['val_score']):.4f}"
+    return line + f", {float(row.get('time_s', math.nan)):.1f} s"
