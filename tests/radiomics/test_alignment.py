@@ -91,6 +91,16 @@ def test_bootstrap_ci_brackets_the_estimate_and_is_seeded() -> None:
     assert mirrored == pytest.approx((1 - high, 1 - low), abs=1e-12)
 
 
+def test_paired_difference_of_a_feature_with_itself_is_zero_and_a_better_one_wins() -> None:
+    from rlar.radiomics.alignment import paired_difference_ci
+
+    y, x, p = _toy(80, 1, seed=2)
+    assert paired_difference_ci(y, x, x, p, +1, n_boot=200) == (0.0, 0.0, 0.0)
+    better = np.where(y, x + 3.0, x)  # separates the groups perfectly
+    diff, low, high = paired_difference_ci(y, x, better, p, +1, n_boot=200)
+    assert diff == pytest.approx(1.0 - oriented_auroc(y, x, +1)) and 0 < low <= diff <= high
+
+
 # --- the table -----------------------------------------------------------------------------------------------------
 def test_alignment_table_counts_groups_and_reports_missing_labels() -> None:
     ids = [f"img{k}" for k in range(8)]
@@ -156,10 +166,7 @@ def test_readout_predicts_the_held_out_fold_in_feature_units(trained_run: Path) 
 
 def test_benchmark_prints_three_groups_for_a_run(trained_run: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("descriptor_alignment", REPO / "benchmarks" / "descriptor_alignment.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _benchmark_module()
     out = tmp_path / "table.md"
     rc = module.main(["--run", str(trained_run), "--no-true-masks", "--n-boot", "20", "--cache-dir",
                       str(tmp_path / "cache"), "--out", str(out), "--csv", str(tmp_path / "rows.csv")])
@@ -169,6 +176,25 @@ def test_benchmark_prints_three_groups_for_a_run(trained_run: Path, tmp_path: Pa
     assert out.read_text().strip() == printed.strip()
     rows = pd.read_csv(tmp_path / "rows.csv")
     assert rows.group.nunique() == 2 and len(rows) == 2 * len(CONTRASTS)
+
+
+def _benchmark_module():
+    spec = importlib.util.spec_from_file_location("descriptor_alignment", REPO / "benchmarks" / "descriptor_alignment.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_adopted_candidate_is_the_feature(make_scene) -> None:
+    # The benchmark's candidate "sharp_normal_ring" is the v2 margin_sharpness; every candidate is finite.
+    from rlar.radiomics import extract_features
+
+    image, mask = make_scene(4, noise=0.06)
+    values = _benchmark_module().candidate_values(image, mask)
+    assert set(values) == set(_benchmark_module().CANDIDATES) and all(np.isfinite(list(values.values())))
+    ours = dict(zip(FEATURE_NAMES, extract_features(image, mask), strict=True))
+    assert values["sharp_normal_ring"] == pytest.approx(ours["margin_sharpness"], abs=1e-12)
 
 
 # --- DDTI (skipped when the development copy is absent) ------------------------------------------------------------

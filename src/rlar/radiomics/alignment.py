@@ -93,6 +93,11 @@ CONTRASTS: tuple[Contrast, ...] = (
     Contrast("glcm_contrast", "composition", _MOSTLY_CYSTIC, _rest(_MOSTLY_CYSTIC), 1),
     Contrast("glcm_homogeneity", "composition", _MOSTLY_CYSTIC, _rest(_MOSTLY_CYSTIC), -1),
     Contrast("echo_ratio", "echogenicity", ("very_hypoechoic",), ("hypoechoic", "isoechoic", "hyperechoic"), -1),
+    # each margin feature against the margin kind it is meant for (DDTI: ill-defined; micro-/macrolobulated and
+    # spiculated = lobulated_irregular)
+    Contrast("margin_sharpness", "margin", ("ill_defined",), ("smooth",), -1),
+    Contrast("margin_irregularity", "margin", ("lobulated_irregular",), ("smooth",), 1),
+    Contrast("solidity", "margin", ("lobulated_irregular",), ("smooth",), -1),
     Contrast("taller_than_wide", "shape", ("taller_than_wide",), ("wider_than_tall",), 1),
 )
 
@@ -148,6 +153,41 @@ def patient_bootstrap_ci(
     low, high = np.quantile(scores, [alpha, 1.0 - alpha])
     return float(low), float(high)
 
+
+
+def paired_difference_ci(
+    labels: np.ndarray,
+    values_a: np.ndarray,
+    values_b: np.ndarray,
+    patients: Sequence[str] | np.ndarray,
+    direction: int,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """AUROC(b) - AUROC(a) on the same images, with a percentile CI from the same patient resamples for both.
+
+    Used to decide whether a candidate feature definition (b) beats the current one (a): adopt only when the
+    interval lies above 0. Returns (difference, low, high).
+    """
+    labels = np.asarray(labels, dtype=bool)
+    score_a = direction * np.asarray(values_a, dtype=np.float64)
+    score_b = direction * np.asarray(values_b, dtype=np.float64)
+    codes, inverse = np.unique(np.asarray(patients), return_inverse=True)
+    members = [np.flatnonzero(inverse == k) for k in range(len(codes))]
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        index = np.concatenate([members[k] for k in rng.integers(0, len(codes), len(codes))])
+        diff = _rank_auroc(labels[index], score_b[index]) - _rank_auroc(labels[index], score_a[index])
+        if np.isfinite(diff):
+            diffs.append(diff)
+    point = _rank_auroc(labels, score_b) - _rank_auroc(labels, score_a)
+    if len(diffs) < n_boot / 2:
+        return point, float("nan"), float("nan")
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(diffs, [alpha, 1.0 - alpha])
+    return point, float(low), float(high)
 
 def alignment_table(
     features: pd.DataFrame,
