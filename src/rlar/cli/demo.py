@@ -113,7 +113,7 @@ def predict_examples(run_dir: Path, progress: bool = False) -> tuple[Path, int, 
     images = write_example_images(run_dir)
     predictor = Predictor.from_run(run_dir)
     out = run_dir / PREDICTIONS_DIR
-    summary = predict_many(predictor, [str(p) for p in images], out, progress=progress)
+    summary = predict_many(predictor, [str(p) for p in images], out, progress=progress, overwrite=True)  # its own outputs
     return out, len(summary.reports), list(summary.failures)
 
 

@@ -22,8 +22,9 @@ _ALL_INTERFACES = ("0.0.0.0", "::", "")
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="local web viewer: upload an image, see mask, category, evidence",
                                    description="Serve a web page for predictions with a trained model.")
-    parser.add_argument("--model", required=True, metavar="RUN_OR_CHECKPOINT",
-                        help="run folder, experiment folder of fold_* runs (ensembled), or a .pt checkpoint")
+    parser.add_argument("--model", default=None, metavar="RUN_OR_CHECKPOINT",
+                        help="run folder, fold_* folder of 'rlar train --fold all' or grid arm (ensembled), or a .pt "
+                             "checkpoint (default: the model shipped with rlar, docs/model-card.md)")
     parser.add_argument("--folds", default=None, help="comma-separated folds of an experiment folder (default: all)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="horizontal-flip test-time augmentation (default: as the run's config, section prediction)")
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     allowed = allowed_hosts(args.host, args.allow_host)
     predictor = Predictor.from_run(args.model, folds=parse_folds(args.folds), tta=args.tta,
                                    device=resolve_device(args.device), max_pixels=limits.max_pixels)
+    print(f"model: {predictor.describe()}", file=sys.stderr)
     if predictor.trained_on_phantom:
         print(f"warning: {PHANTOM_NOTICE}", file=sys.stderr)
     if args.host not in _LOOPBACK:

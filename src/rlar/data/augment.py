@@ -113,7 +113,7 @@ def validate_augment_options(raw: Mapping[str, Any] | None, key: str = "data.aug
 
 def sample_seed(seed: int, epoch: int, image_id: str, occurrence: int = 0) -> int:
     """The generator seed of one sample's augmentation: a hash of the run seed, epoch, image id and occurrence."""
-    key = f"{int(seed)}:{int(epoch)}:{occurrence}:{image_id}".encode()
+    key = f"{int(seed)}:{int(epoch)}:{occurrence}:{image_id}".encode("utf-8", "surrogateescape")  # ids from non-UTF-8 names
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from rlar.data.files import display_name, list_folder
 from rlar.data.io import sniff_format
 from rlar.errors import DataError
 from rlar.inference.html import render_report_html
@@ -50,6 +51,7 @@ class Expanded:
 
     files: list[tuple[Path, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    unusable: list[tuple[str, str]] = field(default_factory=list)  # dangling links, loops, FIFOs: (name, reason)
     ignored: int = 0
     own_outputs: int = 0  # files named like predict's outputs, skipped
 
@@ -89,7 +91,9 @@ def expand_inputs(paths: Sequence[str | Path], out_dir: str | Path | None = None
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            listing = list_folder(path, recursive=True)  # loops, dangling links and FIFOs come back with a reason
+            found.unusable.extend((display_name(entry), reason) for entry, reason in listing.unusable)
+            for file in listing.files:
                 relative = file.relative_to(path)
                 if any(part.startswith(".") for part in relative.parts):
                     continue
@@ -100,11 +104,11 @@ def expand_inputs(paths: Sequence[str | Path], out_dir: str | Path | None = None
                     continue
                 suffix = file.suffix.lower()
                 if suffix in INPUT_SUFFIXES or (suffix == "" and _is_dicom_without_suffix(file)):
-                    add(file, str(relative.with_suffix("")).replace("/", "__"))
+                    add(file, display_name(relative.with_suffix("")).replace("/", "__"))
                 else:
                     found.ignored += 1
         elif path.is_file():
-            add(path, path.stem)
+            add(path, display_name(path.stem))
         else:
             found.missing.append(str(path))
     return found
@@ -212,6 +216,7 @@ def predict_many(predictor: Predictor, inputs: Sequence[str | Path], out_dir: st
     expanded = expand_inputs(inputs, out)
     check_output_folder(out, expanded, overwrite)
     failures: list[tuple[str, str]] = [(m, "file or folder not found") for m in expanded.missing]
+    failures += expanded.unusable
     reports: list[dict[str, Any]] = []
     items: Iterable[tuple[Path, str]] = tqdm(expanded.files, desc="predicting", unit="image", disable=not progress)
     for file, stem in items:
@@ -221,7 +226,7 @@ def predict_many(predictor: Predictor, inputs: Sequence[str | Path], out_dir: st
         except DataError as err:
             if Path(err.item) == out or Path(err.item).parent == out:
                 raise  # the output folder itself failed: every further image would fail the same way
-            failures.append((str(file), err.reason))
+            failures.append((display_name(file), err.reason))
             continue
         reports.append(content)
         if on_result is not None:

@@ -81,10 +81,10 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 def check_writable(folder: Path) -> None:
     """Create ``folder`` and prove a file can be written there, before any long work starts.
 
-    The probe is :func:`rlar.cli.common.probe_folder` (one write check for the package); a library caller gets
+    The probe is :func:`rlar.data.files.probe_folder` (one write check for the package); a library caller gets
     a DataError naming the folder.
     """
-    from rlar.cli.common import probe_folder
+    from rlar.data.files import probe_folder
 
     try:
         probe_folder(folder, "output folder")
