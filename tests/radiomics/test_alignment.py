@@ -164,6 +164,35 @@ def test_readout_predicts_the_held_out_fold_in_feature_units(trained_run: Path) 
     assert len(table) == len(CONTRASTS) and np.isfinite(table.auroc).any()
 
 
+def test_readout_pools_runs_and_refuses_an_unguided_checkpoint(trained_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+
+    from rlar.errors import DataError
+    from rlar.radiomics.alignment import readout_features
+    from rlar.training.checkpoint import load_checkpoint
+
+    once = readout_features([trained_run]).features
+    twice = readout_features([trained_run, trained_run])  # the same images held out twice: mean = the read-out
+    pd.testing.assert_frame_equal(twice.features.sort_index(), once.sort_index())
+    assert len(twice.runs) == 2
+
+    copy = tmp_path / "unguided"
+    shutil.copytree(trained_run, copy)
+    (copy / "metrics.json").unlink(missing_ok=True)  # it names the original checkpoint by its absolute path
+    for name in ("best.pt", "last.pt"):
+        file = copy / "checkpoints" / name
+        if file.is_file():
+            state = load_checkpoint(file, map_location="cpu")
+            state.pop("standardiser", None)
+            torch.save(state, file)
+    with pytest.raises(DataError, match="without guidance"):
+        readout_features([copy])
+    with pytest.raises(DataError, match="no run"):
+        readout_features([tmp_path / "nothing_here"])
+
+
 def test_benchmark_prints_three_groups_for_a_run(trained_run: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     module = _benchmark_module()

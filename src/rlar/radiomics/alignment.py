@@ -348,9 +348,11 @@ def readout_features(
                 raise DataError(split_file, "split file not found beside the run or in a folder above it")
             split_file = candidates[0]
         folds = load_splits(split_file)
-        fold = trained.checkpoint.get("fold", cfg.data.fold)
-        if fold is None:
-            raise DataError(file, "checkpoint records no fold: cannot tell which images it never saw")
+        fold = trained.checkpoint.get("fold")
+        fold = cfg.data.fold if fold is None else fold
+        if fold is None or not 0 <= int(fold) < len(folds):
+            raise DataError(file, f"checkpoint's fold {fold} is not one of the {len(folds)} folds of {split_file}: "
+                                  "cannot tell which images it never saw")
         ids = list(folds[int(fold)][subset])
         source = open_source(cfg.data.source, root if root is not None else cfg.data.root, **dict(cfg.data.options))
         dataset = ThyroidDataset(source, ids, image_size=trained.prep.image_size)
