@@ -5,16 +5,24 @@ nnU-Net names ``fold_<k>`` and ``checkpoint_final.pth`` in one place::
 
     <run>/config.yaml               the resolved config (reloadable with ``rlar train --config``)
     <run>/splits.json               every fold's train / val / test image ids
-    <run>/log.csv                   one row per epoch
+    <run>/log.csv, tensorboard/     one row per epoch; TensorBoard events
+    <run>/competition.csv           the per-layer task-competition probe (two-task runs)
     <run>/metrics.json              test, val and run (written last: a run with it is finished)
     <run>/predictions_test.csv      one row per test image
     <run>/checkpoints/best.pt       best inner-validation score (what is reported and predicted with)
     <run>/checkpoints/last.pt       the last epoch (resume)
+    <run>/curves.png                training curves (``rlar train``)
 
 Folders of several runs:
 
-- ``rlar train --fold all``: ``<out>/fold_<k>/`` (:func:`train_fold_dir`);
-- ``rlar experiment``: ``<grid>/<arm>/seed<k>/fold<j>/`` (:func:`grid_run_dir`), one ``<grid>/splits.json``.
+- ``rlar train --fold all``: ``<out>/fold_<k>/`` (:func:`train_fold_dir`) and ``<out>/summary.json``;
+- ``rlar experiment``: ``<grid>/<arm>/seed<k>/fold<j>/`` (:func:`grid_run_dir`, :func:`find_grid_runs`), one
+  ``<grid>/splits.json`` and ``<grid>/grid.json``; a grid run may also hold ``error.txt`` (the traceback of a
+  failed run), ``truth/predictions.csv`` (annotator study) and ``external/<name>/predictions.csv`` (+
+  ``nodule_predictions.csv`` for cine sources).
+
+The names are constants here (``METRICS_FILE``, ``CHECKPOINT_DIR`` ...); no other module spells them
+(tests/test_run_layout_names.py checks it).
 
 :func:`find_runs` turns any of these (a run, a ``fold_*`` folder, a grid arm ``<grid>/<arm>`` or one of its seeds
 ``<grid>/<arm>/seed<k>``) into the list of runs to ensemble.
@@ -41,6 +49,23 @@ BEST = "best.pt"
 LAST = "last.pt"
 #: Checkpoint file names looked for inside a run folder, in order of preference.
 CHECKPOINT_NAMES: tuple[str, ...] = (BEST, LAST)
+TENSORBOARD_DIR = "tensorboard"
+#: The task-competition probe's per-layer log (rlar.training.competition).
+COMPETITION_FILE = "competition.csv"
+CURVES_FILE = "curves.png"
+#: ``rlar train --fold all``: mean and std over the folds, beside the ``fold_<k>`` folders.
+SUMMARY_FILE = "summary.json"
+#: A grid run that raised: its traceback.
+ERROR_FILE = "error.txt"
+#: A grid's description (arms, tables, folds, seeds) and its one split file, at the grid root.
+GRID_FILE = "grid.json"
+GRID_SPLITS = SPLITS_FILE
+#: Inside a grid run: scores against the phantom's truth, and one subfolder per external source.
+TRUTH_DIR = "truth"
+EXTERNAL_DIR = "external"
+#: Per-image (and, for cine sources, per-nodule) predictions inside ``truth/`` and ``external/<name>/``.
+EVAL_PREDICTIONS_FILE = "predictions.csv"
+NODULE_PREDICTIONS_FILE = "nodule_predictions.csv"
 
 _TRAIN_FOLD = re.compile(r"^fold_(\d+)$")  # rlar train --fold all
 _GRID_FOLD = re.compile(r"^fold(\d+)$")  # rlar experiment
@@ -52,9 +77,26 @@ def train_fold_dir(out: str | Path, fold: int) -> Path:
     return Path(out) / f"fold_{int(fold)}"
 
 
+def grid_run_rel(arm: str, seed: int, fold: int) -> Path:
+    """The run folder of one arm, seed and fold relative to its grid folder (``<arm>/seed<k>/fold<j>``)."""
+    return Path(arm) / f"seed{int(seed)}" / f"fold{int(fold)}"
+
+
 def grid_run_dir(grid: str | Path, arm: str, seed: int, fold: int) -> Path:
     """The run folder of one arm, seed and fold of a grid written by ``rlar experiment``."""
-    return Path(grid) / arm / f"seed{int(seed)}" / f"fold{int(fold)}"
+    return Path(grid) / grid_run_rel(arm, seed, fold)
+
+
+def find_grid_runs(grid: str | Path) -> list[tuple[str, int, int, Path]]:
+    """(arm, seed, fold, path) of every ``<grid>/<arm>/seed<k>/fold<j>`` folder holding a ``metrics.json``,
+    sorted (the file's presence counts, as ``rlar report`` has always read it)."""
+    found = []
+    for metrics in Path(grid).glob(f"*/seed*/fold*/{METRICS_FILE}"):
+        run = metrics.parent
+        seed, fold = _GRID_SEED.match(run.parent.name), _GRID_FOLD.match(run.name)
+        if seed and fold:
+            found.append((run.parent.parent.name, int(seed.group(1)), int(fold.group(1)), run))
+    return sorted(found)
 
 
 def checkpoint_file(run_dir: str | Path, name: str = BEST) -> Path:
@@ -194,7 +236,9 @@ def select_runs(path: str | Path, runs: Sequence[RunRef], folds: Sequence[int] |
     return chosen
 
 
-__all__ = ["BEST", "CHECKPOINT_DIR", "CHECKPOINT_NAMES", "CONFIG_FILE", "LAST", "LOG_FILE", "METRICS_FILE",
-           "PREDICTIONS_FILE", "SPLITS_FILE", "RunRef", "checkpoint_file", "chosen_checkpoint", "find_runs",
-           "fold_of", "grid_run_dir", "has_checkpoint", "is_finished", "read_config_dict", "read_metrics",
-           "run_dir_of", "seed_of", "select_runs", "train_fold_dir"]
+__all__ = ["BEST", "CHECKPOINT_DIR", "CHECKPOINT_NAMES", "COMPETITION_FILE", "CONFIG_FILE", "CURVES_FILE",
+           "ERROR_FILE", "EVAL_PREDICTIONS_FILE", "EXTERNAL_DIR", "GRID_FILE", "GRID_SPLITS", "LAST", "LOG_FILE",
+           "METRICS_FILE", "NODULE_PREDICTIONS_FILE", "PREDICTIONS_FILE", "SPLITS_FILE", "SUMMARY_FILE",
+           "TENSORBOARD_DIR", "TRUTH_DIR", "RunRef", "checkpoint_file", "chosen_checkpoint", "find_grid_runs",
+           "find_runs", "fold_of", "grid_run_dir", "grid_run_rel", "has_checkpoint", "is_finished",
+           "read_config_dict", "read_metrics", "run_dir_of", "seed_of", "select_runs", "train_fold_dir"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rlar.cli.common import write_curves
+from rlar.runs import CURVES_FILE
 
 DEMO_METHODS: tuple[str, ...] = ("vanilla_mtl", "rlar")
 # The run whose model predicts the example images, how many there are, and their folders inside the run folder.
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     print("'readers' = the simulated readers' masks and levels the model was trained on,")
     print("'truth' = the phantom's true masks and ACR levels of the same images")
     print(format_rows(rows))
-    curves = write_curves([Path(args.out) / m for m in DEMO_METHODS], Path(args.out) / "curves.png", list(DEMO_METHODS))
+    curves = write_curves([Path(args.out) / m for m in DEMO_METHODS], Path(args.out) / CURVES_FILE, list(DEMO_METHODS))
     print(f"\nrun folders (config.yaml, splits.json, log.csv, checkpoints, metrics.json): {args.out}/<method>")
     if curves is not None:
         print(f"training curves of both methods (losses, gradient cosine at z, validation Dice/F1): {curves}")
@@ -84,8 +85,8 @@ def write_example_images(run_dir: Path, n_images: int = N_EXAMPLES) -> list[Path
 
     from rlar.data.sources import open_source
     from rlar.data.splits import load_splits
+    from rlar.runs import CONFIG_FILE, SPLITS_FILE
     from rlar.training.config import load_config
-    from rlar.training.run import CONFIG_FILE, SPLITS_FILE
 
     cfg = load_config(run_dir / CONFIG_FILE)
     source = open_source(cfg.data.source, cfg.data.root, **cfg.data.options)
@@ -124,7 +125,7 @@ def evaluate_against_truth(run_dir: Path) -> dict[str, Any]:
     from rlar.data.splits import load_splits
     from rlar.evaluation.evaluate import evaluate
     from rlar.inference.loading import load_trained_model
-    from rlar.training.run import METRICS_FILE, SPLITS_FILE
+    from rlar.runs import METRICS_FILE, SPLITS_FILE
 
     checkpoint = json.loads((run_dir / METRICS_FILE).read_text())["run"]["checkpoint"]
     trained = load_trained_model(checkpoint)

@@ -22,6 +22,7 @@ from typing import Any
 
 from rlar.cli.common import write_curves
 from rlar.errors import ConfigError
+from rlar.runs import CURVES_FILE, SUMMARY_FILE, train_fold_dir
 from rlar.training.config import RlarConfig, find_config, load_config, shipped_config_names
 from rlar.training.presets import METHOD_NAMES
 
@@ -64,7 +65,7 @@ def resolve_config(args: argparse.Namespace) -> RlarConfig:
 
 def fold_dir(cfg: RlarConfig, out: str | None, fold: int, all_folds: bool) -> Path:
     base = Path(out) if out is not None else Path(cfg.output) / cfg.method
-    return base / f"fold_{fold}" if (all_folds or out is None) else base
+    return train_fold_dir(base, fold) if (all_folds or out is None) else base
 
 
 def check_data_root(cfg: RlarConfig) -> None:
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                                overwrite=overwrite, epoch_lines=True)
         if metrics:  # rank 0 only
             results.append(metrics)
-            write_curves([out_dir], out_dir / "curves.png")
+            write_curves([out_dir], out_dir / CURVES_FILE)
             print(printable(f"fold {fold} test: {headline(metrics.get('test', {}))} "
                             f"({describe_run(metrics.get('run', {}))}) -> {out_dir}"))
     if all_folds and results:
@@ -114,12 +115,12 @@ def run(args: argparse.Namespace) -> int:
 
         summary = summarise_folds([r["test"] for r in results])
         base = Path(args.out) if args.out is not None else Path(cfg.output) / cfg.method
-        write_summary(base / "summary.json", {"test": summary, "folds": [r["run"]["fold"] for r in results]})
+        write_summary(base / SUMMARY_FILE, {"test": summary, "folds": [r["run"]["fold"] for r in results]})
         print(f"test folds, mean ± std over {len(results)} folds (sample std):")
         for key in HEADLINE_METRICS:
             if key in summary:
                 print(f"  {key:>17}: {format_mean_std(summary[key]['mean'], summary[key]['std'])}")
-        print(printable(f"summary over {len(results)} folds written to {base / 'summary.json'}"))
+        print(printable(f"summary over {len(results)} folds written to {base / SUMMARY_FILE}"))
     return 0
 
 

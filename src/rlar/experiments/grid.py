@@ -30,10 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rlar.errors import ConfigError
 from rlar.experiments.arms import Arm, TableSpec, merge_arms, reference_comparisons
 from rlar.experiments.presets import expand_preset
+from rlar.runs import GRID_FILE, GRID_SPLITS, grid_run_rel
 
-#: The grid's shared split file and its description, at the grid root.
-GRID_SPLITS = "splits.json"
-GRID_FILE = "grid.json"
+# The grid's shared split file and its description, at the grid root (rlar.runs; re-exported here).
 #: The method every row is compared with unless the grid says otherwise (the paper's vanilla multitask).
 DEFAULT_REFERENCE = "vanilla_mtl"
 
@@ -159,7 +158,7 @@ class RunSpec:
 
     @property
     def rel_dir(self) -> Path:
-        return Path(self.arm.name) / f"seed{self.seed}" / f"fold{self.fold}"
+        return grid_run_rel(self.arm.name, self.seed, self.fold)
 
     @property
     def label(self) -> str:

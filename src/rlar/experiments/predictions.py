@@ -12,7 +12,6 @@ only fills it in for run folders written before that (it scores the run's chosen
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,22 @@ import pandas as pd
 
 from rlar.data.labels import HIGH_RISK_LEVELS, SCALE_LEVELS, UNKNOWN, LabelSpace
 from rlar.errors import DataError
+from rlar.runs import (
+    EVAL_PREDICTIONS_FILE,
+    EXTERNAL_DIR,
+    NODULE_PREDICTIONS_FILE,
+    PREDICTIONS_FILE,
+    SPLITS_FILE,
+    TRUTH_DIR,
+    chosen_checkpoint,
+    read_config_dict,
+)
 
-TEST_PREDICTIONS = "predictions_test.csv"
-#: Folder of a run holding the scores against the phantom's truth (annotator study).
-TRUTH_DIR = "truth"
-#: Folder of a run holding one subfolder per external source.
-EXTERNAL_DIR = "external"
-PREDICTIONS = "predictions.csv"
+# The run-folder names live in rlar.runs (re-exported here): ``predictions_test.csv``; ``truth/`` (scores against
+# the phantom's truth, annotator study) and ``external/<name>/`` (one per external source), each with a
+# ``predictions.csv``.
+TEST_PREDICTIONS = PREDICTIONS_FILE
+PREDICTIONS = EVAL_PREDICTIONS_FILE
 
 
 def binary_label(level: str | None, scale: str | None) -> int:
@@ -35,22 +43,6 @@ def binary_label(level: str | None, scale: str | None) -> int:
     if level is None or scale is None or level not in SCALE_LEVELS.get(scale, ()):
         return UNKNOWN
     return int(level in HIGH_RISK_LEVELS[scale])
-
-
-def chosen_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint the run reports: the one named in metrics.json, else best.pt, else last.pt."""
-    try:
-        named = json.loads((run_dir / "metrics.json").read_text())["run"]["checkpoint"]
-        if named and Path(named).is_file():
-            return Path(named)
-        if named and (run_dir / "checkpoints" / Path(named).name).is_file():
-            return run_dir / "checkpoints" / Path(named).name
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    for name in ("best.pt", "last.pt"):
-        if (run_dir / "checkpoints" / name).is_file():
-            return run_dir / "checkpoints" / name
-    raise DataError(run_dir, "has no checkpoint to score (checkpoints/best.pt or last.pt)")
 
 
 def predict_images(checkpoint: Path, source_name: str, root: str | None, options: dict[str, Any],
@@ -102,22 +94,20 @@ def fold_ids(run_dir: Path, fold: int, side: str = "test") -> list[str]:
     """The image ids of one side of the run's fold (its own splits.json); legacy two-key files use 'val'."""
     from rlar.data.splits import load_splits
 
-    folds = load_splits(run_dir / "splits.json")
+    folds = load_splits(run_dir / SPLITS_FILE)
     entry = folds[fold]
     if side not in entry or not entry[side]:
         if side == "test" and entry.get("val"):
             return list(entry["val"])  # written before the held-out protocol: the only held-out side
-        raise DataError(run_dir / "splits.json", f"fold {fold} has no '{side}' images")
+        raise DataError(run_dir / SPLITS_FILE, f"fold {fold} has no '{side}' images")
     return list(entry[side])
 
 
 def _run_config(run_dir: Path) -> Any:
     """The run's resolved config (``config.yaml`` is already resolved: validated as is, no size applied)."""
-    import yaml
-
     from rlar.training.config import validate_config
 
-    return validate_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    return validate_config(read_config_dict(run_dir))
 
 
 def ensure_test_predictions(run_dir: Path, device: str = "cpu") -> Path:
@@ -165,7 +155,7 @@ def evaluate_external(run_dir: Path, name: str, source: str, root: str | None, o
         out.mkdir(parents=True, exist_ok=True)
         frame.to_csv(path, index=False)
         if "clip_id" in frame.columns:
-            nodule_level(frame).to_csv(out / "nodule_predictions.csv", index=False)
+            nodule_level(frame).to_csv(out / NODULE_PREDICTIONS_FILE, index=False)
     return out
 
 

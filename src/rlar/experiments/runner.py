@@ -37,9 +37,9 @@ import yaml
 from tqdm.auto import tqdm
 
 from rlar.errors import ConfigError, DataError, RlarError
-from rlar.experiments.grid import GRID_FILE, GRID_SPLITS, ExpandedGrid, RunSpec, take_shard
+from rlar.experiments.grid import ExpandedGrid, RunSpec, take_shard
 from rlar.experiments.lock import LockTimeout, RunLock, held_lock
-from rlar.runs import is_finished
+from rlar.runs import CONFIG_FILE, ERROR_FILE, GRID_FILE, GRID_SPLITS, LAST, checkpoint_file, is_finished
 from rlar.training.config_diff import RESUME_FREE_KEYS
 from rlar.training.config_diff import config_difference as key_difference
 
@@ -108,9 +108,9 @@ def finished_run_difference(run_dir: Path, wanted: Any) -> tuple[str, Any] | Non
     is not finished (an empty or unparsable ``metrics.json`` is a run interrupted while writing it)."""
     if not is_finished(run_dir):
         return None
-    saved_path = run_dir / "config.yaml"
+    saved_path = run_dir / CONFIG_FILE
     if not saved_path.is_file():
-        return "config.yaml (missing)", None
+        return f"{CONFIG_FILE} (missing)", None
     saved = normalised_config(saved_path)
     found = key_difference(saved, wanted, ignored=IGNORED_KEYS)
     if found is None:
@@ -133,7 +133,7 @@ def check_finished_runs(expanded: ExpandedGrid, root: Path, device: str | None =
 
     for spec in expanded.runs():
         run_dir = root / spec.rel_dir
-        if not is_finished(run_dir) or not (run_dir / "config.yaml").is_file():
+        if not is_finished(run_dir) or not (run_dir / CONFIG_FILE).is_file():
             continue
         found = finished_run_difference(run_dir, config_to_dict(run_config(expanded, spec, root, device)))
         if found is not None:
@@ -287,16 +287,16 @@ def execute_run(expanded: ExpandedGrid, spec: RunSpec, root: Path, device: str |
                     from rlar.training.run import run_training
 
                     train = run_training
-                resume = (run_dir / "checkpoints" / "last.pt").is_file()
+                resume = checkpoint_file(run_dir, LAST).is_file()
                 train(cfg, run_dir, fold=spec.fold, resume=resume, progress=progress)
                 status = "resumed" if resume else "trained"
             _post_steps(expanded, spec, run_dir, str(cfg.training.device if device is None else device)
                         .replace("auto", "cpu"))
-            (run_dir / "error.txt").unlink(missing_ok=True)
+            (run_dir / ERROR_FILE).unlink(missing_ok=True)
             return result(status)
         except Exception as exc:  # noqa: BLE001 - recorded per run; the grid goes on with the others
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "error.txt").write_text(traceback.format_exc())
+            (run_dir / ERROR_FILE).write_text(traceback.format_exc())
             return result("failed", f"{type(exc).__name__}: {exc}")
 
 

@@ -14,7 +14,6 @@ hold runs, shown in one table. Nothing here trains or imports torch.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,19 @@ import pandas as pd
 from rlar.errors import DataError
 from rlar.experiments.arms import Arm, TableSpec
 from rlar.reporting.environments import NOT_RECORDED, environment_id, numeric_environment
-
-_RUN = re.compile(r"^seed(-?\d+)$"), re.compile(r"^fold(\d+)$")
+from rlar.runs import (
+    EVAL_PREDICTIONS_FILE,
+    EXTERNAL_DIR,
+    GRID_FILE,
+    GRID_SPLITS,
+    LOG_FILE,
+    METRICS_FILE,
+    NODULE_PREDICTIONS_FILE,
+    PREDICTIONS_FILE,
+    SPLITS_FILE,
+    TRUTH_DIR,
+    find_grid_runs,
+)
 
 
 @dataclass(frozen=True)
@@ -38,8 +48,9 @@ class Evaluation:
     relpath: str
 
 
-TEST = Evaluation("test", "test folds (labels as annotated)", "predictions_test.csv")
-TRUTH = Evaluation("truth", "test folds scored against the phantom's true masks and levels", "truth/predictions.csv")
+TEST = Evaluation("test", "test folds (labels as annotated)", PREDICTIONS_FILE)
+TRUTH = Evaluation("truth", "test folds scored against the phantom's true masks and levels",
+                   f"{TRUTH_DIR}/{EVAL_PREDICTIONS_FILE}")
 
 
 @dataclass
@@ -100,35 +111,28 @@ def _read_json(path: Path) -> Any:
 
 
 def find_runs(root: Path) -> list[tuple[str, int, int, Path]]:
-    """(arm, seed, fold, path) of every run folder with a metrics.json, sorted."""
-    found = []
-    for metrics in root.glob("*/seed*/fold*/metrics.json"):
-        fold_dir = metrics.parent
-        seed_match, fold_match = _RUN[0].match(fold_dir.parent.name), _RUN[1].match(fold_dir.name)
-        if seed_match and fold_match:
-            found.append((fold_dir.parent.parent.name, int(seed_match.group(1)), int(fold_match.group(1)), fold_dir))
-    return sorted(found)
+    """(arm, seed, fold, path) of every run folder with a metrics.json, sorted (:func:`rlar.runs.find_grid_runs`)."""
+    return find_grid_runs(root)
 
 
 def _external_evaluations(paths: list[Path]) -> list[Evaluation]:
     names: set[tuple[str, str]] = set()
     for path in paths:
-        external = path / "external"
+        external = path / EXTERNAL_DIR
         if external.is_dir():
             for sub in external.iterdir():
-                if (sub / "predictions.csv").is_file():
-                    names.add((sub.name, "predictions.csv"))
-                if (sub / "nodule_predictions.csv").is_file():
-                    names.add((sub.name, "nodule_predictions.csv"))
+                for file in (EVAL_PREDICTIONS_FILE, NODULE_PREDICTIONS_FILE):
+                    if (sub / file).is_file():
+                        names.add((sub.name, file))
     out = []
     for name, file in sorted(names):
-        nodules = file.startswith("nodule")
+        nodules = file == NODULE_PREDICTIONS_FILE
         out.append(Evaluation(f"external-{name}" + ("-nodules" if nodules else ""),
                               f"external source {name}" + (", nodule level (mean of frame probabilities)" if nodules
                                                            else ", frame level" if any(
-                                                               n == name and f.startswith("nodule")
+                                                               n == name and f == NODULE_PREDICTIONS_FILE
                                                                for n, f in names) else ""),
-                              f"external/{name}/{file}"))
+                              f"{EXTERNAL_DIR}/{name}/{file}"))
     return out
 
 
@@ -152,8 +156,8 @@ def load_grid_data(root: str | Path) -> GridData:
         raise DataError(root, "is not a folder")
     found = find_runs(root)
     if not found:
-        raise DataError(root, "holds no finished run (<arm>/seed<k>/fold<j>/metrics.json); run `rlar experiment` first")
-    grid = _read_json(root / "grid.json")
+        raise DataError(root, f"holds no finished run (<arm>/seed<k>/fold<j>/{METRICS_FILE}); run `rlar experiment` first")
+    grid = _read_json(root / GRID_FILE)
     if grid is not None:
         arms = {a["name"]: Arm.from_dict(a) for a in grid["arms"]}
         tables = [TableSpec.from_dict(t) for t in grid["tables"]]
@@ -163,16 +167,16 @@ def load_grid_data(root: str | Path) -> GridData:
         arms = {n: Arm(n, n) for n in names}
         tables = [TableSpec("main", f"All runs in {root.name}", tuple(names))]
         extra = {}
-    root_splits = _read_json(root / "splits.json")
+    root_splits = _read_json(root / GRID_SPLITS)
     runs = []
     for arm, seed, fold, path in found:
-        splits = root_splits if root_splits is not None else _read_json(path / "splits.json")
+        splits = root_splits if root_splits is not None else _read_json(path / SPLITS_FILE)
         n_train, n_test = _fold_sizes(splits, fold)
-        metrics = _read_json(path / "metrics.json")
+        metrics = _read_json(path / METRICS_FILE)
         run_info = metrics.get("run") if isinstance(metrics, dict) else None
         environment = numeric_environment(run_info.get("environment") if isinstance(run_info, dict) else None)
         record = RunRecord(arm, seed, fold, path, n_train, n_test, environment=environment)
-        log_path = path / "log.csv"
+        log_path = path / LOG_FILE
         if log_path.is_file():
             try:
                 record.log = pd.read_csv(log_path).apply(pd.to_numeric, errors="coerce")

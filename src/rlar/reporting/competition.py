@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rlar.training.logging import COMPETITION_FILE
+from rlar.runs import COMPETITION_FILE
 
 #: What the table reports per layer (the mean over runs of each statistic of competition.csv).
 TABLE_COLUMNS = ("cos_mean", "cos_q10", "cos_q90", "abs_cos_mean", "chan_abs_cos_mean", "log10_norm_ratio")

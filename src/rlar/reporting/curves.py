@@ -20,7 +20,6 @@ so it is safe inside a training process or a headless server.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,12 +37,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from rlar.errors import ConfigError, DataError
-from rlar.training.logging import LOG_FILE
-
-# The same file names as rlar.training.run, not imported from there because that module pulls in torch,
-# which plotting a finished run should not need.
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.json"
+from rlar.runs import CONFIG_FILE, LOG_FILE, read_metrics
 
 
 @dataclass(frozen=True)
@@ -140,10 +134,11 @@ def read_tau(run_dir: str | Path) -> list[float]:
 
 def read_best_epoch(run_dir: str | Path) -> int | None:
     """Epoch of the checkpoint the run kept as best (``metrics.json`` -> run.best_epoch), if recorded."""
+    run: Any = (read_metrics(run_dir) or {}).get("run")
     try:
-        value = json.loads((Path(run_dir) / METRICS_FILE).read_text())["run"]["best_epoch"]
+        value = run["best_epoch"]
         return int(value) if value is not None else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from rlar.errors import DataError
+from rlar.runs import BEST, CHECKPOINT_DIR
 
 CHECKPOINT_FORMAT = "rlar-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -98,7 +99,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     path = Path(path)
     if path.is_dir():
-        hint = " (a run folder? name its checkpoints/best.pt)" if (path / "checkpoints").is_dir() else ""
+        hint = (f" (a run folder? name its {CHECKPOINT_DIR}/{BEST})" if (path / CHECKPOINT_DIR).is_dir()
+                else "")
         raise DataError(path, f"is a folder, not a checkpoint file{hint}")
     if not path.is_file():
         raise DataError(path, "checkpoint file does not exist")

@@ -32,9 +32,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from rlar.runs import COMPETITION_FILE
 from rlar.strategies._cut import per_sample_cosine, unit_scaled
 from rlar.tasks import TASK_GROUPS, TASKS
-from rlar.training.logging import COMPETITION_FILE, COMPETITION_STATS
+from rlar.training.logging import COMPETITION_STATS
 
 #: Columns of ``competition.csv`` after ``epoch`` and ``layer`` (defined with the other run logs' names).
 STATS = COMPETITION_STATS

@@ -15,11 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-LOG_FILE = "log.csv"
+# The file names live in rlar.runs (the run-folder layout); LOG_FILE and COMPETITION_FILE are re-exported here.
+from rlar.runs import COMPETITION_FILE, LOG_FILE, TENSORBOARD_DIR
+
 FIRST_COLUMNS = ("epoch", "global_step", "lr", "total", "cosine")
-#: The task-competition probe's per-layer log (rlar.training.competition) and its statistics' columns, after
-#: ``epoch`` and ``layer``.
-COMPETITION_FILE = "competition.csv"
+#: The statistics' columns of the task-competition probe's per-layer log (rlar.training.competition;
+#: ``competition.csv``, :data:`rlar.runs.COMPETITION_FILE`), after ``epoch`` and ``layer``.
 COMPETITION_STATS = ("n", "cos_mean", "cos_q10", "cos_q50", "cos_q90", "abs_cos_mean", "chan_cos_mean",
                      "chan_abs_cos_mean", "log10_norm_ratio")
 
@@ -55,7 +56,7 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step drops events a killed run wrote after its last checkpoint, so curves do not fork.
-            self._writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=global_step or None)
+            self._writer = SummaryWriter(str(self.out_dir / TENSORBOARD_DIR), purge_step=global_step or None)
 
     @property
     def csv_path(self) -> Path:
@@ -95,3 +96,6 @@ class RunLogger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+__all__ = ["COMPETITION_FILE", "COMPETITION_STATS", "FIRST_COLUMNS", "LOG_FILE", "RunLogger", "flatten_scalars"]

@@ -39,7 +39,17 @@ from rlar.data.sources.base import Source
 from rlar.data.splits import SIDES, Fold, check_splits, load_splits, make_splits, save_splits
 from rlar.errors import ConfigError, DataError, RlarError
 from rlar.prediction import PredictionOptions
-from rlar.runs import is_finished
+from rlar.runs import (
+    BEST,
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    LAST,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    SPLITS_FILE,
+    checkpoint_file,
+    is_finished,
+)
 from rlar.training.builders import build_components, rad_feature_mask
 from rlar.training.checkpoint import load_checkpoint
 from rlar.training.config import RlarConfig, config_to_dict, dump_config, validate_config
@@ -53,16 +63,12 @@ from rlar.training.distributed import (
 )
 from rlar.training.environment import run_environment
 from rlar.training.seeding import make_generator, seed_everything, worker_init_fn
-from rlar.training.trainer import BEST, LAST, Trainer, resolve_device
+from rlar.training.trainer import Trainer, resolve_device
 
-CONFIG_FILE = "config.yaml"
-SPLITS_FILE = "splits.json"
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions_test.csv"
+# The run-folder file names live in rlar.runs; re-exported here for callers of this module.
 
-
-__all__ = ["CONFIG_FILE", "METRICS_FILE", "PREDICTIONS_FILE", "RESUME_FREE_KEYS", "SPLITS_FILE", "build_components",
-           "check_run_folder", "check_writable", "config_difference", "label_space_for", "prepare_splits",
+__all__ = ["BEST", "CONFIG_FILE", "LAST", "METRICS_FILE", "PREDICTIONS_FILE", "RESUME_FREE_KEYS", "SPLITS_FILE",
+           "build_components", "check_run_folder", "check_writable", "config_difference", "label_space_for", "prepare_splits",
            "printable", "rad_feature_mask", "run_training", "to_jsonable", "write_text"]
 
 
@@ -102,13 +108,13 @@ def check_run_folder(out_dir: str | Path, resume: bool, overwrite: bool) -> None
     out_dir = Path(out_dir)
     if resume or overwrite:
         return
-    last = out_dir / "checkpoints" / LAST
+    last = checkpoint_file(out_dir, LAST)
     if is_finished(out_dir):
         raise ConfigError("--out", f"{printable(str(out_dir))} holds a finished run ({METRICS_FILE}); it is kept. "
                                    "Use another --out, --resume to continue it (same config), or --overwrite to "
                                    "replace it")
     if last.is_file():
-        raise ConfigError("--out", f"{printable(str(out_dir))} holds an unfinished run (checkpoints/{LAST}); it is kept. "
+        raise ConfigError("--out", f"{printable(str(out_dir))} holds an unfinished run ({CHECKPOINT_DIR}/{LAST}); it is kept. "
                                    "Use --resume to continue it, --overwrite to start again, or another --out")
 
 
@@ -116,7 +122,7 @@ def _clear_previous_run(out_dir: Path) -> None:
     """Before overwriting: remove the old run's finished marker and checkpoints, so that an interrupted new run is
     not taken for the old finished one and the new run cannot report the old run's ``best.pt``. Other files
     (log.csv, splits.json, config.yaml, predictions_test.csv) are rewritten by the new run."""
-    for path in (out_dir / METRICS_FILE, out_dir / "checkpoints" / BEST, out_dir / "checkpoints" / LAST):
+    for path in (out_dir / METRICS_FILE, checkpoint_file(out_dir, BEST), checkpoint_file(out_dir, LAST)):
         try:
             path.unlink(missing_ok=True)
         except OSError as exc:
@@ -341,7 +347,7 @@ def _competition_probe(cfg: RlarConfig, datasets: Mapping[str, Any], loss_fn: An
 def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext, resume: bool,
          progress: bool, overwrite: bool = True, epoch_lines: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
-    last = out_dir / "checkpoints" / LAST
+    last = checkpoint_file(out_dir, LAST)
     check_run_folder(out_dir, resume, overwrite)
     if resume:
         if not last.is_file():
@@ -419,7 +425,7 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
     if not ctx.is_main:
         return {}
 
-    best = out_dir / "checkpoints" / BEST
+    best = checkpoint_file(out_dir, BEST)
     chosen = best if (cfg.training.selection == "best_val" and best.is_file()) else last
     chosen_state = load_checkpoint(chosen, map_location=device)
     model.load_state_dict(chosen_state["model"])

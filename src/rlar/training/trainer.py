@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from rlar.errors import RlarError
+from rlar.runs import BEST, CHECKPOINT_DIR, LAST
 from rlar.strategies.base import StepReport
 from rlar.training.checkpoint import load_checkpoint, save_checkpoint
 from rlar.training.competition import CompetitionProbe
@@ -36,9 +37,6 @@ from rlar.training.distributed import (
 )
 from rlar.training.logging import RunLogger, flatten_scalars
 from rlar.training.seeding import get_rng_state, set_rng_state
-
-LAST = "last.pt"
-BEST = "best.pt"
 
 # validate(model) -> (metrics dict, scalar score where higher is better)
 ValidateFn = Callable[[nn.Module], tuple[dict[str, Any], float]]
@@ -259,7 +257,7 @@ class Trainer:
     # -- paths -------------------------------------------------------------------------------------------------
     @property
     def checkpoint_dir(self) -> Path:
-        return self.out_dir / "checkpoints"
+        return self.out_dir / CHECKPOINT_DIR
 
     @property
     def last_path(self) -> Path:
