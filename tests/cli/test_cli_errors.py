@@ -21,7 +21,7 @@ def _run(argv: list[str], capsys) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("argv", "needles"),
     [
-        (["data", "summary", "phantom", "--option", "colour=red"], ["--option colour", "accepted options: n_cases"]),
+        (["data", "summary", "phantom", "--option", "colour=red"], ["--option colour", "(accepted: n_cases"]),
         (["data", "summary", "phantom", "--option", "n_case=3"], ["--option n_case", "did you mean 'n_cases'?"]),
         (["data", "summary", "phantom", "--option", "n_cases=lots"], ["--option n_cases", "valid integer"]),
         (["data", "summary", "folder"], ["--root", "give its root"]),

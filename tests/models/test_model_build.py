@@ -188,7 +188,7 @@ def test_build_errors() -> None:
         build_model("multitask", backbone="vgg")
     with pytest.raises(ValueError, match="arch must be one of"):
         build_model("detection")
-    with pytest.raises(TypeError, match="unknown option"):
+    with pytest.raises(TypeError, match="unknown key"):
         build_model("multitask", chanels=(8, 16))
     with pytest.raises(ValueError, match="tirads_dim"):
         build_model("classification", tirads_dim=0, deep_dim=0)

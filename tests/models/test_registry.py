@@ -27,10 +27,10 @@ def test_every_spec_is_consistent() -> None:
 @pytest.mark.parametrize(
     ("backbone", "raw", "key", "message"),
     [
-        ("compact", {"chanels": [8, 16]}, "model.options.chanels", "unknown option"),
+        ("compact", {"chanels": [8, 16]}, "model.options.chanels", "unknown key for backbone .compact."),
         ("compact", {"compact_channels": [8, 0]}, "model.options.compact_channels", "positive"),
         ("compact", {"encoder_dropout": 1.5}, "model.options.encoder_dropout", "less than 1"),
-        ("resnet18", {"compact_channels": [8, 16]}, "model.options.compact_channels", "unknown option"),
+        ("resnet18", {"compact_channels": [8, 16]}, "model.options.compact_channels", "unknown key for backbone .resnet18."),
         ("convnext", {"convnext_dims": [8, 16]}, "model.options.convnext_dims", "same length"),
         ("efficientnet-lite0", {"pretrained": "maybe"}, "model.options.pretrained", "boolean"),
         ("compact", {"pad_mode": "wrap"}, "model.options.pad_mode", "reflect"),
@@ -50,7 +50,7 @@ def test_unknown_backbone_and_compat_error_types() -> None:
     # still the exception types callers written before the registry catch
     with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
         build_model(backbone="vgg")
-    with pytest.raises(TypeError, match="unknown option"):
+    with pytest.raises(TypeError, match="unknown key"):
         build_encoder("compact", chanels=(8,))
 
 

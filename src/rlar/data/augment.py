@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rlar.errors import ConfigError
+from rlar.errors import config_error_from
 
 #: The transforms, by the name of their on/off parameter.
 TRANSFORMS: tuple[str, ...] = ("affine", "flip", "bright", "contrast", "gamma", "speckle")
@@ -106,9 +106,7 @@ def validate_augment_options(raw: Mapping[str, Any] | None, key: str = "data.aug
     try:
         return AugmentOptions.model_validate(dict(raw or {}))
     except pydantic.ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"{key}.{loc}" if loc else key, first["msg"]) from err
+        raise config_error_from(err, key, model=AugmentOptions) from None
 
 
 def sample_seed(seed: int, epoch: int, image_id: str, occurrence: int = 0) -> int:

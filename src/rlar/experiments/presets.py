@@ -22,7 +22,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from rlar.errors import ConfigError
+from rlar.errors import ConfigError, config_error_from
 from rlar.experiments.arms import Arm, TableSpec, reference_comparisons
 from rlar.experiments.readers import READER_LEVELS, reader_level
 
@@ -215,10 +215,7 @@ def expand_preset(name: str, raw: dict[str, Any] | None) -> tuple[list[Arm], lis
     try:
         options = preset.options.model_validate(raw or {})
     except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"ablations.{name}.{key}" if key else f"ablations.{name}",
-                          first["msg"].removeprefix("Value error, ")) from None
+        raise config_error_from(err, f"ablations.{name}", model=preset.options, what=f"preset '{name}'") from None
     built = preset.build(options)
     arms = [x for x in built if isinstance(x, Arm)]
     tables = [x for x in built if isinstance(x, TableSpec)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from rlar.errors import ConfigError
 
@@ -84,13 +84,3 @@ class NetworkOptions(BackboneOptions):
         if value is not None and any(c <= 0 for c in value):
             raise ValueError(f"channels must be positive, got {list(value)}")
         return value
-
-
-def option_error(exc: ValidationError, allowed: list[str], owner: str) -> BackboneOptionError:
-    """Turn the first pydantic error into an error naming ``model.options.<field>`` and what is wrong with it."""
-    first = exc.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else "?"
-    key = f"model.options.{field}"
-    if first["type"] == "extra_forbidden":
-        return UnknownOptionError(key, f"unknown option for {owner}; its options are {sorted(allowed)}")
-    return BackboneOptionError(key, str(first["msg"]).removeprefix("Value error, "))

@@ -11,9 +11,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError, create_model
 
+from rlar.errors import config_error_from
+
 from . import compact, convnext, efficientnet, efficientnet_lite, resnet
 from .base import Encoder
-from .options import BackboneOptionError, NetworkOptions, as_build_error, option_error
+from .options import BackboneOptionError, NetworkOptions, UnknownOptionError, as_build_error
 from .spec import BackboneSpec
 
 #: Every backbone, by the name used as ``model.backbone``.
@@ -61,7 +63,8 @@ def validate_backbone_options(backbone: str, raw: dict[str, Any]) -> BaseModel:
     try:
         return cls(**raw)
     except ValidationError as exc:
-        raise option_error(exc, list(cls.model_fields), f"backbone '{backbone}'") from None
+        raise config_error_from(exc, "model.options", model=cls, what=f"backbone '{backbone}'",
+                                error_type=BackboneOptionError, unknown_type=UnknownOptionError) from None
 
 
 def split_options(backbone: str, options: BaseModel) -> tuple[BaseModel, NetworkOptions]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rlar.errors import ConfigError
+from rlar.errors import config_error_from
 
 
 class ServerLimits(BaseModel):
@@ -22,6 +22,4 @@ def validate_limits(**raw: object) -> ServerLimits:
     try:
         return ServerLimits(**raw)  # type: ignore[arg-type]
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "serve"
-        raise ConfigError(f"serve.{field}", first["msg"]) from None
+        raise config_error_from(err, "serve", model=ServerLimits) from None

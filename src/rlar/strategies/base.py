@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from rlar.errors import ConfigError
+from rlar.errors import ConfigError, config_error_from
 from rlar.tasks import TASK_GROUPS, default_grouping
 
 from ._cut import CutPass, LossFn, comparable_cosine
@@ -80,13 +80,7 @@ def validate_options(name: str, model: type[BaseModel], raw: Mapping[str, Any]) 
     try:
         return model(**raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(part) for part in first["loc"]) or "?"
-        known = ", ".join(sorted(model.model_fields)) or "none"
-        reason = first["msg"]
-        if first["type"] == "extra_forbidden":
-            reason = f"not an option of '{name}' (options: {known})"
-        raise ConfigError(f"strategy.options.{name}.{loc}", reason) from None
+        raise config_error_from(err, f"strategy.options.{name}", model=model, what=f"strategy '{name}'") from None
 
 
 def resolve_tasks(tasks: Mapping[str, list[str]] | None) -> dict[str, list[str]]:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from rlar.errors import ConfigError
+from rlar.errors import ConfigError, config_error_from
 from rlar.prediction import PredictionOptions
 from rlar.tasks import RADIOMICS_DIM, TASK_NAMES, TASKS, default_grouping
 from rlar.training.presets import METHOD_NAMES, PRESETS, MethodPreset, tasks_of
@@ -343,54 +342,12 @@ def _validate_backbone(model: ModelConfig) -> None:
 # Loading and saving
 
 
-def _from_validation_error(err: ValidationError) -> ConfigError:
-    """The first pydantic error as a ConfigError naming the full dotted key and the reason."""
-    first = err.errors()[0]
-    # Drop pydantic's union-branch labels (e.g. 'literal['auto','none']') so the key is what the user typed.
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-    key = ".".join(str(p) for p in loc) or "<config>"
-    if first["type"] == "extra_forbidden":
-        return ConfigError(key, "unknown key" + _did_you_mean(loc))
-    reason = first["msg"].removeprefix("Value error, ")
-    if first["type"] not in ("value_error", "assertion_error") and "input" in first:
-        reason += f" (got {first['input']!r})"
-    more = len(err.errors()) - 1
-    if more:
-        reason += f"; and {more} more error(s)"
-    return ConfigError(key, reason)
-
-
-def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The config section (pydantic model class) that holds the key at ``loc`` (None past a free-form dict)."""
-    model: type[BaseModel] = RlarConfig
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return None
-        model = annotation
-    return model
-
-
-def _did_you_mean(loc: tuple[Any, ...]) -> str:
-    """``"; did you mean 'optim.lr'?"`` for a misspelt key (difflib), else a pointer to the schema."""
-    section = _section_at(loc)
-    if section is None or not loc:
-        return " (check the spelling; see rlar/training/config.py for the schema)"
-    close = difflib.get_close_matches(str(loc[-1]), list(section.model_fields), n=3, cutoff=0.6)
-    prefix = ".".join(str(p) for p in loc[:-1])
-    if close:
-        names = " or ".join(f"'{prefix + '.' if prefix else ''}{c}'" for c in close)
-        return f"; did you mean {names}?"
-    return f" (keys here: {', '.join(section.model_fields)})"
-
-
 def validate_config(raw: dict[str, Any]) -> RlarConfig:
     """Validate a plain dict (already merged) into an :class:`RlarConfig`; errors become ConfigError."""
     try:
         return RlarConfig.model_validate(raw)
     except ValidationError as err:
-        raise _from_validation_error(err) from None
+        raise config_error_from(err, model=RlarConfig) from None
 
 
 def parse_value(text: str) -> Any:

@@ -19,7 +19,7 @@ from rlar.data.sources.ddti import DDTISource
 from rlar.data.sources.folder import FolderSource
 from rlar.data.sources.phantom import PhantomSource
 from rlar.data.sources.thyroidxl import ThyroidXLSource
-from rlar.errors import ConfigError
+from rlar.errors import ConfigError, config_error_from
 
 #: name -> Source class: the one registry of dataset layouts.
 SOURCES: dict[str, type[Source]] = {
@@ -46,24 +46,14 @@ def get_source_class(name: str) -> type[Source]:
 def validate_source_options(name: str, raw: dict[str, Any]) -> BaseModel:
     """Check ``raw`` options against the source's option model; ConfigError naming ``data.options.<key>``.
 
-    Unknown keys get a "did you mean" suggestion and the list of accepted options.
+    Unknown keys get a "did you mean" suggestion and the list of accepted options (:func:`rlar.errors.config_error_from`).
     """
     cls = get_source_class(name)
     model = cls.options_model()
     try:
         return model.model_validate(dict(raw))
     except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"]) or "?"
-        accepted = list(model.model_fields)
-        if error["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(key, accepted, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            listed = ", ".join(accepted) if accepted else "none"
-            reason = f"unknown option of the {name} source; {hint}accepted options: {listed}"
-        else:
-            reason = f"{error['msg']} (got {error.get('input')!r})"
-        raise ConfigError(f"data.options.{key}", reason) from None
+        raise config_error_from(exc, "data.options", model=model, what=f"the {name} source") from None
 
 
 def open_source(name: str, root: str | Path | None = None, **options: Any) -> Source:
