@@ -88,7 +88,9 @@ class RLAROptions(StrategyOptions):
     tau: float = Field(0.0, ge=-1.0, lt=1.0, description="hinge threshold: cosines above tau are penalised")
     p: PositiveFloat = Field(2.0, description="exponent of the hinge")
     absolute: bool = Field(False, description="penalise |cos| (anti-alignment too)")
-    lambda_rlar: NonNegativeFloat = Field(0.05, description="penalty weight (per step; see every_n_steps)")
+    # 0.5: the smallest weight of the DDTI sweep whose penalty reaches 1 % of the gradient averaged over all steps
+    # (docs/strategies.md, "Choosing the defaults on DDTI"); 0.05 had 0.15 %.
+    lambda_rlar: NonNegativeFloat = Field(0.5, description="penalty weight (per step; see every_n_steps)")
     warmup_steps: NonNegativeInt = Field(0, description="linear warm-up of lambda over this many steps")
     every_n_steps: PositiveInt = Field(8, description="lazy regularisation: the exact penalty gradient with weight "
                                                       "n * lambda on one step in n (1 = every step)")
