@@ -77,3 +77,14 @@ def test_non_checkpoint_files_name_the_file(tmp_path: Path) -> None:
         load_checkpoint(foreign)
     with pytest.raises(DataError, match="missing.pt.*does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_a_writer_killed_mid_write_leaves_no_temporary_file_after_the_next_save(tmp_path: Path) -> None:
+    """kill -9 during a checkpoint write leaves ``.last.pt.<random>.tmp`` (no handler runs); the next save removes it."""
+    leftover = tmp_path / ".last.pt.abc123.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".best.pt.xyz.tmp"  # another checkpoint's leftover is that checkpoint's business
+    other.write_bytes(b"x")
+    save_checkpoint(tmp_path / "last.pt", {"model": {}, "config": {}, "epoch": 1})
+    assert not leftover.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.pt.xyz.tmp", "last.pt"]

@@ -33,7 +33,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, then os.replace.
 
     A run killed mid-write therefore leaves either the previous complete checkpoint or the new one, never a
-    truncated file (os.replace is atomic on POSIX and Windows when both paths are on one file system).
+    truncated file (os.replace is atomic on POSIX and Windows when both paths are on one file system). A kill -9
+    leaves its temporary file behind (no handler runs); the next save of the same checkpoint removes such
+    leftovers (one process writes a run folder at a time: the runner's lock and ``rlar train``'s refusal).
     """
     path = Path(path)
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
@@ -43,6 +45,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         payload["preprocessing"] = preprocessing_from_config(payload["config"], payload.get("label_space")).to_dict()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # from a writer killed mid-write
+            leftover.unlink(missing_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise DataError(path, f"cannot write the checkpoint ({exc.strerror or exc})") from None
