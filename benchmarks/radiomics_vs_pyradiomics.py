@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", default="ddti", help="source name (see rlar.data.sources.SOURCE_NAMES)")
+    parser.add_argument("--source", default="ddti", help="source name (see rlar.data.sources.SOURCES)")
     parser.add_argument(
         "--root", default=str(REPO_ROOT.parent / "shared" / "data" / "ddti"), help="dataset folder (default: DDTI copy)"
     )

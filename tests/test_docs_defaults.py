@@ -24,7 +24,7 @@ NAME = re.compile(r"`(\w+)`")
 CLOSE = {"(": ")", "[": "]", "{": "}"}
 
 #: Options of a model that its docs row does not name yet (reported; the doc's owner adds them, then this empties).
-UNDOCUMENTED: dict[str, set[str]] = {"rlar": {"max_share"}, "repmtl": {"max_share"}}
+UNDOCUMENTED: dict[str, set[str]] = {}
 
 
 def _rows(doc: str, min_cells: int) -> dict[str, list[str]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rlar.data import sources
-from rlar.data.sources import SOURCE_NAMES, SOURCES, open_source, validate_source_options
+from rlar.data.sources import SOURCES, open_source, validate_source_options
 from rlar.data.sources.base import Source
 from rlar.errors import ConfigError
 
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_registry_maps_names_to_source_classes() -> None:
-    assert set(SOURCE_NAMES) == set(SOURCES) == {"ddti", "thyroidxl", "aimi", "folder", "phantom"}
+    assert set(SOURCES) == {"ddti", "thyroidxl", "aimi", "folder", "phantom"}
     for name, cls in SOURCES.items():
         assert issubclass(cls, Source) and cls.name == name
 

@@ -61,7 +61,7 @@ def test_named_weights_override_and_validate() -> None:
     assert "rad" not in MultitaskLoss(weights={"rad": 0.0})(out, batch)  # auxiliary task with weight 0 is off
     assert "cls" in MultitaskLoss(weights={"cls": 0.0})(out, batch)  # a main task keeps its (zero) key
     loss_fn = MultitaskLoss(seg_weight=3.0, weights={"cls": 0.25})
-    assert (loss_fn.seg_weight, loss_fn.cls_weight, loss_fn.rad_weight) == (3.0, 0.25, 1.0)
+    assert (loss_fn.weights["seg"], loss_fn.weights["cls"], loss_fn.weights["rad"]) == (3.0, 0.25, 1.0)
     with pytest.raises(ValueError, match=r"unknown task\(s\) \['depth'\]"):
         MultitaskLoss(weights={"depth": 1.0})
     with pytest.raises(ValueError, match="cls_weight"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rlar.errors import ConfigError
 from rlar.losses import MultitaskLoss
 from rlar.losses.multitask import deep_supervised
 from rlar.models import build_model
@@ -49,5 +50,5 @@ def test_loss_is_the_normalised_weighted_mean_and_trains_the_aux_heads() -> None
 def test_option_is_validated() -> None:
     with pytest.raises(ValueError, match="deep_supervision"):
         build_model("multitask", "compact", num_classes=2, compact_channels=(4, 8, 8, 8), deep_supervision=9)
-    with pytest.raises(ValueError, match="deep_supervision"):
+    with pytest.raises(ConfigError, match="deep_supervision"):
         build_model("multitask", "compact", num_classes=2, deep_supervision=-1)

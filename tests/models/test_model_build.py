@@ -7,6 +7,7 @@ import torch
 from monai.networks.nets.efficientnet import EfficientNetEncoder as MonaiEfficientNetEncoder
 from monai.networks.nets.resnet import ResNetEncoder as MonaiResNetEncoder
 
+from rlar.errors import ConfigError
 from rlar.models import BACKBONES, MultitaskOutput, RlarNet, build_model
 
 
@@ -104,7 +105,7 @@ def test_mid_level_pooling() -> None:
     assert model.classifier.embed.in_features == 128 + 128
     out = model(torch.rand(2, 1, 32, 32))
     assert out.class_logits.shape == (2, 6)
-    with pytest.raises(ValueError, match="enc9"):
+    with pytest.raises(ConfigError, match="enc9"):
         build_model("multitask", cls_levels=("enc9",))
 
 
@@ -136,9 +137,9 @@ def test_nodule_pooling_reads_the_predicted_nodule_without_teaching_it() -> None
 
 
 def test_nodule_pooling_needs_a_decoder() -> None:
-    with pytest.raises(ValueError, match="model.options.cls_pooling.*segmentation decoder"):
+    with pytest.raises(ConfigError, match="model.options.cls_pooling.*segmentation decoder"):
         build_model("classification", cls_pooling="nodule")
-    with pytest.raises(ValueError, match="cls_pooling"):
+    with pytest.raises(ConfigError, match="cls_pooling"):
         build_model("multitask", cls_pooling="mask")
     assert build_model("segmentation", cls_pooling="nodule").classifier is None
 
@@ -184,7 +185,7 @@ def test_input_validation() -> None:
 
 
 def test_build_errors() -> None:
-    with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
+    with pytest.raises(ConfigError, match="unknown backbone 'vgg'"):
         build_model("multitask", backbone="vgg")
     with pytest.raises(ValueError, match="arch must be one of"):
         build_model("detection")

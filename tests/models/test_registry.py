@@ -43,12 +43,11 @@ def test_option_errors_name_the_key(backbone: str, raw: dict, key: str, message:
     assert info.value.key == key
 
 
-def test_unknown_backbone_and_compat_error_types() -> None:
+def test_unknown_backbone_and_error_types() -> None:
     with pytest.raises(ConfigError) as info:
         validate_backbone_options("vgg", {})
     assert info.value.key == "model.backbone"
-    # still the exception types callers written before the registry catch
-    with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
+    with pytest.raises(ConfigError, match="unknown backbone 'vgg'"):
         build_model(backbone="vgg")
     with pytest.raises(TypeError, match="unknown key"):
         build_encoder("compact", chanels=(8,))

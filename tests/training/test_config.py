@@ -199,7 +199,6 @@ def test_strategy_choices_come_from_the_strategies_registry() -> None:
     from rlar.training import config
 
     assert config.strategy_choices() == tuple(STRATEGIES)
-    assert tuple(STRATEGIES) == config.STRATEGY_CHOICES  # old name, read lazily
 
 
 def test_loss_weights_follow_the_task_table() -> None:

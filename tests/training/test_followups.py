@@ -56,7 +56,6 @@ def test_rebuilding_a_pretrained_backbone_needs_no_weights_package(monkeypatch: 
                              "model.options={pretrained: true}"])
     model = build_model_from_config(cfg, num_classes=5, load_weights=False)
     assert sum(p.numel() for p in model.parameters()) > 0
-    assert build_model_from_config(cfg, num_classes=5, pretrained=False) is not None  # the old keyword still works
     with pytest.raises(ConfigError, match="simulated"):  # a fresh training model still loads the ImageNet weights
         build_model_from_config(cfg, num_classes=5)
 

@@ -122,7 +122,7 @@ def build_network(cfg: RlarConfig, num_classes: int) -> nn.Module:
     """The network a config describes, built by the one shared builder (docs/interfaces.md); no pretrained file needed."""
     from rlar.training.builders import build_model_from_config
 
-    return build_model_from_config(cfg, num_classes, pretrained=False)
+    return build_model_from_config(cfg, num_classes, load_weights=False)
 
 
 def _describe_mismatch(model: nn.Module, weights: dict[str, Any]) -> str:

@@ -88,19 +88,6 @@ class MultitaskLoss(nn.Module):
         if missing:
             raise RuntimeError(f"task(s) {missing} of rlar.tasks.TASKS have no loss in rlar.losses.TASK_LOSSES")
 
-    # Backward-compatible names of the weights.
-    @property
-    def seg_weight(self) -> float:
-        return self.weights["seg"]
-
-    @property
-    def cls_weight(self) -> float:
-        return self.weights["cls"]
-
-    @property
-    def rad_weight(self) -> float:
-        return self.weights["rad"]
-
     def task_loss(self, name: str) -> Callable[..., torch.Tensor]:
         """The loss module of task ``name``, called as ``loss(prediction, target, valid)``."""
         module: Callable[..., torch.Tensor] = getattr(self, TASK_LOSSES[name])

@@ -20,7 +20,7 @@ from .convnext import ConvNeXtEncoder
 from .decoder import UNetDecoder
 from .heads import ClassificationBranch
 from .multitask import ARCHS, RlarNet
-from .options import BackboneOptionError, ModelOptionError, NetworkOptions, UnknownOptionError
+from .options import BackboneOptionError, NetworkOptions, UnknownOptionError
 from .output import MultitaskOutput
 from .predict import Prediction, predict_batch
 from .registry import BACKBONES, build_encoder, get_backbone, model_options_class, validate_backbone_options
@@ -37,7 +37,6 @@ __all__ = [
     "ConvNeXtEncoder",
     "Encoder",
     "LoadReport",
-    "ModelOptionError",
     "MultitaskOutput",
     "NetworkOptions",
     "Prediction",

@@ -10,7 +10,7 @@ from rlar.tasks import RADIOMICS_DIM
 from .decoder import UNetDecoder
 from .heads import ClassificationBranch
 from .multitask import ARCHS, RlarNet
-from .options import BackboneOptionError, ModelOptionError, as_build_error
+from .options import BackboneOptionError
 from .registry import get_backbone, split_options, validate_backbone_options
 from .weights import load_pretrained
 
@@ -48,18 +48,16 @@ def build_model(
             ``pretrained_path`` is not read, so no weights package or file is needed.
 
     Raises:
-        rlar.errors.ConfigError naming ``model.options.<key>`` or ``model.backbone`` (also a ValueError, or a
-        TypeError for an unknown option); ValueError for a bad arch or embedding size.
+        :class:`~rlar.models.options.BackboneOptionError` (a ConfigError) naming ``model.options.<key>`` or
+        ``model.backbone`` (an ``UnknownOptionError``, also a TypeError, for an unknown option); ValueError for a
+        bad arch or embedding size.
     """
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {ARCHS}, got '{arch}'")
     if in_channels < 1:
         raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-    try:
-        spec = get_backbone(backbone)
-        own, network = split_options(backbone, validate_backbone_options(backbone, options))
-    except BackboneOptionError as err:
-        raise as_build_error(err) from None
+    spec = get_backbone(backbone)
+    own, network = split_options(backbone, validate_backbone_options(backbone, options))
     if not load_weights and spec.init_options:
         own = own.model_copy(update={k: spec.options.model_fields[k].default for k in spec.init_options})
     encoder = spec.build(in_channels, own, network)
@@ -71,13 +69,13 @@ def build_model(
     cls_levels = network.cls_levels
     if arch in ("multitask", "classification"):
         if network.cls_pooling == "nodule" and decoder is None:
-            raise ModelOptionError(
+            raise BackboneOptionError(
                 "model.options.cls_pooling",
                 "'nodule' pools over the predicted nodule, so it needs the segmentation decoder (arch 'multitask')",
             )
         missing = [n for n in cls_levels if n not in encoder.names]
         if missing:
-            raise ModelOptionError(
+            raise BackboneOptionError(
                 "model.options.cls_levels",
                 f"cls_levels {missing} are not stages of '{backbone}'; choose from {list(encoder.names)}",
             )

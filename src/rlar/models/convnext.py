@@ -7,7 +7,7 @@ re-implementation of the published block:
       -> 1x1 conv back to C -> layer scale (gamma, init 1e-6) -> stochastic depth -> + x
 
 Stem: 4x4 stride-4 "patchify" conv + LayerNorm. Between stages: LayerNorm + 2x2 stride-2 conv. Stage outputs are
-exposed as an :class:`~rlar.models.encoders.Encoder` (names enc1, enc2, enc3, bottleneck at strides 4, 8, 16, 32), so
+exposed as an :class:`~rlar.models.base.Encoder` (names enc1, enc2, enc3, bottleneck at strides 4, 8, 16, 32), so
 the same network can also feed the U-Net decoder.
 
 The CPU-sized default is depths (2, 2, 4, 2) and dims (32, 64, 128, 256) (~1.9 M parameters as a classifier);

@@ -1,4 +1,4 @@
-"""U-Net decoder on top of any :class:`~rlar.models.encoders.Encoder`.
+"""U-Net decoder on top of any :class:`~rlar.models.base.Encoder`.
 
 From the bottleneck upwards, each step doubles the resolution with a MONAI ``UpSample`` (transposed conv), concatenates
 the encoder feature map of the same resolution (skip connection) and mixes with two MONAI ``Convolution`` blocks.

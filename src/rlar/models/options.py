@@ -41,16 +41,6 @@ class UnknownOptionError(BackboneOptionError, TypeError):
     """A model option is not known to the network or its backbone (a TypeError, like an unexpected keyword)."""
 
 
-class ModelOptionError(BackboneOptionError, ValueError):
-    """What :func:`rlar.models.build_model` raises for a bad option: also a ValueError, so callers written before
-    the registry (``except ValueError``) still catch it."""
-
-
-def as_build_error(err: BackboneOptionError) -> BackboneOptionError:
-    """The error ``build_model`` raises for ``err``: unknown options stay TypeErrors, bad values become ValueErrors."""
-    return err if isinstance(err, TypeError | ValueError) else ModelOptionError(err.key, err.reason)
-
-
 class NetworkOptions(BackboneOptions):
     """Options of the parts around the encoder, shared by every backbone.
 

@@ -15,7 +15,7 @@ from rlar.errors import config_error_from
 
 from . import compact, convnext, efficientnet, efficientnet_lite, resnet
 from .base import Encoder
-from .options import BackboneOptionError, NetworkOptions, UnknownOptionError, as_build_error
+from .options import BackboneOptionError, NetworkOptions, UnknownOptionError
 from .spec import BackboneSpec
 
 #: Every backbone, by the name used as ``model.backbone``.
@@ -79,8 +79,5 @@ def split_options(backbone: str, options: BaseModel) -> tuple[BaseModel, Network
 def build_encoder(backbone: str, in_channels: int = 1, **options: Any) -> Encoder:
     """Construct the staged encoder named ``backbone`` from its (flat, unvalidated) options; errors as
     :func:`rlar.models.build_model`'s."""
-    try:
-        own, network = split_options(backbone, validate_backbone_options(backbone, options))
-    except BackboneOptionError as err:
-        raise as_build_error(err) from None
+    own, network = split_options(backbone, validate_backbone_options(backbone, options))
     return get_backbone(backbone).build(in_channels, own, network)

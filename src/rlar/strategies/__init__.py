@@ -8,7 +8,7 @@ docs/strategies.md).
 
 from __future__ import annotations
 
-from .base import DEFAULT_TASKS, Contribution, StepReport, Strategy, StrategyOptions
+from .base import Contribution, StepReport, Strategy, StrategyOptions
 from .cagrad import CAGrad
 from .nashmtl import NashMTL
 from .pcgrad import PCGrad
@@ -18,9 +18,5 @@ from .rlar import RLAR, rlar_penalty
 from .uncertainty import UncertaintyWeighting
 from .weighted_sum import WeightedSum
 
-#: Registered names, in registry order (a snapshot for old imports; read ``STRATEGIES`` for the live table).
-STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
-
-__all__ = ["CAGrad", "Contribution", "DEFAULT_TASKS", "NashMTL", "PCGrad", "RLAR", "RepMTL", "STRATEGIES",
-           "STRATEGY_NAMES", "StepReport", "Strategy", "StrategyOptions", "UncertaintyWeighting", "WeightedSum",
+__all__ = ["CAGrad", "Contribution", "NashMTL", "PCGrad", "RLAR", "RepMTL", "STRATEGIES", "StepReport", "Strategy", "StrategyOptions", "UncertaintyWeighting", "WeightedSum",
            "get_strategy", "rlar_penalty", "strategy_class", "validate_strategy_options"]

@@ -26,9 +26,6 @@ from rlar.tasks import TASK_GROUPS, default_grouping
 
 from ._cut import CutPass, LossFn, comparable_cosine
 
-#: The default task grouping (re-exported for old imports; the fact lives in ``rlar.tasks.default_grouping``).
-DEFAULT_TASKS: dict[str, list[str]] = default_grouping()
-
 
 @dataclass
 class StepReport:

@@ -18,19 +18,15 @@ from rlar.tasks import TASK_NAMES
 from rlar.training.config import RlarConfig, loss_weights
 
 
-def build_model_from_config(cfg: RlarConfig, num_classes: int, *, load_weights: bool = True,
-                            pretrained: bool | None = None) -> nn.Module:
+def build_model_from_config(cfg: RlarConfig, num_classes: int, *, load_weights: bool = True) -> nn.Module:
     """The network of ``cfg`` (architecture, backbone and its options, embedding sizes) for ``num_classes``.
 
     ``load_weights=False`` rebuilds the network only to receive a checkpoint's state dict (inference, resume): the
     initial weights are not loaded, so neither ``model.pretrained_path`` nor the ImageNet-weights package of a
-    ``pretrained: true`` backbone is needed. ``pretrained`` is the old spelling of ``load_weights`` (kept for
-    callers that still pass it).
+    ``pretrained: true`` backbone is needed.
     """
     from rlar.models import build_model
 
-    if pretrained is not None:
-        load_weights = pretrained
     try:
         return build_model(
             arch=str(cfg.model.arch), backbone=str(cfg.model.backbone), num_classes=num_classes, in_channels=1,

@@ -37,13 +37,6 @@ def strategy_choices() -> tuple[str, ...]:
     return tuple(STRATEGIES)
 
 
-def __getattr__(name: str) -> Any:
-    # STRATEGY_CHOICES read from the strategies registry on first use, so importing this module stays torch-free.
-    if name == "STRATEGY_CHOICES":
-        return strategy_choices()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 class _Section(BaseModel):
     # validate_assignment: values set after construction (CLI flags) are checked like file values.
     model_config = ConfigDict(extra="forbid", validate_assignment=True)

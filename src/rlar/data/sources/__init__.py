@@ -30,9 +30,6 @@ SOURCES: dict[str, type[Source]] = {
     "phantom": PhantomSource,
 }
 
-#: The registered names at import time (kept for callers that read a constant; prefer ``list(SOURCES)``).
-SOURCE_NAMES: tuple[str, ...] = tuple(SOURCES)
-
 
 def get_source_class(name: str) -> type[Source]:
     """The class registered as ``name``; ConfigError (key ``data.source``) naming the choices otherwise."""
@@ -76,7 +73,6 @@ def source_names() -> list[str]:
 
 __all__ = [
     "SOURCES",
-    "SOURCE_NAMES",
     "Source",
     "get_source_class",
     "open_source",
