@@ -248,3 +248,13 @@ def test_a_resolved_config_with_its_size_reloads_unchanged(tmp_path: Path) -> No
     assert again == cfg and again.size == "cpu"
     with pytest.raises(ConfigError, match="unknown size 'paper'"):
         load_config(tmp_path / "config.yaml", size="paper")  # asking for a size the file lacks is still an error
+
+
+def test_radiomics_params_are_validated_while_the_config_loads() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["radiomics.params={ring_widht: 3}"])
+    assert info.value.key == "radiomics.params.ring_widht" and "did you mean 'ring_width'" in info.value.reason
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["radiomics.params={bin_count: 0}"])
+    assert info.value.key == "radiomics.params.bin_count"
+    assert load_config(None, ["radiomics.params={ring_width: 5}"]).radiomics.params == {"ring_width": 5}

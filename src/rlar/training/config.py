@@ -188,6 +188,17 @@ class RadiomicsConfig(_Section):
     exclude_feature: str | None = Field(default=None, description="leave-one-out ablation: this feature's target is zeroed")
     params: dict[str, Any] = Field(default_factory=dict, description="RadiomicsParams fields")
 
+    @model_validator(mode="after")
+    def _typed_params(self) -> RadiomicsConfig:
+        # Checked while the config loads (like data.options), so a bad value names radiomics.params.<field>.
+        from rlar.radiomics.params import RadiomicsParams
+
+        try:
+            RadiomicsParams.model_validate(dict(self.params))
+        except ValidationError as err:
+            raise config_error_from(err, "radiomics.params", model=RadiomicsParams) from None
+        return self
+
 
 class OptimConfig(_Section):
     lr: float = Field(default=1e-4, gt=0)
