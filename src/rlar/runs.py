@@ -88,13 +88,14 @@ def grid_run_dir(grid: str | Path, arm: str, seed: int, fold: int) -> Path:
 
 
 def find_grid_runs(grid: str | Path) -> list[tuple[str, int, int, Path]]:
-    """(arm, seed, fold, path) of every ``<grid>/<arm>/seed<k>/fold<j>`` folder holding a ``metrics.json``,
-    sorted (the file's presence counts, as ``rlar report`` has always read it)."""
+    """(arm, seed, fold, path) of every finished ``<grid>/<arm>/seed<k>/fold<j>`` run, sorted: finished as the
+    runner decides (:func:`is_finished`, a readable ``metrics.json``), so a run torn while writing it is neither
+    skipped by the runner nor reported."""
     found = []
     for metrics in Path(grid).glob(f"*/seed*/fold*/{METRICS_FILE}"):
         run = metrics.parent
         seed, fold = _GRID_SEED.match(run.parent.name), _GRID_FOLD.match(run.name)
-        if seed and fold:
+        if seed and fold and is_finished(run):
             found.append((run.parent.parent.name, int(seed.group(1)), int(fold.group(1)), run))
     return sorted(found)
 

@@ -9,7 +9,8 @@ import pytest
 
 from rlar.cli.main import main
 from rlar.reporting.competition import competition_table, load_competition
-from rlar.training.logging import COMPETITION_FILE, COMPETITION_STATS
+from rlar.runs import COMPETITION_FILE
+from rlar.training.logging import COMPETITION_STATS
 
 
 def _write_run(folder: Path, shift: float) -> None:

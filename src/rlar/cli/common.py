@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from rlar.data.files import probe_folder  # re-exported: commands import it from here; it lives in the data layer
+from rlar.data.files import probe_folder
 from rlar.data.sources import Source, open_source, source_names
 from rlar.errors import ConfigError
 

@@ -26,7 +26,8 @@ import warnings
 from pathlib import Path
 from typing import Any, get_args
 
-from rlar.cli.common import parse_key_values, probe_folder
+from rlar.cli.common import parse_key_values
+from rlar.data.files import probe_folder
 from rlar.data.sources import source_names
 from rlar.errors import ConfigError, DataError
 from rlar.prediction import MaskPostprocess
@@ -173,7 +174,7 @@ def write_confusion_matrix(matrix: Any, class_names: list[str], path: Path, titl
 
 
 def check_out_folder(out: str | Path | None) -> Path | None:
-    """Create ``--out`` and prove a file can be written in it (:func:`rlar.cli.common.probe_folder`), or None."""
+    """Create ``--out`` and prove a file can be written in it (:func:`rlar.data.files.probe_folder`), or None."""
     if out is None:
         return None
     try:

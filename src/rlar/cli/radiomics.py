@@ -10,7 +10,8 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from rlar.cli.common import add_source_arguments, check_output_file, probe_folder, source_from_args
+from rlar.cli.common import add_source_arguments, check_output_file, source_from_args
+from rlar.data.files import probe_folder
 
 #: How many skipped items ``rlar radiomics`` lists by name; the rest are counted by reason.
 LISTED_SKIPS = 20

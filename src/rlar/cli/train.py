@@ -153,6 +153,3 @@ def write_summary(path: Path, summary: dict[str, Any]) -> None:
     except OSError as exc:
         raise DataError(path, f"cannot write the summary ({exc.strerror or exc})") from None
 
-
-# Old name, kept for callers of the previous module API.
-_headline = headline

@@ -27,12 +27,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from rlar.errors import ConfigError
+from rlar.errors import ConfigError, config_error_from
 from rlar.experiments.arms import Arm, TableSpec, merge_arms, reference_comparisons
 from rlar.experiments.presets import expand_preset
 from rlar.runs import GRID_FILE, GRID_SPLITS, grid_run_rel
 
-# The grid's shared split file and its description, at the grid root (rlar.runs; re-exported here).
 #: The method every row is compared with unless the grid says otherwise (the paper's vanilla multitask).
 DEFAULT_REFERENCE = "vanilla_mtl"
 
@@ -106,14 +105,6 @@ class GridConfig(BaseModel):
         return find_config(name)
 
 
-def _from_validation_error(err: ValidationError, prefix: str = "") -> ConfigError:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "<grid>"
-    if first["type"] == "extra_forbidden":
-        return ConfigError(prefix + key, "unknown key in the grid file")
-    return ConfigError(prefix + key, first["msg"].removeprefix("Value error, "))
-
-
 def shipped_grid_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "configs" / "experiments"
 
@@ -145,7 +136,7 @@ def validate_grid(raw: dict[str, Any]) -> GridConfig:
     try:
         return GridConfig.model_validate(raw)
     except ValidationError as err:
-        raise _from_validation_error(err) from None
+        raise config_error_from(err, model=GridConfig, what="the grid file") from None
 
 
 @dataclass(frozen=True)

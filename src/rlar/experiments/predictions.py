@@ -31,11 +31,8 @@ from rlar.runs import (
     read_config_dict,
 )
 
-# The run-folder names live in rlar.runs (re-exported here): ``predictions_test.csv``; ``truth/`` (scores against
-# the phantom's truth, annotator study) and ``external/<name>/`` (one per external source), each with a
-# ``predictions.csv``.
-TEST_PREDICTIONS = PREDICTIONS_FILE
-PREDICTIONS = EVAL_PREDICTIONS_FILE
+# The run-folder names live in rlar.runs: ``predictions_test.csv``; ``truth/`` (scores against the phantom's truth,
+# annotator study) and ``external/<name>/`` (one per external source), each with a ``predictions.csv``.
 
 
 def binary_label(level: str | None, scale: str | None) -> int:
@@ -112,7 +109,7 @@ def _run_config(run_dir: Path) -> Any:
 
 def ensure_test_predictions(run_dir: Path, device: str = "cpu") -> Path:
     """``predictions_test.csv`` of a finished run, computed from its checkpoint if the run did not write it."""
-    path = run_dir / TEST_PREDICTIONS
+    path = run_dir / PREDICTIONS_FILE
     if path.is_file():
         return path
     cfg = _run_config(run_dir)
@@ -149,7 +146,7 @@ def evaluate_external(run_dir: Path, name: str, source: str, root: str | None, o
     """Score the run's model on every image of an external source: ``external/<name>/predictions.csv`` (frames),
     and ``nodule_predictions.csv`` for cine sources; returns the folder. Skips work already done."""
     out = run_dir / EXTERNAL_DIR / name
-    path = out / PREDICTIONS
+    path = out / EVAL_PREDICTIONS_FILE
     if not path.is_file():
         frame = predict_images(chosen_checkpoint(run_dir), source, root, options, None, device)
         out.mkdir(parents=True, exist_ok=True)
@@ -162,7 +159,7 @@ def evaluate_external(run_dir: Path, name: str, source: str, root: str | None, o
 def evaluate_truth(run_dir: Path, device: str = "cpu") -> Path:
     """Score the run's test images against the phantom's true masks and levels: ``truth/predictions.csv``."""
     out = run_dir / TRUTH_DIR
-    path = out / PREDICTIONS
+    path = out / EVAL_PREDICTIONS_FILE
     if path.is_file():
         return out
     cfg = _run_config(run_dir)
@@ -176,6 +173,6 @@ def evaluate_truth(run_dir: Path, device: str = "cpu") -> Path:
     return out
 
 
-__all__ = ["EXTERNAL_DIR", "TEST_PREDICTIONS", "TRUTH_DIR", "binary_label", "chosen_checkpoint",
+__all__ = ["EXTERNAL_DIR", "TRUTH_DIR", "binary_label", "chosen_checkpoint",
            "ensure_test_predictions", "evaluate_external", "evaluate_truth", "fold_ids", "nodule_level",
            "predict_images", "to_c6"]

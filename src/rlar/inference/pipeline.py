@@ -1,7 +1,9 @@
 """The one prediction function from pixels to probabilities and masks, shared by every consumer of a model.
 
-``rlar predict``, ``rlar serve`` (through :class:`rlar.inference.Predictor`), ``rlar evaluate`` on a source whose
-own preprocessing differs from the model's, and the report's overlay figure all call :func:`predict_pixels`:
+``rlar predict``, ``rlar serve`` (through :class:`rlar.inference.Predictor`) and ``rlar evaluate`` on a source whose
+own preprocessing differs from the model's call :func:`predict_pixels` (the report's overlay figure and the
+training's own evaluation predict the run's cached network inputs through :func:`rlar.evaluation.predict` with the
+same stored prediction options):
 grey frames at their own resolution in, the model's stored :class:`~rlar.training.preprocessing.Preprocessing`
 applied (scan-area crop from the pixels alone, aspect-preserving resize, padding, 8-bit quantisation:
 :func:`rlar.inference.geometry.prepare`), :func:`rlar.models.predict_batch` on every member (mean of

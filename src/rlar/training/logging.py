@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-# The file names live in rlar.runs (the run-folder layout); LOG_FILE and COMPETITION_FILE are re-exported here.
+# The file names live in rlar.runs (the run-folder layout).
 from rlar.runs import COMPETITION_FILE, LOG_FILE, TENSORBOARD_DIR
 
 FIRST_COLUMNS = ("epoch", "global_step", "lr", "total", "cosine")

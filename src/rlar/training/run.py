@@ -65,10 +65,7 @@ from rlar.training.environment import run_environment
 from rlar.training.seeding import make_generator, seed_everything, worker_init_fn
 from rlar.training.trainer import Trainer, resolve_device
 
-# The run-folder file names live in rlar.runs; re-exported here for callers of this module.
-
-__all__ = ["BEST", "CONFIG_FILE", "LAST", "METRICS_FILE", "PREDICTIONS_FILE", "RESUME_FREE_KEYS", "SPLITS_FILE",
-           "build_components", "check_run_folder", "check_writable", "config_difference", "label_space_for", "prepare_splits",
+__all__ = ["RESUME_FREE_KEYS", "build_components", "check_run_folder", "check_writable", "config_difference", "label_space_for", "prepare_splits",
            "printable", "rad_feature_mask", "run_training", "to_jsonable", "write_text"]
 
 
@@ -198,11 +195,7 @@ def prepare_radiomics(cfg: RlarConfig, source: Source, train_ids: list[str], pro
         return None, None, None
     from rlar.radiomics import RadiomicsParams, Standardiser, compute_targets
 
-    try:
-        params = RadiomicsParams(**cfg.radiomics.params)
-    except Exception as exc:  # pydantic ValidationError, TypeError: report under the config key
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ConfigError("radiomics.params", f"{first} ({exc})") from None
+    params = RadiomicsParams(**cfg.radiomics.params)  # validated when the config loaded
     rad_feature_mask(cfg)  # validate radiomics.exclude_feature before the (long) extraction
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else default_cache_dir()
     targets = compute_targets(source, cache_dir, params=params, progress=progress)
