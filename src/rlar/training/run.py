@@ -63,7 +63,7 @@ from rlar.training.distributed import (
 )
 from rlar.training.environment import run_environment
 from rlar.training.seeding import make_generator, seed_everything, worker_init_fn
-from rlar.training.trainer import Trainer, resolve_device
+from rlar.training.trainer import Trainer, TrainState, resolve_device
 
 __all__ = ["RESUME_FREE_KEYS", "build_components", "check_run_folder", "check_writable", "config_difference", "label_space_for", "prepare_splits",
            "printable", "rad_feature_mask", "run_training", "to_jsonable", "write_text"]
@@ -337,10 +337,10 @@ def _competition_probe(cfg: RlarConfig, datasets: Mapping[str, Any], loss_fn: An
     return None if batch is None else CompetitionProbe(move_batch(batch, device), loss_fn, out_dir)
 
 
-def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext, resume: bool,
-         progress: bool, overwrite: bool = True, epoch_lines: bool = False) -> dict[str, Any]:
-    started = time.perf_counter()
-    last = checkpoint_file(out_dir, LAST)
+def _prepare_run_folder(cfg: RlarConfig, out_dir: Path, ctx: DistContext, resume: bool, overwrite: bool,
+                        last: Path) -> None:
+    """Check the run folder before any work: refuse a finished/interrupted run unless allowed, check that a
+    resumed run has a checkpoint and the same config, and (rank 0) check it is writable and clear an old run."""
     check_run_folder(out_dir, resume, overwrite)
     if resume:
         if not last.is_file():
@@ -354,23 +354,11 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
         check_writable(out_dir)
         if not resume:
             _clear_previous_run(out_dir)
-    seed_everything(cfg.training.seed, cfg.training.deterministic)
-    if cfg.training.cpu_threads is not None:
-        torch.set_num_threads(cfg.training.cpu_threads)
 
-    source = open_source(cfg.data.source, cfg.data.root, **cfg.data.options)
-    label_space = label_space_for(source, cfg.data.task)
-    folds = prepare_splits(cfg, source, label_space, out_dir, resume, progress, notes=ctx.is_main)
-    fold = folds[cfg.data.fold]
-    if ctx.is_main:
-        dump_config(cfg, out_dir / CONFIG_FILE)
-        save_splits(out_dir / SPLITS_FILE, folds)
 
-    radiomics, standardiser_state, reference = prepare_radiomics(cfg, source, fold["train"], progress)
-    datasets = _datasets(cfg, source, fold, label_space, radiomics, standardiser_state, notes=ctx.is_main)
-    train_ds, val_ds, test_ds = datasets["train"], datasets["val"], datasets["test"]
-
-    generator = make_generator(cfg.training.seed)
+def _train_loader(cfg: RlarConfig, train_ds: Any, ctx: DistContext, device: torch.device,
+                  generator: torch.Generator) -> DataLoader[Any]:
+    """The shuffled training loader (a DistributedSampler under torchrun), dropping a lonely last sample."""
     sampler: DistributedSampler[Any] | None = None
     if ctx.enabled:
         sampler = DistributedSampler(train_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
@@ -379,13 +367,18 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
     per_rank = math.ceil(len(train_ds) / ctx.world_size)
     # BatchNorm cannot train on a batch of one sample: drop a lonely last sample rather than crash on it.
     drop_last = per_rank > batch_size and per_rank % batch_size == 1
-    train_loader = DataLoader(
+    return DataLoader(
         train_ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
         collate_fn=train_ds.collate_fn,
         num_workers=cfg.data.num_workers, worker_init_fn=worker_init_fn, generator=generator, drop_last=drop_last,
         pin_memory=device.type == "cuda", persistent_workers=False,
     )
 
+
+def _components_on_device(cfg: RlarConfig, label_space: LabelSpace, train_ds: Any, device: torch.device,
+                          ctx: DistContext) -> tuple[torch.nn.Module, Any, Any]:
+    """Build model, strategy and loss (class weights from the training labels) on ``device``, with the same
+    initial weights on every rank and, under torchrun, different data randomness (dropout) per rank."""
     weights = class_weights_for(cfg, train_ds.labels, label_space.num_classes)
     model, strategy, loss_fn = build_components(cfg, label_space.num_classes, weights)
     model.to(device)
@@ -396,20 +389,79 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
     # Different data randomness per rank (dropout), identical initial weights (broadcast above).
     if ctx.enabled:
         seed_everything(cfg.training.seed + ctx.rank, cfg.training.deterministic)
+    return model, strategy, loss_fn
 
-    evaluator = _evaluator(batch_size, device, cfg.data.num_workers, cfg.prediction)
-    validate = evaluator(val_ds)
-    extra_state = {
+
+def _checkpoint_state(cfg: RlarConfig, standardiser_state: dict[str, Any] | None, reference: dict[str, Any] | None,
+                      label_space: LabelSpace) -> dict[str, Any]:
+    """What every checkpoint carries besides the weights, so inference can rebuild the model and its inputs."""
+    return {
         "config": config_to_dict(cfg),
         "standardiser": standardiser_state,
         "radiomics_reference": reference,
         "label_space": {"scale": label_space.scale, "task": label_space.task},
         "fold": cfg.data.fold,
     }
+
+
+def _run_record(cfg: RlarConfig, chosen: Path, chosen_state: Mapping[str, Any], state: TrainState, score: float,
+                source: Source, datasets: Mapping[str, Any], started: float, ctx: DistContext,
+                device: torch.device) -> dict[str, Any]:
+    """The ``run`` part of ``metrics.json``: what was trained, which checkpoint was chosen, sizes, skips, time."""
+    return {
+        "method": cfg.method,
+        "fold": cfg.data.fold,
+        "seed": cfg.training.seed,
+        "selection": cfg.training.selection,
+        "checkpoint": str(chosen),
+        "best_epoch": state.best_epoch,
+        "checkpoint_epoch": int(chosen_state["epoch"]),
+        "validation_score": score,
+        "epochs_run": state.epoch,
+        "stopped_early": state.stopped_early,
+        "n_train": len(datasets["train"]),
+        "n_val": len(datasets["val"]),
+        "n_test": len(datasets["test"]),
+        "skipped": [f"{s.item}: {s.reason}" for s in source.skips]
+        + [f"{s.item}: {s.reason}" for side in SIDES for s in getattr(datasets[side], "skipped", [])],
+        "wall_time_s": time.perf_counter() - started,
+        "world_size": ctx.world_size,
+        "environment": run_environment(device),
+    }
+
+
+def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext, resume: bool,
+         progress: bool, overwrite: bool = True, epoch_lines: bool = False) -> dict[str, Any]:
+    """The body of :func:`run_training` on one rank: prepare, train, then (rank 0) select and score once."""
+    started = time.perf_counter()
+    last = checkpoint_file(out_dir, LAST)
+    _prepare_run_folder(cfg, out_dir, ctx, resume, overwrite, last)
+    seed_everything(cfg.training.seed, cfg.training.deterministic)
+    if cfg.training.cpu_threads is not None:
+        torch.set_num_threads(cfg.training.cpu_threads)
+
+    # Data: source, splits (saved with the resolved config), radiomics targets, one dataset per side.
+    source = open_source(cfg.data.source, cfg.data.root, **cfg.data.options)
+    label_space = label_space_for(source, cfg.data.task)
+    folds = prepare_splits(cfg, source, label_space, out_dir, resume, progress, notes=ctx.is_main)
+    fold = folds[cfg.data.fold]
+    if ctx.is_main:
+        dump_config(cfg, out_dir / CONFIG_FILE)
+        save_splits(out_dir / SPLITS_FILE, folds)
+    radiomics, standardiser_state, reference = prepare_radiomics(cfg, source, fold["train"], progress)
+    datasets = _datasets(cfg, source, fold, label_space, radiomics, standardiser_state, notes=ctx.is_main)
+
+    # Training, with checkpoint selection on the inner validation side.
+    generator = make_generator(cfg.training.seed)
+    train_loader = _train_loader(cfg, datasets["train"], ctx, device, generator)
+    model, strategy, loss_fn = _components_on_device(cfg, label_space, datasets["train"], device, ctx)
+    batch_size = cfg.optim.batch_size
+    validate = _evaluator(batch_size, device, cfg.data.num_workers, cfg.prediction)(datasets["val"])
     trainer = Trainer(
         model=model, strategy=strategy, loss_fn=loss_fn, train_loader=train_loader, optim=cfg.optim,
         training=cfg.training, out_dir=out_dir, device=device, validate=validate, generator=generator,
-        extra_state=extra_state, dist=ctx, progress=progress, epoch_lines=epoch_lines, probe=_competition_probe(cfg, datasets, loss_fn, out_dir, device),
+        extra_state=_checkpoint_state(cfg, standardiser_state, reference, label_space), dist=ctx,
+        progress=progress, epoch_lines=epoch_lines, probe=_competition_probe(cfg, datasets, loss_fn, out_dir, device),
     )
     if resume:
         trainer.resume(last)
@@ -418,36 +470,18 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
     if not ctx.is_main:
         return {}
 
+    # The chosen checkpoint, scored once on the outer test side.
     best = checkpoint_file(out_dir, BEST)
     chosen = best if (cfg.training.selection == "best_val" and best.is_file()) else last
     chosen_state = load_checkpoint(chosen, map_location=device)
     model.load_state_dict(chosen_state["model"])
     val_metrics, score = validate(model)
-    test_metrics = score_test(model, test_ds, batch_size, device, cfg.data.num_workers, out_dir / PREDICTIONS_FILE,
-                              progress, cfg.prediction)
+    test_metrics = score_test(model, datasets["test"], batch_size, device, cfg.data.num_workers,
+                              out_dir / PREDICTIONS_FILE, progress, cfg.prediction)
     result: dict[str, Any] = {
         "test": test_metrics,
         "val": val_metrics,
-        "run": {
-            "method": cfg.method,
-            "fold": cfg.data.fold,
-            "seed": cfg.training.seed,
-            "selection": cfg.training.selection,
-            "checkpoint": str(chosen),
-            "best_epoch": state.best_epoch,
-            "checkpoint_epoch": int(chosen_state["epoch"]),
-            "validation_score": score,
-            "epochs_run": state.epoch,
-            "stopped_early": state.stopped_early,
-            "n_train": len(train_ds),
-            "n_val": len(val_ds),
-            "n_test": len(test_ds),
-            "skipped": [f"{s.item}: {s.reason}" for s in source.skips]
-            + [f"{s.item}: {s.reason}" for side in SIDES for s in getattr(datasets[side], "skipped", [])],
-            "wall_time_s": time.perf_counter() - started,
-            "world_size": ctx.world_size,
-            "environment": run_environment(device),
-        },
+        "run": _run_record(cfg, chosen, chosen_state, state, score, source, datasets, started, ctx, device),
     }
     write_text(out_dir / METRICS_FILE, json.dumps(to_jsonable(result), indent=1))
     return result
