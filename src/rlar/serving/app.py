@@ -19,7 +19,7 @@ local paths or the training configuration (:func:`public_report`).
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the route functions' annotations at run time, and
-# they name classes imported inside create_app.
+# they name classes imported inside the functions that add them (_add_upload_routes, _add_error_handlers).
 import logging
 import re
 import secrets
@@ -225,52 +225,59 @@ class ResultStore:
             return self._items.get(token)
 
 
-def create_app(predictor: Predictor, limits: ServerLimits | None = None,
-               arguments: dict[str, Any] | None = None, allowed_hosts: Iterable[str] = LOOPBACK_HOSTS) -> Any:
-    """The viewer for ``predictor``.
-
-    ``arguments`` (how the server was started: command, tta, folds) go into every report's provenance (without
-    the model's path); ``allowed_hosts``: the host names requests may address (their ``Host`` header), by
-    default this machine's loopback names.
-    """
-    require("fastapi", extra="serve", purpose="the web viewer")
-    require("python_multipart", extra="serve", purpose="file uploads in the web viewer")
-    from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from starlette.concurrency import run_in_threadpool
-    from starlette.formparsers import MultiPartParser
-
-    limits = limits or ServerLimits.model_validate({})
-    store = ResultStore(limits.max_results)
-    predict_lock = threading.Lock()
+def _model_summary(predictor: Predictor) -> dict[str, Any]:
+    """How the pages and ``/health`` name the model: method, training data, ensemble size and classes."""
     provenance = predictor.provenance()
-    model = {"label": f"{provenance['config'].get('method')} trained on {provenance['trained_on']}, "
-                      f"{provenance['ensemble']} model(s), classes {', '.join(predictor.class_names)}",
-             "trained_on": provenance["trained_on"]}
-    max_mb = limits.max_upload_bytes / (1024 * 1024)
-    max_mp = limits.max_pixels / 1e6
-    app = FastAPI(title="rlar viewer", docs_url=None, redoc_url=None, openapi_url=None)
+    return {"label": f"{provenance['config'].get('method')} trained on {provenance['trained_on']}, "
+                     f"{provenance['ensemble']} model(s), classes {', '.join(predictor.class_names)}",
+            "trained_on": provenance["trained_on"]}
 
-    def run_prediction(data: bytes, name: str) -> tuple[dict[str, Any], bytes]:
-        with predict_lock:
-            result = predictor.predict_one(data, name=name)
+
+class _Viewer:
+    """What the routes of one app share: the predictor (one prediction at a time), the limits, the result store
+    and the model summary the pages show; and the upload handling common to the page and the JSON route."""
+
+    def __init__(self, predictor: Predictor, limits: ServerLimits, arguments: dict[str, Any] | None) -> None:
+        self.predictor = predictor
+        self.limits = limits
+        self.arguments = arguments
+        self.store = ResultStore(limits.max_results)
+        self.predict_lock = threading.Lock()
+        self.model = _model_summary(predictor)
+        self.max_mb = limits.max_upload_bytes / (1024 * 1024)
+        self.max_mp = limits.max_pixels / 1e6
+
+    def page_context(self) -> tuple[dict[str, Any], float, float, int]:
+        """The arguments every page takes after its own: model summary, upload limits (MB, MP), results kept."""
+        return self.model, self.max_mb, self.max_mp, self.limits.max_results
+
+    def run_prediction(self, data: bytes, name: str) -> tuple[dict[str, Any], bytes]:
+        """Predict one upload (under the lock); return its public report and the overlay PNG."""
+        with self.predict_lock:
+            result = self.predictor.predict_one(data, name=name)
         picture = png_bytes(overlay(result.input.frames[result.key_frame], result.key.mask))
-        report = build_report(result, predictor, {**(arguments or {}), "command": "serve"}, {})
+        report = build_report(result, self.predictor, {**(self.arguments or {}), "command": "serve"}, {})
         return public_report(report), picture
 
-    async def read_form(request: Request) -> Any:
+    async def read_form(self, request: Any) -> Any:
         """The multipart form, parsed in memory: the file part is never spooled to a temporary file."""
+        from starlette.formparsers import MultiPartParser
+
         if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
             raise UploadRejected(400, "expected a multipart/form-data upload with the image in the field 'file'")
         parser = MultiPartParser(request.headers, request.stream(), max_files=1, max_fields=4)
         # Starlette spools file parts over 1 MB to disk; the body limit (_BodyLimit) is below this threshold,
         # so the whole upload stays in memory, as the page promises.
-        parser.spool_max_size = limits.max_upload_bytes + 2 * _FORM_OVERHEAD
+        parser.spool_max_size = self.limits.max_upload_bytes + 2 * _FORM_OVERHEAD
         return await parser.parse()
 
-    async def handle(request: Request) -> tuple[dict[str, Any], bytes, str]:
+    async def handle(self, request: Any) -> tuple[dict[str, Any], bytes, str]:
+        """Read, check and predict one upload; store the result. Returns (report with its download links,
+        overlay PNG, token). Every problem with the upload is an UploadRejected carrying the HTTP status."""
+        from starlette.concurrency import run_in_threadpool
+
         try:
-            form = await read_form(request)
+            form = await self.read_form(request)
         except UploadRejected:
             raise
         except BodyTooLarge as err:
@@ -280,43 +287,53 @@ def create_app(predictor: Predictor, limits: ServerLimits | None = None,
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise UploadRejected(400, "no file in the form field 'file'")
-        data = await upload.read(limits.max_upload_bytes + 1)
+        data = await upload.read(self.limits.max_upload_bytes + 1)
         name = display_name(upload.filename)
-        check_upload(data, limits, name)
+        check_upload(data, self.limits, name)
         try:
-            report, picture = await run_in_threadpool(run_prediction, data, name)
+            report, picture = await run_in_threadpool(self.run_prediction, data, name)
         except TooManyPixels as err:
             raise UploadRejected(413, err.reason) from None
         except DataError as err:
             raise UploadRejected(400, err.reason) from None
-        token = store.add(report, picture)
+        token = self.store.add(report, picture)
         report["files"] = {"json": f"/result/{token}.json", "html": f"/result/{token}.html"}
         return report, picture, token
 
+
+def _add_upload_routes(app: Any, viewer: _Viewer) -> None:
+    """``GET /`` (the form), ``GET /health``, ``POST /predict`` (result page) and ``POST /api/predict`` (JSON)."""
+    from fastapi import Request
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
-        return index_page(model, max_mb, max_mp, limits.max_results)
+        return index_page(*viewer.page_context())
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "model": model["label"]}
+        return {"status": "ok", "model": viewer.model["label"]}
 
     @app.post("/predict", response_class=HTMLResponse)
     async def predict_page(request: Request) -> Response:
         try:
-            report, picture, token = await handle(request)
+            report, picture, token = await viewer.handle(request)
         except UploadRejected as err:
-            return HTMLResponse(error_page(err.status, err.message, model, max_mb, max_mp, limits.max_results),
-                                status_code=err.status)
-        return HTMLResponse(result_page(report, picture, token, model, max_mb, max_mp, limits.max_results))
+            return HTMLResponse(error_page(err.status, err.message, *viewer.page_context()), status_code=err.status)
+        return HTMLResponse(result_page(report, picture, token, *viewer.page_context()))
 
     @app.post("/api/predict")
     async def predict_json(request: Request) -> Response:
         try:
-            report, _, _ = await handle(request)
+            report, _, _ = await viewer.handle(request)
         except UploadRejected as err:
             return JSONResponse({"error": err.message}, status_code=err.status)
         return JSONResponse(report)
+
+
+def _add_result_routes(app: Any, store: ResultStore) -> None:
+    """``GET /result/<token>.json|.html``: downloads of a recent result (404 once it left the store)."""
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     @app.get("/result/{token}.json")
     def result_json(token: str) -> Response:
@@ -333,6 +350,12 @@ def create_app(predictor: Predictor, limits: ServerLimits | None = None,
         return HTMLResponse(render_report_html(*item),
                             headers={"Content-Disposition": "attachment; filename=rlar_report.html"})
 
+
+def _add_error_handlers(app: Any) -> None:
+    """A body over the limit raised inside the app -> 413; any other exception -> 500, and the server keeps serving."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse, Response
+
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=413)
@@ -343,6 +366,25 @@ def create_app(predictor: Predictor, limits: ServerLimits | None = None,
         return JSONResponse({"error": f"internal error ({type(exc).__name__}); the server keeps running"},
                             status_code=500)
 
+
+def create_app(predictor: Predictor, limits: ServerLimits | None = None,
+               arguments: dict[str, Any] | None = None, allowed_hosts: Iterable[str] = LOOPBACK_HOSTS) -> Any:
+    """The viewer for ``predictor``.
+
+    ``arguments`` (how the server was started: command, tta, folds) go into every report's provenance (without
+    the model's path); ``allowed_hosts``: the host names requests may address (their ``Host`` header), by
+    default this machine's loopback names.
+    """
+    require("fastapi", extra="serve", purpose="the web viewer")
+    require("python_multipart", extra="serve", purpose="file uploads in the web viewer")
+    from fastapi import FastAPI
+
+    limits = limits or ServerLimits.model_validate({})
+    viewer = _Viewer(predictor, limits, arguments)
+    app = FastAPI(title="rlar viewer", docs_url=None, redoc_url=None, openapi_url=None)
+    _add_upload_routes(app, viewer)
+    _add_result_routes(app, viewer.store)
+    _add_error_handlers(app)
     app.add_middleware(_BodyLimit, limit=limits.max_upload_bytes + _FORM_OVERHEAD)
     app.add_middleware(_Guard, allowed_hosts=allowed_hosts)  # added last: outermost, before any body is read
     return app
