@@ -3,6 +3,7 @@
 - :func:`cosine_figure`: the tasks' gradient cosine at z per epoch (log.csv ``cosine``, see docs/interfaces.md), mean over the
   runs of each arm with a +/- std band; also RLAR's own-space cosine and the penalty's gradient share when logged;
 - :func:`confusion_figure`: confusion matrices pooled over the test folds, one per arm;
+- :func:`confusion_matrix_figure`: one confusion matrix of counts (``rlar evaluate --confusion-matrix``);
 - :func:`reliability_figure`: reliability diagrams (top-label confidence vs accuracy, 10 bins) pooled per arm;
 - :func:`forest_figure`: the paired differences of a table with their bootstrap 95 % CIs;
 - :func:`annotator_figure`: metric vs annotator disagreement per method, mean with a 95 % t-interval over runs;
@@ -123,6 +124,27 @@ def confusion_figure(grid: GridData, arms: Sequence[str], key: str = "test", spa
         ax.set_ylabel("true")
         ax.set_title(arm, fontsize=10)
     fig.suptitle(f"Confusion matrices, test folds pooled ({space})")
+    return fig
+
+
+def confusion_matrix_figure(matrix: Any, class_names: Sequence[str], title: str) -> Figure:
+    """One confusion matrix of counts (rows = reference, columns = prediction), each cell labelled: the figure
+    ``rlar evaluate --confusion-matrix`` writes (:func:`rlar.evaluation.evaluate_model.write_confusion_matrix`)."""
+    matrix = np.asarray(matrix)
+    names = list(class_names)
+    fig = Figure(figsize=(1.2 + 0.7 * len(names), 1.0 + 0.7 * len(names)))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    ax.set_title(title, fontsize=9)
+    peak = matrix.max() if matrix.size else 0
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(int(value)), ha="center", va="center", color="white" if value > peak / 2 else "black")
+    fig.tight_layout()
     return fig
 
 
