@@ -60,6 +60,47 @@ def _mask_filename(image_id: str) -> str:
     return _UNSAFE_FILENAME.sub("_", image_id) + ".png"
 
 
+def _add_class_columns(rows: list[dict[str, Any]], probs: np.ndarray, class_names: Sequence[str]) -> None:
+    """Add the classification columns of one batch to its rows: predicted class, name, confidence, probabilities."""
+    pred = probs.argmax(axis=1)
+    for row, p, k in zip(rows, probs, pred):
+        row["pred_class"] = int(k)
+        row["pred_class_name"] = class_names[k]
+        row["confidence"] = float(p[k])
+        row.update({prob_column(name): float(v) for name, v in zip(class_names, p)})
+
+
+def _add_mask_columns(rows: list[dict[str, Any]], pred_masks: np.ndarray, batch: Mapping[str, Any],
+                      keep_masks: bool) -> None:
+    """Add the segmentation columns of one batch to its rows: scores where there is a ground truth (NaN
+    elsewhere), ``has_truth``, ``empty_pred`` and, with ``keep_masks``, the predicted mask itself."""
+    true_masks = batch["mask"][:, 0].numpy() > 0.5
+    scores = per_image_segmentation(pred_masks, true_masks)
+    annotated = batch["has_mask"].numpy()
+    for j, row in enumerate(rows):
+        has_truth = bool(annotated[j] and scores["has_truth"][j])
+        row["has_truth"] = has_truth
+        row["empty_pred"] = bool(scores["empty_pred"][j])
+        for key in ("dice", "iou", "hd95_px"):
+            row[key] = float(scores[key][j]) if has_truth else float("nan")
+        if keep_masks:
+            row["pred_mask"] = pred_masks[j]
+
+
+def _write_masks(rows: list[dict[str, Any]], pred_masks: np.ndarray, out_dir: Path, written: dict[str, str]) -> None:
+    """Write one batch's predicted masks as 0/255 PNGs named by image id; add ``pred_mask_path`` to the rows.
+
+    ``written`` (file name -> image id, over the whole run) refuses two ids that map to one file name."""
+    for j, row in enumerate(rows):
+        name = _mask_filename(row["image_id"])
+        if name in written:
+            raise ValueError(f"image ids '{written[name]}' and '{row['image_id']}' map to the same file {name}")
+        written[name] = row["image_id"]
+        path = out_dir / name
+        Image.fromarray(pred_masks[j].astype(np.uint8) * 255).save(path)
+        row["pred_mask_path"] = str(path)
+
+
 @torch.inference_mode()
 def predict(
     model: nn.Module,
@@ -108,35 +149,12 @@ def predict(
                 probs = class_prob.float().cpu().numpy()
                 if class_names is None:
                     class_names = class_names_of(dataset, probs.shape[1])
-                pred = probs.argmax(axis=1)
-                for row, p, k in zip(base, probs, pred):
-                    row["pred_class"] = int(k)
-                    row["pred_class_name"] = class_names[k]
-                    row["confidence"] = float(p[k])
-                    row.update({prob_column(name): float(v) for name, v in zip(class_names, p)})
+                _add_class_columns(base, probs, class_names)
             if mask_prob is not None:
                 pred_masks = options.masks(mask_prob.float()[:, 0].cpu().numpy())
-                true_masks = batch["mask"][:, 0].numpy() > 0.5
-                scores = per_image_segmentation(pred_masks, true_masks)
-                annotated = batch["has_mask"].numpy()
-                for j, row in enumerate(base):
-                    has_truth = bool(annotated[j] and scores["has_truth"][j])
-                    row["has_truth"] = has_truth
-                    row["empty_pred"] = bool(scores["empty_pred"][j])
-                    for key in ("dice", "iou", "hd95_px"):
-                        row[key] = float(scores[key][j]) if has_truth else float("nan")
-                    if keep_masks:
-                        row["pred_mask"] = pred_masks[j]
-                    if out_dir is not None:
-                        name = _mask_filename(row["image_id"])
-                        if name in written:
-                            raise ValueError(
-                                f"image ids '{written[name]}' and '{row['image_id']}' map to the same file {name}"
-                            )
-                        written[name] = row["image_id"]
-                        path = out_dir / name
-                        Image.fromarray(pred_masks[j].astype(np.uint8) * 255).save(path)
-                        row["pred_mask_path"] = str(path)
+                _add_mask_columns(base, pred_masks, batch, keep_masks)
+                if out_dir is not None:
+                    _write_masks(base, pred_masks, out_dir, written)
             rows.extend(base)
     finally:
         model.train(was_training)
