@@ -4,26 +4,21 @@ writers; none of them is decoded here (each test would allocate hundreds of MB o
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _benchmarks import load_benchmark  # tests/ is on sys.path (rootdir conftest)
 
 from rlar.data import io as rio
 from rlar.data.io import declared_values, read_frames, read_header, read_image
 from rlar.errors import DataError
 
-REPO = Path(__file__).resolve().parents[2]
 CAP = 1_000_000
 
 
 def _benchmark():
-    spec = importlib.util.spec_from_file_location("decode_memory", REPO / "benchmarks" / "decode_memory.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("decode_memory")
 
 
 bench = _benchmark()

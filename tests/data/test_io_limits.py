@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _benchmarks import load_benchmark  # tests/ is on sys.path (rootdir conftest)
 from PIL import Image
 
 from rlar.data.io import MAX_PIXELS, read_header, read_image
 from rlar.errors import DataError, DataWarning
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def _benchmark():
-    """benchmarks/decode_memory.py as a module (its DICOM writer is shared with the memory benchmark)."""
-    spec = importlib.util.spec_from_file_location("decode_memory", REPO / "benchmarks" / "decode_memory.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("decode_memory")
 
 
 def _dicom(path: Path, pixels: np.ndarray, bits_stored: int = 16, **elements) -> Path:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from _benchmarks import load_benchmark  # tests/ is on sys.path (rootdir conftest)
 
 from rlar.radiomics import FEATURE_NAMES
 from rlar.radiomics.alignment import (
@@ -208,11 +208,7 @@ def test_benchmark_prints_three_groups_for_a_run(trained_run: Path, tmp_path: Pa
 
 
 def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("descriptor_alignment", REPO / "benchmarks" / "descriptor_alignment.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("descriptor_alignment")
 
 
 def test_adopted_candidate_is_the_feature(make_scene) -> None:

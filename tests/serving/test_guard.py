@@ -4,7 +4,6 @@ frame of an upload counted before decoding, one log line per request."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -18,13 +17,13 @@ import _rlar_trained_model  # noqa: E402
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
+from _benchmarks import load_benchmark  # tests/ is on sys.path (rootdir conftest)
 from fastapi.testclient import TestClient  # noqa: E402
 
 from rlar.inference import Predictor  # noqa: E402
 from rlar.serving.app import SECURITY_HEADERS, create_app  # noqa: E402
 from rlar.serving.limits import ServerLimits  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 BASE = "http://127.0.0.1:8000"
 
 
@@ -41,11 +40,7 @@ def png(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 def _benchmark():
-    spec = importlib.util.spec_from_file_location("decode_memory", REPO / "benchmarks" / "decode_memory.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("decode_memory")
 
 
 def _upload(client: TestClient, data: bytes, headers: dict[str, str] | None = None, path: str = "/api/predict"):
