@@ -62,3 +62,29 @@ class TinySource(Source):
 def open_tiny(name: str, root=None, **options) -> TinySource:
     """Stand-in for rlar.data.sources.open_source used by monkeypatching (any name gives the tiny source)."""
     return TinySource(root, **options)
+
+
+def poison_loss(monkeypatch, transform) -> None:  # noqa: ANN001  (pytest's MonkeyPatch; a callable)
+    """Make training's loss pass through ``transform(losses, step)`` on every step with gradients on (step 1, 2, ...),
+    by wrapping ``rlar.training.run.build_components``: how the guard tests make a run diverge on cue. Turn the
+    competition probe off in those runs (it also calls the loss with gradients on)."""
+    import torch
+
+    import rlar.training.run as run_module
+
+    build = run_module.build_components
+    state = {"step": 0}
+
+    def wrapped(*args, **kwargs):  # noqa: ANN202
+        model, strategy, loss_fn = build(*args, **kwargs)
+
+        def loss(out, batch):  # noqa: ANN202
+            losses = loss_fn(out, batch)
+            if torch.is_grad_enabled():
+                state["step"] += 1
+                losses = transform(losses, state["step"])
+            return losses
+
+        return model, strategy, loss
+
+    monkeypatch.setattr(run_module, "build_components", wrapped)

@@ -96,24 +96,13 @@ def test_divergence_guard_unit() -> None:
 def test_loss_blowing_up_stops_the_run_with_exit_2_and_keeps_the_last_good_checkpoint(
         tmp_path: Path, tiny_source, tiny_overrides, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture) -> None:
-    build = run_module.build_components
-    state = {"steps": 0}
+    def exploding(losses: dict, step: int) -> dict:
+        if step > 2:  # epoch 1 is healthy; then the loss grows 7e4 -> 9e15, finite throughout
+            scale = 7e4 * (9e15 / 7e4) ** min(1.0, (step - 3) / 4)
+            losses["seg"] = losses["seg"] * scale / max(float(losses["seg"].detach()), 1e-6)
+        return losses
 
-    def exploding(*args, **kwargs):
-        model, strategy, loss_fn = build(*args, **kwargs)
-
-        def loss(out, batch):
-            losses = loss_fn(out, batch)
-            if torch.is_grad_enabled():
-                state["steps"] += 1
-                if state["steps"] > 2:  # epoch 1 is healthy; then the loss grows 7e4 -> 9e15, finite throughout
-                    scale = 7e4 * (9e15 / 7e4) ** min(1.0, (state["steps"] - 3) / 4)
-                    losses["seg"] = losses["seg"] * scale / max(float(losses["seg"].detach()), 1e-6)
-            return losses
-
-        return model, strategy, loss
-
-    monkeypatch.setattr(run_module, "build_components", exploding)
+    _tiny.poison_loss(monkeypatch, exploding)
     out = tmp_path / "run"
     # no competition probe: its loss calls before training would count as steps, and epoch 1 would not be healthy
     overrides = [*tiny_overrides, "optim.epochs=6", "training.divergence.window=2", "optim.grad_clip=null",

@@ -109,23 +109,12 @@ def test_guard_leaves_heavy_tailed_but_healthy_batches_alone() -> None:
 def test_epoch_one_blow_up_stops_the_run_before_metrics(tmp_path: Path, tiny_source, tiny_overrides,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture) -> None:
-    build = run_module.build_components
-    state = {"steps": 0}
+    def exploding(losses: dict, step: int) -> dict:
+        if step > 1:  # from the second step on: 1.2e17, finite throughout (the probe's case)
+            losses["seg"] = losses["seg"] * 1.2e17 / max(float(losses["seg"].detach()), 1e-6)
+        return losses
 
-    def exploding(*args, **kwargs):
-        model, strategy, loss_fn = build(*args, **kwargs)
-
-        def loss(out, batch):
-            losses = loss_fn(out, batch)
-            if torch.is_grad_enabled():
-                state["steps"] += 1
-                if state["steps"] > 1:  # from the second step on: 1.2e17, finite throughout (the probe's case)
-                    losses["seg"] = losses["seg"] * 1.2e17 / max(float(losses["seg"].detach()), 1e-6)
-            return losses
-
-        return model, strategy, loss
-
-    monkeypatch.setattr(run_module, "build_components", exploding)
+    _tiny.poison_loss(monkeypatch, exploding)
     out = tmp_path / "run"
     overrides = [*tiny_overrides, "optim.epochs=4", "training.divergence.window=2", "training.competition_probe=0"]
     assert main(["train", "--config", "phantom", *_sets(overrides), "--out", str(out), "--no-progress"]) == 2

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import _tiny
 import pytest
 import torch
 
-import rlar.training.run as run_module
 from rlar.training.checkpoint import load_checkpoint
 from rlar.training.config import OptimConfig, load_config
 from rlar.training.run import run_training
@@ -71,23 +71,12 @@ def test_resume_refuses_a_different_config(tmp_path: Path, tiny_source, tiny_ove
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, tiny_source, tiny_overrides,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    build = run_module.build_components
-    calls = {"n": 0}
+    def nan_from_epoch_3(losses: dict, step: int) -> dict:
+        if step > 4:  # 2 steps per epoch: epoch 3 goes bad
+            losses["seg"] = losses["seg"] * float("nan")
+        return losses
 
-    def poisoned(*args, **kwargs):
-        model, strategy, loss_fn = build(*args, **kwargs)
-
-        def loss(out, batch):
-            losses = loss_fn(out, batch)
-            if torch.is_grad_enabled():
-                calls["n"] += 1
-                if calls["n"] > 4:  # 2 steps per epoch: epoch 3 goes bad
-                    losses["seg"] = losses["seg"] * float("nan")
-            return losses
-
-        return model, strategy, loss
-
-    monkeypatch.setattr(run_module, "build_components", poisoned)
+    _tiny.poison_loss(monkeypatch, nan_from_epoch_3)
     # the competition probe also calls the loss with gradients on; off, so the count is the training steps'
     cfg = load_config(None, [*tiny_overrides, "optim.epochs=4", "training.competition_probe=0"])
     with pytest.raises(TrainingDiverged) as info:
