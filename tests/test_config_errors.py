@@ -80,3 +80,10 @@ def test_error_types_are_the_callers() -> None:
     assert type(_error({"zzz": 1}, error_type=Bad, unknown_type=Unknown)) is Unknown
     assert type(_error({"optim": {"epochs": 0}}, error_type=Bad, unknown_type=Unknown)) is Bad
     assert type(_error({"zzz": 1}, error_type=Bad)) is Bad
+
+
+def test_a_command_line_option_is_named_as_an_option_not_a_config_key() -> None:
+    from rlar.errors import ConfigError
+
+    assert str(ConfigError("--port", "must be in 1..65535")) == "option '--port': must be in 1..65535"
+    assert str(ConfigError("optim.lr", "must be > 0")) == "config key 'optim.lr': must be > 0"

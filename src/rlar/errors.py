@@ -36,7 +36,9 @@ class ConfigError(RlarError):
     def __init__(self, key: str, reason: str) -> None:
         self.key = key
         self.reason = reason
-        super().__init__(f"config key '{key}': {reason}")
+        # A command-line option ('--port') is named as one: it is not a key of the config file.
+        what = "option" if key.startswith("-") else "config key"
+        super().__init__(f"{what} '{key}': {reason}")
 
 
 class DataWarning(UserWarning):

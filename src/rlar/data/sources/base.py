@@ -66,7 +66,8 @@ class Source(Sequence[Sample], ABC):
         DataError if it does not exist."""
         if root is None or str(root) == "":
             if cls.needs_root:
-                raise ConfigError("data.root", f"the {cls.name} source reads a dataset folder: give its root (--root DIR)")
+                raise ConfigError("data.root", f"the {cls.name} source reads a dataset folder: give its root (--set data.root=DIR "
+                                                   "to train/experiment, --root DIR to data/radiomics/evaluate)")
             return None
         path = Path(root)
         if not path.exists():
