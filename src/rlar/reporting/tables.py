@@ -233,13 +233,10 @@ def paired_statistic(paired: Paired, metric: str, space: str
         return seg_stat, _per_patient(np.where(ok, va, np.nan), pidx, n), _per_patient(np.where(ok, vb, np.nan), pidx, n)
     if metric != "macro_f1":
         return None
-    ia, ib = classification_inputs(paired.a, space), classification_inputs(paired.b, space)
-    if ia is None or ib is None:
+    inputs = _paired_class_inputs(paired, space)
+    if inputs is None:
         return None
-    (pa, labels, names), (pb, _, _) = ia, ib
-    known = labels >= 0
-    if not known.any():
-        return None
+    pa, pb, labels, names, known = inputs
     k = len(names)
     pred_a, pred_b = pa.argmax(axis=1), pb.argmax(axis=1)
     rows = _rows_of(pidx, n)
@@ -256,19 +253,30 @@ def paired_statistic(paired: Paired, metric: str, space: str
     return cls_stat, _per_patient(true_a, pidx, n), _per_patient(true_b, pidx, n)
 
 
+def _paired_class_inputs(paired: Paired, space: str
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray] | None:
+    """(probabilities of a, of b, labels, class names, labelled mask) of a paired frame in ``space``; None when
+    either side has no classifier output or no image is labelled."""
+    ia, ib = classification_inputs(paired.a, space), classification_inputs(paired.b, space)
+    if ia is None or ib is None:
+        return None
+    (pa, labels, names), (pb, _, _) = ia, ib
+    known = labels >= 0
+    if not known.any():
+        return None
+    return pa, pb, labels, names, known
+
+
 def paired_auroc_statistic(paired: Paired, space: str) -> Callable[[np.ndarray], np.ndarray] | None:
     """Vectorized statistic over drawn patients (B, P) -> (B,) AUROC(a) - AUROC(b), each the mean over the paired
     runs (seed, fold) of the run's binary AUROC on the drawn patients' labelled images (a run whose draw has no
     positive or no negative image is left out of both means); None when the binary AUROC is undefined."""
     if space != "binary":
         return None
-    ia, ib = classification_inputs(paired.a, space), classification_inputs(paired.b, space)
-    if ia is None or ib is None:
+    inputs = _paired_class_inputs(paired, space)
+    if inputs is None:
         return None
-    (pa, labels, _), (pb, _, _) = ia, ib
-    known = labels >= 0
-    if not known.any():
-        return None
+    pa, pb, labels, _, known = inputs
     runs = paired.a["_seed"].astype(str) + "/" + paired.a["_fold"].astype(str)
     groups = [np.flatnonzero(known & (runs == r).to_numpy()) for r in sorted(runs.unique())]
     groups = [g for g in groups if g.size]
