@@ -221,3 +221,50 @@ def test_another_spelling_of_the_training_folder_is_the_training_source(trained_
         with pytest.warns(UserWarning, match="include the images the model was trained"):
             assert main(["evaluate", "--model", str(run), "--source", "folder", "--root", spelling, "--all-images",
                          "--no-progress"]) == 0
+
+
+@pytest.mark.ddti
+def test_evaluate_and_predict_agree_on_ddti_images_written_as_another_folder(ddti_root: Path, tmp_path: Path) -> None:
+    """Issue 21's check on real data: DDTI images re-framed (padded) and written as PNG, scored by a DDTI-trained
+    model through `evaluate --source folder` and through `predict`: same probabilities and masks."""
+    import numpy as np
+    from PIL import Image
+
+    from rlar.data.sources import open_source
+
+    run = tmp_path / "run"
+    assert main(["train", "--config", "ddti", "--method", "vanilla_mtl", "--set", f"data.root={ddti_root}",
+                 "--set", "model.backbone=compact", "--set", "model.options={}", "--set", "data.image_size=[64, 64]",
+                 "--set", "optim.epochs=1", "--set", "optim.warmup_epochs=0", "--set", f"data.cache_dir={tmp_path}/c",
+                 "--out", str(run), "--no-progress"]) == 0
+    source = open_source("ddti", str(ddti_root))
+    folder = tmp_path / "external"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    written = 0
+    for index, info in enumerate(source.infos):
+        if not info.has_mask:
+            continue
+        sample = source[index]
+        pad = ((20, 10), (30, 15))  # another frame than DDTI's own
+        image = np.pad((np.asarray(sample.image) * 255).astype(np.uint8), pad)
+        mask = np.pad((np.asarray(sample.mask) > 0).astype(np.uint8) * 255, pad)
+        Image.fromarray(image).save(folder / "images" / f"{info.image_id}.png")
+        Image.fromarray(mask).save(folder / "masks" / f"{info.image_id}.png")
+        written += 1
+        if written == 6:
+            break
+    out, pred = tmp_path / "eval", tmp_path / "pred"
+    assert main(["evaluate", "--model", str(run), "--source", "folder", "--root", str(folder), "--all-images",
+                 "--save-masks", "--out", str(out), "--no-progress"]) == 0
+    assert main(["predict", "--model", str(run), str(folder / "images"), "--out", str(pred), "--no-progress"]) == 0
+    evaluated = pd.read_csv(out / "predictions.csv").set_index("image_id").sort_index()
+    predicted = pd.read_csv(pred / "predictions.csv")
+    predicted.index = [Path(p).stem for p in predicted["image"]]
+    predicted = predicted.sort_index()
+    probs = [c for c in evaluated.columns if c.startswith("prob_")]
+    assert probs and list(evaluated.index) == list(predicted.index) and len(evaluated) == 6
+    np.testing.assert_allclose(evaluated[probs].to_numpy(), predicted[probs].to_numpy(), atol=2e-6)
+    for image_id in evaluated.index:
+        assert np.array_equal(np.asarray(Image.open(out / "masks" / f"{image_id}.png")),
+                              np.asarray(Image.open(pred / f"{image_id}.mask.png")))
