@@ -137,12 +137,32 @@ def _framed_folder(root: Path, n: int = 4) -> Path:
     return root
 
 
+def _assert_evaluate_and_predict_agree(out: Path, pred: Path) -> list:
+    """`evaluate --save-masks` into ``out`` and `predict` into ``pred`` on the same files: the same images, class
+    probabilities to 2e-6 and identical masks. Returns the masks (for further checks)."""
+    import numpy as np
+    from PIL import Image
+
+    evaluated = pd.read_csv(out / "predictions.csv").set_index("image_id").sort_index()
+    predicted = pd.read_csv(pred / "predictions.csv")
+    predicted.index = [Path(p).stem for p in predicted["image"]]
+    predicted = predicted.sort_index()
+    probs = [c for c in evaluated.columns if c.startswith("prob_")]
+    assert probs and list(evaluated.index) == list(predicted.index)
+    np.testing.assert_allclose(evaluated[probs].to_numpy(), predicted[probs].to_numpy(), atol=2e-6)
+    masks = []
+    for image_id in evaluated.index:
+        a = np.asarray(Image.open(out / "masks" / f"{image_id}.png"))
+        b = np.asarray(Image.open(pred / f"{image_id}.mask.png"))
+        assert np.array_equal(a, b)
+        masks.append(a)
+    return masks
+
+
 def test_evaluate_on_a_folder_and_predict_agree(trained_run: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture) -> None:
     """Issue 21 item 1: the model's preprocessing (here a scan-area crop) wins over the folder source's (none), so
     `evaluate --source folder` and `predict` give the same probabilities and masks on the same files."""
-    import numpy as np
-    from PIL import Image
 
     model = _cropping_model(trained_run, tmp_path / "model")
     root = _framed_folder(tmp_path / "external")
@@ -153,17 +173,8 @@ def test_evaluate_on_a_folder_and_predict_agree(trained_run: Path, tmp_path: Pat
     assert err.count("the model's own (scan-area crop") == 1
     pred = tmp_path / "pred"
     assert main(["predict", "--model", str(model), str(root / "images"), "--out", str(pred), "--no-progress"]) == 0
-    evaluated = pd.read_csv(out / "predictions.csv").set_index("image_id").sort_index()
-    predicted = pd.read_csv(pred / "predictions.csv")
-    predicted.index = [Path(p).stem for p in predicted["image"]]
-    predicted = predicted.sort_index()
-    probs = [c for c in evaluated.columns if c.startswith("prob_")]
-    assert probs and list(evaluated.index) == list(predicted.index)
-    np.testing.assert_allclose(evaluated[probs].to_numpy(), predicted[probs].to_numpy(), atol=2e-6)
-    for image_id in evaluated.index:
-        a = np.asarray(Image.open(out / "masks" / f"{image_id}.png"))
-        b = np.asarray(Image.open(pred / f"{image_id}.mask.png"))
-        assert a.shape == (100, 140) and np.array_equal(a, b)
+    masks = _assert_evaluate_and_predict_agree(out, pred)
+    assert all(mask.shape == (100, 140) for mask in masks)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["preprocessing"]["crop"] == "scan_area"
 
@@ -258,13 +269,4 @@ def test_evaluate_and_predict_agree_on_ddti_images_written_as_another_folder(ddt
     assert main(["evaluate", "--model", str(run), "--source", "folder", "--root", str(folder), "--all-images",
                  "--save-masks", "--out", str(out), "--no-progress"]) == 0
     assert main(["predict", "--model", str(run), str(folder / "images"), "--out", str(pred), "--no-progress"]) == 0
-    evaluated = pd.read_csv(out / "predictions.csv").set_index("image_id").sort_index()
-    predicted = pd.read_csv(pred / "predictions.csv")
-    predicted.index = [Path(p).stem for p in predicted["image"]]
-    predicted = predicted.sort_index()
-    probs = [c for c in evaluated.columns if c.startswith("prob_")]
-    assert probs and list(evaluated.index) == list(predicted.index) and len(evaluated) == 6
-    np.testing.assert_allclose(evaluated[probs].to_numpy(), predicted[probs].to_numpy(), atol=2e-6)
-    for image_id in evaluated.index:
-        assert np.array_equal(np.asarray(Image.open(out / "masks" / f"{image_id}.png")),
-                              np.asarray(Image.open(pred / f"{image_id}.mask.png")))
+    assert len(_assert_evaluate_and_predict_agree(out, pred)) == 6
