@@ -208,6 +208,8 @@ class OptimConfig(_Section):
     warmup_epochs: float = Field(default=5, ge=0, description="linear warm-up length before the cosine decay")
     grad_clip: float | None = Field(default=1.0, gt=0, description="max global gradient norm; null disables clipping")
     amp: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU/MPS)")
+    cpu_amp: bool = Field(default=False, description="bf16 autocast on a CPU with native bf16 (AVX512-BF16 or AMX; "
+                          "fp32 with a warning elsewhere). Off by default: see docs/recipes.md, CPU autocast")
 
 
 class DivergenceConfig(_Section):

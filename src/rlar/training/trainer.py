@@ -118,6 +118,23 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_native_bf16() -> bool:
+    """True on a CPU whose bf16 matmuls are native (AVX512-BF16 or AMX), where CPU autocast can pay off."""
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if callable(check))
+
+
+def _cpu_bf16() -> bool:
+    """``optim.cpu_amp`` resolved on this machine: fp32 with a warning where bf16 is not native."""
+    if cpu_has_native_bf16():
+        return True
+    import warnings
+
+    warnings.warn("optim.cpu_amp: this CPU has no native bf16 (AVX512-BF16/AMX); training in float32", stacklevel=3)
+    return False
+
+
 def build_optimizer(model: nn.Module, strategy: nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
     """AdamW. No weight decay on biases and normalisation weights (1-D tensors) nor on strategy parameters
     (e.g. uncertainty log-variances): decaying those only biases them towards zero without regularising."""
@@ -248,7 +265,7 @@ class Trainer:
             self._say(note)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.state = TrainState()
-        self.amp = optim.amp and device.type == "cuda"
+        self.amp = (optim.amp and device.type == "cuda") or (optim.cpu_amp and device.type == "cpu" and _cpu_bf16())
         div = training.divergence
         self.guard = DivergenceGuard(div.factor, div.window, div.min_loss, enabled=div.enabled, max_loss=div.max_loss)
         self._history: list[dict[str, Any]] = []
