@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlar import environment
 from rlar.training import trainer as trainer_module
 from rlar.training.config import load_config
 from rlar.training.run import run_training
@@ -27,7 +28,7 @@ def _autocast_during_steps(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, 
 @pytest.mark.parametrize("native", [True, False])
 def test_cpu_amp_autocasts_only_where_bf16_is_native(tmp_path: Path, tiny_source, tiny_overrides,
                                                      monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
-    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: native)
     seen = _autocast_during_steps(monkeypatch)
     cfg = load_config(None, [*tiny_overrides, "optim.epochs=1", "optim.cpu_amp=true", "training.device=cpu"])
     if native:
@@ -43,7 +44,7 @@ def test_cpu_amp_autocasts_only_where_bf16_is_native(tmp_path: Path, tiny_source
 
 def test_cpu_training_is_float32_by_default(tmp_path: Path, tiny_source, tiny_overrides,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: True)
     seen = _autocast_during_steps(monkeypatch)
     run_training(load_config(None, [*tiny_overrides, "optim.epochs=1", "training.device=cpu"]), tmp_path / "run",
                  progress=False)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
+from rlar.environment import DEFAULT_DEVICE, Device
 from rlar.errors import ConfigError, config_error_from
 from rlar.prediction import PredictionOptions
 from rlar.tasks import RADIOMICS_DIM, TASK_NAMES, TASKS, default_grouping
@@ -234,7 +235,7 @@ class DivergenceConfig(_Section):
 
 
 class TrainingConfig(_Section):
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    device: Device = DEFAULT_DEVICE
     seed: int = 0
     deterministic: bool = True
     selection: Literal["best_val", "last"] = Field(

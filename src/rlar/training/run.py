@@ -37,6 +37,7 @@ from rlar.data.labels import LabelSpace, detect_scale
 from rlar.data.sources import open_source
 from rlar.data.sources.base import Source
 from rlar.data.splits import SIDES, Fold, check_splits, load_splits, make_splits, save_splits
+from rlar.environment import resolve_device
 from rlar.errors import ConfigError, DataError, RlarError
 from rlar.prediction import PredictionOptions
 from rlar.runs import (
@@ -63,7 +64,7 @@ from rlar.training.distributed import (
 )
 from rlar.training.environment import run_environment
 from rlar.training.seeding import make_generator, seed_everything, worker_init_fn
-from rlar.training.trainer import Trainer, TrainState, resolve_device
+from rlar.training.trainer import Trainer, TrainState
 
 __all__ = ["RESUME_FREE_KEYS", "build_components", "check_run_folder", "check_writable", "config_difference", "label_space_for", "prepare_splits",
            "printable", "rad_feature_mask", "run_training", "to_jsonable", "write_text"]

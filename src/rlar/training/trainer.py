@@ -22,6 +22,9 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+# resolve_device is not used here: evaluation/evaluate_model.py (another helper's file) still imports it from this
+# module; drop it from this line once that import reads rlar.environment.
+from rlar.environment import cpu_autocast_bf16, resolve_device  # noqa: F401
 from rlar.errors import RlarError
 from rlar.runs import BEST, CHECKPOINT_DIR, LAST
 from rlar.strategies.base import StepReport
@@ -101,38 +104,6 @@ class DivergenceGuard:
                     f"{mean / self.lowest:.3g}x its lowest value {self.lowest:.4g} (training.divergence.factor="
                     f"{self.factor:g})")
         return None
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda > mps > cpu; an explicit device that is not available is an error, not a fallback."""
-    from rlar.errors import ConfigError
-
-    cuda = torch.cuda.is_available()
-    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if name == "cuda" and not cuda:
-        raise ConfigError("training.device", "cuda requested but torch sees no CUDA device")
-    if name == "mps" and not mps:
-        raise ConfigError("training.device", "mps requested but the MPS backend is not available")
-    return torch.device(name)
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on a CPU whose bf16 matmuls are native (AVX512-BF16 or AMX), where CPU autocast can pay off."""
-    cpu = getattr(torch, "cpu", None)
-    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(check() for check in checks if callable(check))
-
-
-def _cpu_bf16() -> bool:
-    """``optim.cpu_amp`` resolved on this machine: fp32 with a warning where bf16 is not native."""
-    if cpu_has_native_bf16():
-        return True
-    import warnings
-
-    warnings.warn("optim.cpu_amp: this CPU has no native bf16 (AVX512-BF16/AMX); training in float32", stacklevel=3)
-    return False
 
 
 def build_optimizer(model: nn.Module, strategy: nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
@@ -265,7 +236,7 @@ class Trainer:
             self._say(note)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.state = TrainState()
-        self.amp = (optim.amp and device.type == "cuda") or (optim.cpu_amp and device.type == "cpu" and _cpu_bf16())
+        self.amp = (optim.amp and device.type == "cuda") or (optim.cpu_amp and device.type == "cpu" and cpu_autocast_bf16())
         div = training.divergence
         self.guard = DivergenceGuard(div.factor, div.window, div.min_loss, enabled=div.enabled, max_loss=div.max_loss)
         self._history: list[dict[str, Any]] = []
