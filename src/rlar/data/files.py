@@ -11,20 +11,19 @@ File names are bytes on POSIX; Python decodes the ones that are not UTF-8 with l
 :func:`display_name` gives the same name as plain text (``'caf\\\\xe9.png'``) for ids, messages and reports; the
 file itself is still opened by its real path.
 
-:func:`probe_folder` (create an output folder and prove a file can be written in it) lives here, below the
-commands and the inference layer that both need it.
+:func:`probe_folder` checks an output folder named by a command-line option (ConfigError naming the option);
+the write probe itself is :func:`rlar.environment.why_not_writable`, the package's one write check.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlar.environment import why_not_writable
 from rlar.errors import ConfigError
 
 __all__ = ["FolderListing", "display_name", "is_utf8_name", "list_folder", "probe_folder"]
@@ -140,13 +139,8 @@ def probe_folder(folder: str | Path, what: str, target: str | Path | None = None
     caller means to write there, shown instead of the folder.
     """
     folder = Path(folder)
-    shown = target if target is not None else folder
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=folder, prefix=".rlar-write-check-")
-    except OSError as exc:
-        raise ConfigError(what, f"cannot write {shown}: {exc.strerror or exc} ({folder})") from None
-    os.close(handle)
-    with contextlib.suppress(OSError):
-        os.unlink(name)
+    reason = why_not_writable(folder)
+    if reason is not None:
+        shown = target if target is not None else folder
+        raise ConfigError(what, f"cannot write {shown}: {reason} ({folder})")
     return folder
