@@ -65,13 +65,14 @@ def clean_mask(mask: np.ndarray, mode: MaskPostprocess, min_region_fraction: flo
         raise ValueError(f"unknown mask post-processing '{mode}' (choose none, largest or relative)")
     from scipy import ndimage  # here, so that importing the config stays light
 
+    labels: np.ndarray  # scipy is untyped
     labels, n_regions = ndimage.label(mask, structure=_EIGHT_CONNECTED)
     if n_regions <= 1:
         return mask.copy()
     areas = np.bincount(labels.ravel())[1:]
     if mode == "largest":
         # Ties: the first region in raster order, so the result is deterministic.
-        return labels == int(np.argmax(areas)) + 1
+        return np.asarray(labels == int(np.argmax(areas)) + 1)
     keep = np.flatnonzero(areas >= min_region_fraction * areas.max()) + 1
     return np.isin(labels, keep)
 

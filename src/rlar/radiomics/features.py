@@ -126,7 +126,8 @@ def discretise(values: np.ndarray, params: RadiomicsParams) -> np.ndarray:
         edges = np.arange(low, values.max() + 2 * width, width)
         if len(edges) == 1:  # flat region whose value is a multiple of the width: one bin
             edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
-    return np.digitize(values, edges)
+    bins: np.ndarray = np.digitize(values, edges)
+    return bins
 
 
 def glcm_offsets(distances: tuple[int, ...]) -> list[tuple[int, int]]:

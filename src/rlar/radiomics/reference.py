@@ -7,12 +7,17 @@ through :func:`rlar._optional.require` so that the library itself never needs th
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rlar._optional import require
 from rlar.radiomics.params import RadiomicsParams
 from rlar.radiomics.spec import FEATURES
+
+if TYPE_CHECKING:  # the test extra; pyradiomics has no type information (an Any), SimpleITK has
+    import SimpleITK
+    from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 # our feature name -> (pyradiomics feature class, feature name), from the catalogue.
 PYRADIOMICS_EQUIVALENTS: dict[str, tuple[str, str]] = {
@@ -22,7 +27,7 @@ PYRADIOMICS_EQUIVALENTS: dict[str, tuple[str, str]] = {
 }
 
 
-def make_extractor(params: RadiomicsParams):  # -> radiomics.featureextractor.RadiomicsFeatureExtractor
+def make_extractor(params: RadiomicsParams) -> RadiomicsFeatureExtractor:
     """A pyradiomics extractor computing only the equivalent features, with our binning and GLCM offsets."""
     radiomics = require("radiomics", extra="test", purpose="cross-checking radiomics features against pyradiomics")
     from radiomics import featureextractor
@@ -37,7 +42,7 @@ def make_extractor(params: RadiomicsParams):  # -> radiomics.featureextractor.Ra
     return extractor
 
 
-def to_sitk(image: np.ndarray, mask: np.ndarray):  # -> tuple[SimpleITK.Image, SimpleITK.Image]
+def to_sitk(image: np.ndarray, mask: np.ndarray) -> tuple[SimpleITK.Image, SimpleITK.Image]:
     """Wrap a 2D image and mask as one-slice 3D SimpleITK images (pyradiomics' force2D input)."""
     sitk = require("SimpleITK", extra="test", purpose="cross-checking radiomics features against pyradiomics")
     image_itk = sitk.GetImageFromArray(np.asarray(image, dtype=np.float64)[None])
@@ -46,7 +51,7 @@ def to_sitk(image: np.ndarray, mask: np.ndarray):  # -> tuple[SimpleITK.Image, S
 
 
 def pyradiomics_features(
-    image: np.ndarray, mask: np.ndarray, params: RadiomicsParams, extractor=None
+    image: np.ndarray, mask: np.ndarray, params: RadiomicsParams, extractor: RadiomicsFeatureExtractor | None = None
 ) -> dict[str, float]:
     """Our-named values of the pyradiomics-equivalent features for one image and mask (mask used as given)."""
     extractor = extractor if extractor is not None else make_extractor(params)

@@ -214,12 +214,12 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float)
     busy machine.)
     """
     h, w = shape[0] // 4 + 2, shape[1] // 4 + 2
-    coarse = ndimage.gaussian_filter(rng.standard_normal((h, w), dtype=np.float32), max(sigma / 4, 0.5))
+    coarse: np.ndarray = ndimage.gaussian_filter(rng.standard_normal((h, w), dtype=np.float32), max(sigma / 4, 0.5))
     ly, fy = _linear_upsampler(shape[0], h)
     lx, fx = _linear_upsampler(shape[1], w)
     rows = coarse[ly] * (1 - fy)[:, None] + coarse[ly + 1] * fy[:, None]  # (H, w)
     fine = rows[:, lx] * (1 - fx)[None, :] + rows[:, lx + 1] * fx[None, :]
-    return (fine - fine.mean()) / (fine.std() + 1e-6)
+    return np.asarray((fine - fine.mean()) / (fine.std() + 1e-6))
 
 
 def _ellipse(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float) -> np.ndarray:
@@ -228,7 +228,8 @@ def _ellipse(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx
 
 
 def _psf(field_: np.ndarray, sig_ax: float, sig_lat: float) -> np.ndarray:
-    return ndimage.gaussian_filter(field_, (sig_ax, sig_lat), truncate=3.0)
+    blurred: np.ndarray = ndimage.gaussian_filter(field_, (sig_ax, sig_lat), truncate=3.0)
+    return blurred
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -428,7 +429,7 @@ def _paint_vessels(rng: np.random.Generator, g: _Grid, maps: _Maps, lobe: _Lobe,
     ccx, ccy = lobe.cx + lobe.rx + rng.uniform(0.06, 0.1) * u, lobe.cy + rng.uniform(0.0, 0.1) * H
     crho = np.sqrt(_ellipse(yy, xx, ccy, ccx, cr, cr))
     jugular = _ellipse(yy, xx, ccy - 1.25 * cr, ccx + 1.0 * cr, 0.4 * cr, 1.2 * cr) < 1
-    vessel = ((crho < 1) | jugular) & ~gland
+    vessel: np.ndarray = ((crho < 1) | jugular) & ~gland
     maps.db[vessel] = FLUID_DB
     maps.alpha[vessel] = 0.05 * maps.alpha_unit
     maps.spec += 1.0 * (np.abs(crho - 1.05) < 0.7 * px / cr)
@@ -606,7 +607,7 @@ def _acquire(
     env = env * np.exp(gain_db * f32(np.log(10) / 20)) + f32(0.35) * reverb * env.mean()
     parenchyma = parenchyma_mask & (gain_db > -6)
     ref = np.median(env[parenchyma]) if parenchyma.any() else np.median(env)
-    env_db = 20.0 * np.log10(env / ref + f32(1e-4))
+    env_db: np.ndarray = 20.0 * np.log10(env / ref + f32(1e-4))
     env_db += f32(view.normal(0.0, 0.8))  # gain knob jitter between acquisitions
     return np.clip(PARENCHYMA_DISPLAY + env_db / DYNAMIC_RANGE_DB, 0.0, 1.0).astype(np.float32)
 

@@ -77,7 +77,7 @@ class Source(Sequence[Sample], ABC):
     @classmethod
     def options_model(cls) -> type[BaseModel]:
         """The pydantic model of this source's options, derived once from its ``__init__`` signature."""
-        cached = cls.__dict__.get("_options_model")
+        cached: type[BaseModel] | None = cls.__dict__.get("_options_model")
         if cached is not None:
             return cached
         try:
@@ -90,7 +90,7 @@ class Source(Sequence[Sample], ABC):
                 continue  # self, root
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[key] = (hints.get(key, Any), default)
-        model = create_model(
+        model: type[BaseModel] = create_model(
             f"{cls.__name__}Options",
             __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
             **fields,
