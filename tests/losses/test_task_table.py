@@ -6,18 +6,21 @@ import pytest
 import torch
 
 from rlar.losses import ClassificationLoss, MultitaskLoss
-from rlar.losses.multitask import TASK_LOSSES
+from rlar.losses.multitask import LOSS_KINDS, loss_attribute
 from rlar.models.output import MultitaskOutput
 from rlar.tasks import RADIOMICS_DIM, TASK_NAMES, TASKS
 
+OPTIONAL = tuple(name for name in TASK_NAMES if TASKS[name].optional)
 
-def _output(b: int = 4) -> MultitaskOutput:
+
+def _output(b: int = 4, optional: bool = False) -> MultitaskOutput:
     g = torch.Generator().manual_seed(0)
     return MultitaskOutput(
         mask_logits=torch.randn(b, 1, 4, 4, generator=g),
         class_logits=torch.randn(b, 5, generator=g),
         h_tirads=torch.randn(b, RADIOMICS_DIM, generator=g),
         h_deep=torch.randn(b, 3, generator=g),
+        task_logits={n: torch.randn(b, len(TASKS[n].classes), generator=g) for n in OPTIONAL} if optional else {},
     )
 
 
@@ -29,22 +32,26 @@ def _batch(b: int = 4) -> dict:
         "label": torch.tensor([1, -1, 4, 0]),
         "radiomics": torch.randn(b, RADIOMICS_DIM, generator=g),
         "has_radiomics": torch.tensor([True, True, False, True]),
-    }
+    } | {name: torch.tensor([-1, 1, -1, 0]) for name in OPTIONAL}
 
 
 def test_every_task_has_a_loss_and_keys_follow_the_table_order() -> None:
-    assert set(TASK_LOSSES) == set(TASKS)
-    losses = MultitaskLoss()(_output(), _batch())
-    assert tuple(losses) == TASK_NAMES
+    loss_fn = MultitaskLoss()
+    for spec in TASKS.values():
+        assert spec.loss in LOSS_KINDS
+        assert callable(getattr(loss_fn, loss_attribute(spec.name)))
+    # an optional task has a key only when the network has its head
+    assert tuple(loss_fn(_output(), _batch())) == tuple(n for n in TASK_NAMES if n not in OPTIONAL)
+    assert tuple(loss_fn(_output(optional=True), _batch())) == TASK_NAMES
 
 
 def test_each_task_uses_exactly_the_samples_its_spec_calls_valid() -> None:
-    out, batch = _output(), _batch()
+    out, batch = _output(optional=True), _batch()
     loss_fn = MultitaskLoss()
     losses = loss_fn(out, batch)
     for name, spec in TASKS.items():
         valid = spec.valid(batch)
-        pred = getattr(out, spec.output)[valid]
+        pred = out.for_task(name)[valid]
         target = batch[spec.target_keys[0]][valid]
         # the loss on the valid samples alone, every one of them marked valid, gives the same value
         alone = loss_fn.task_loss(name)(pred, target, torch.ones(int(valid.sum()), dtype=torch.bool))

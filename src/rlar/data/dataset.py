@@ -46,9 +46,14 @@ from rlar.data.labels import UNKNOWN, LabelSpace
 from rlar.data.record import Sample, SampleInfo, Skip
 from rlar.data.sources.base import Source
 from rlar.errors import DataError
-from rlar.tasks import RADIOMICS_DIM, Batch
+from rlar.tasks import RADIOMICS_DIM, TASKS, Batch, TaskSpec
 
-#: Keys of the batch dict built by :func:`collate` (the :class:`rlar.tasks.Batch` contract).
+#: The tasks whose target is a descriptor of the sample record (the ACR descriptor tasks). Items and batches of a
+#: source that records a descriptor carry the task's class index under its target key, -1 where the reader
+#: recorded nothing (DDTI: composition, echogenicity, margin and echogenic_foci; never shape).
+DESCRIPTOR_TASKS: tuple[TaskSpec, ...] = tuple(spec for spec in TASKS.values() if spec.descriptor is not None)
+#: Keys every batch built by :func:`collate` has (the :class:`rlar.tasks.Batch` contract); the descriptor task
+#: targets come on top where the source records the descriptor.
 BATCH_KEYS: tuple[str, ...] = tuple(Batch.__annotations__)
 
 #: One decoded item: (image (1, H, W) uint8, mask (1, H, W) uint8 in {0, 1}, has_mask).
@@ -144,7 +149,8 @@ class ThyroidDataset(Dataset):
 
     Items are dicts with ``image`` (1, H, W) float32 in [0, 1], ``mask`` (1, H, W) float32 in {0, 1} (zeros when
     unannotated), ``has_mask`` bool, ``label`` int (-1 unknown), ``radiomics`` (RADIOMICS_DIM,) float32 (zeros
-    when unknown), ``has_radiomics`` bool, ``image_id`` and ``patient_id`` str. Batch them with
+    when unknown), ``has_radiomics`` bool, ``image_id`` and ``patient_id`` str, and for each descriptor task the
+    source records (:attr:`descriptor_tasks`) its class index under the task name (-1 unknown). Batch them with
     :attr:`collate_fn` (training) or :func:`collate` (no augmentation).
     """
 
@@ -191,6 +197,11 @@ class ThyroidDataset(Dataset):
                 raise DataError(image_id, "image id listed twice; each image must appear once per dataset")
             seen.add(image_id)
 
+        #: The descriptor tasks whose descriptor the source records for at least one image (of any split, so every
+        #: split of a run carries the same batch keys).
+        self.descriptor_tasks: tuple[TaskSpec, ...] = tuple(
+            spec for spec in DESCRIPTOR_TASKS if any(info.descriptors.get(spec.descriptor or "") for info in source.infos)
+        )
         self._images: torch.Tensor | None = None
         self._masks: torch.Tensor | None = None
         self._has_mask: list[bool] = []
@@ -213,6 +224,11 @@ class ThyroidDataset(Dataset):
         self.infos: list[SampleInfo] = [self.source.infos[i] for i in self._source_index]
         # Labels come from metadata only, so a label problem surfaces here rather than mid-epoch.
         self.labels: np.ndarray = np.array([self._encode_label(info) for info in self.infos], dtype=np.int64)
+        #: Descriptor task name -> (N,) int64 class index in ``TaskSpec.classes``, -1 unknown.
+        self.task_labels: dict[str, np.ndarray] = {
+            spec.name: np.array([descriptor_index(spec, info) for info in self.infos], dtype=np.int64)
+            for spec in self.descriptor_tasks
+        }
 
     def _decode_all(self, image_ids: list[str], position: Mapping[str, int], progress: bool) -> list[str]:
         """Decode every image once into the uint8 cache; returns the ids kept (failures go to ``skipped``)."""
@@ -330,7 +346,7 @@ class ThyroidDataset(Dataset):
             "has_radiomics": bool(self._has_radiomics[index]),
             "image_id": info.image_id,
             "patient_id": info.patient_id,
-        }
+        } | {spec.target_keys[0]: int(self.task_labels[spec.name][index]) for spec in self.descriptor_tasks}
 
     @property
     def collate_fn(self) -> Callable[[Sequence[dict[str, Any]]], dict[str, Any]]:
@@ -346,10 +362,26 @@ class ThyroidDataset(Dataset):
         return after
 
 
+def descriptor_index(spec: TaskSpec, info: SampleInfo) -> int:
+    """The class index of ``info``'s descriptor for task ``spec`` in ``spec.classes``; -1 when it is not recorded.
+
+    Descriptors are already in the canonical vocabulary (the sources normalise them, rlar.data.descriptors), so a
+    value outside ``spec.classes`` is a source bug: a DataError naming the image."""
+    value = info.descriptors.get(spec.descriptor or "")
+    if value is None:
+        return UNKNOWN
+    if value not in spec.classes:
+        raise DataError(info.image_id, f"{spec.descriptor} '{value}' is not one of {', '.join(spec.classes)}")
+    return spec.classes.index(value)
+
+
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Batch dataset items into the batch dict of docs/interfaces.md (usable as a DataLoader collate_fn)."""
+    """Batch dataset items into the batch dict of docs/interfaces.md (usable as a DataLoader collate_fn).
+
+    A descriptor task's key is in the batch when some item has it; an item without it counts as unlabelled (-1)."""
     if not items:
         raise ValueError("cannot collate an empty list of items")
+    descriptor_keys = [key for key in (spec.target_keys[0] for spec in DESCRIPTOR_TASKS) if any(key in i for i in items)]
     return {
         "image": torch.stack([item["image"] for item in items]).float(),
         "mask": torch.stack([item["mask"] for item in items]).float(),
@@ -359,15 +391,18 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "has_radiomics": torch.tensor([bool(item["has_radiomics"]) for item in items], dtype=torch.bool),
         "image_id": [str(item["image_id"]) for item in items],
         "patient_id": [str(item["patient_id"]) for item in items],
-    }
+    } | {key: torch.tensor([int(item.get(key, UNKNOWN)) for item in items], dtype=torch.int64)
+         for key in descriptor_keys}
 
 
 __all__ = [
     "BATCH_KEYS",
+    "DESCRIPTOR_TASKS",
     "RADIOMICS_DIM",
     "Placement",
     "ThyroidDataset",
     "collate",
+    "descriptor_index",
     "fit_size",
     "prepare_image",
     "to_uint8",

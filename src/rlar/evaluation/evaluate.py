@@ -29,10 +29,10 @@ from rlar.data.dataset import ThyroidDataset, collate
 from rlar.evaluation.metrics import aggregate_segmentation, classification_metrics, per_image_segmentation
 from rlar.models import predict_batch
 from rlar.prediction import PredictionOptions
-from rlar.tasks import TASKS
+from rlar.tasks import AUX_CLASSIFICATION_METRICS, TASKS, selection_headlines
 
-#: The selection score's parts: the headline metric of every task that has one (rlar.tasks: dice, macro_f1).
-HEADLINES: tuple[str, ...] = tuple(spec.headline for spec in TASKS.values() if spec.headline)
+#: The selection score's parts: the headline metric of every task that selects (rlar.tasks: dice, macro_f1).
+HEADLINES: tuple[str, ...] = selection_headlines()
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -54,6 +54,49 @@ def class_names_of(dataset: ThyroidDataset, num_classes: int) -> list[str]:
 def prob_column(name: str) -> str:
     """Name of the probability column of class ``name`` in a :func:`predict` frame."""
     return f"prob_{name}"
+
+
+def task_label_column(task: str) -> str:
+    """Column of an optional task's true class index (-1 unknown) in a :func:`predict` frame."""
+    return f"{task}_label"
+
+
+def task_pred_column(task: str) -> str:
+    """Column of an optional task's predicted class name in a :func:`predict` frame."""
+    return f"{task}_pred"
+
+
+def task_prob_column(task: str, class_name: str) -> str:
+    """Column of an optional task's probability of class ``class_name`` in a :func:`predict` frame."""
+    return f"{task}_prob_{class_name}"
+
+
+def _add_task_columns(rows: list[dict[str, Any]], task_prob: Mapping[str, torch.Tensor],
+                      batch: Mapping[str, Any]) -> None:
+    """Add the optional tasks' columns of one batch (the ACR descriptors): true index, predicted word, probabilities."""
+    for name, prob in task_prob.items():
+        classes = TASKS[name].classes
+        probs = prob.float().cpu().numpy()
+        truth = batch[TASKS[name].target_keys[0]].numpy()
+        for row, p, y in zip(rows, probs, truth):
+            row[task_label_column(name)] = int(y)
+            row[task_pred_column(name)] = classes[int(p.argmax())]
+            row.update({task_prob_column(name, c): float(v) for c, v in zip(classes, p)})
+
+
+def task_metrics(frame: pd.DataFrame) -> dict[str, Any]:
+    """``<task>_macro_f1``, ``<task>_auroc`` (one-vs-rest, macro over the classes present) and ``<task>_n``
+    (labelled images) of every optional task in a :func:`predict` frame, on its labelled images only; NaN scores
+    where none is labelled (AUROC also where only one class occurs)."""
+    out: dict[str, Any] = {}
+    for name, spec in TASKS.items():
+        if not spec.optional or task_label_column(name) not in frame.columns:
+            continue
+        probs = frame[[task_prob_column(name, c) for c in spec.classes]].to_numpy(dtype=np.float64)
+        scores = classification_metrics(probs, frame[task_label_column(name)].to_numpy(dtype=np.int64), spec.classes)
+        values = {"macro_f1": scores["macro_f1"], "auroc": scores["auroc"], "n": scores["n_labelled"]}
+        out.update({key: values[suffix] for key, suffix in zip(spec.metrics, AUX_CLASSIFICATION_METRICS)})
+    return out
 
 
 def _mask_filename(image_id: str) -> str:
@@ -118,7 +161,8 @@ def predict(
     Columns: ``image_id``, ``patient_id``, ``label`` (-1 unknown), ``has_mask``; with a classification head
     ``pred_class``, ``pred_class_name``, ``confidence`` and one ``prob_<class name>`` column per class; with a
     segmentation head ``dice``, ``iou``, ``hd95_px`` (NaN where the image is unannotated or its ground truth
-    is empty), ``has_truth``, ``empty_pred``, plus ``pred_mask`` (bool (H, W) arrays) when ``keep_masks`` and
+    is empty), ``has_truth``, ``empty_pred``; for each optional task the model has (the ACR descriptors)
+    ``<task>_label`` (-1 unknown), ``<task>_pred`` (class name) and ``<task>_prob_<class>``; plus ``pred_mask`` (bool (H, W) arrays) when ``keep_masks`` and
     ``pred_mask_path`` when ``output_dir`` is given (masks written there as 0/255 PNGs named by image id).
     ``options`` (default: none of them) adds flip TTA and the mask clean-up, as the run's config section
     ``prediction`` says. The model is run in eval mode and put back in its previous mode afterwards.
@@ -150,6 +194,7 @@ def predict(
                 if class_names is None:
                     class_names = class_names_of(dataset, probs.shape[1])
                 _add_class_columns(base, probs, class_names)
+            _add_task_columns(base, prediction.task_prob, batch)
             if mask_prob is not None:
                 pred_masks = options.masks(mask_prob.float()[:, 0].cpu().numpy())
                 _add_mask_columns(base, pred_masks, batch, keep_masks)
@@ -193,6 +238,7 @@ def metrics_from_predictions(
     Segmentation keys (when the frame has them): ``dice``, ``iou``, ``hd95_px`` (+ ``_median``), ``n_evaluated``,
     ``n_empty_truth``, ``n_false_positive_on_empty_truth``, ``n_missed``, ``n_unannotated``, ``hd95_worst_case``.
     Classification keys (when the frame has probability columns): those of :func:`classification_metrics`.
+    Optional-task keys (when the frame has their columns): those of :func:`task_metrics`.
     ``n_images`` is always present. ``class_names`` defaults to the frame's ``prob_*`` columns in order.
     """
     metrics: dict[str, Any] = {"n_images": len(frame)}
@@ -214,6 +260,7 @@ def metrics_from_predictions(
         metrics.update(
             classification_metrics(probs, frame["label"].to_numpy(dtype=np.int64), class_names, n_bins=n_bins)
         )
+    metrics.update(task_metrics(frame))
     return metrics
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rlar.tasks import RADIOMICS_DIM
+from rlar.tasks import EXTRA_TASKS_OPTION, RADIOMICS_DIM, TASKS
 
 from .decoder import UNetDecoder
 from .heads import ClassificationBranch
@@ -67,6 +67,10 @@ def build_model(
                               norm=network.norm, act=network.act, deep_supervision=network.deep_supervision)
     classifier = None
     cls_levels = network.cls_levels
+    if network.extra_tasks and arch == "segmentation":
+        raise BackboneOptionError(f"model.options.{EXTRA_TASKS_OPTION}",
+                                  "the optional tasks are heads on the classification embedding; arch 'segmentation' "
+                                  "has none (use 'multitask' or 'classification')")
     if arch in ("multitask", "classification"):
         if network.cls_pooling == "nodule" and decoder is None:
             raise BackboneOptionError(
@@ -90,6 +94,7 @@ def build_model(
             pooled_norm=spec.pooled_norm,
             pooling=network.cls_pooling,
             strides=[encoder.strides[encoder.names.index(n)] for n in cls_levels],
+            task_classes={name: len(TASKS[name].classes) for name in network.extra_tasks},
         )
     model = RlarNet(encoder, decoder, classifier, cls_levels, arch, backbone, in_channels, network.pad_mode)
     model.num_classes = int(num_classes)

@@ -3,12 +3,14 @@
 The embedding is split so that the first ``tirads_dim`` coordinates can be supervised to match the RADIOMICS_DIM TI-RADS-aligned
 radiomics features (L_rad, :mod:`rlar.losses.guidance`) while the remaining ``deep_dim`` coordinates stay free. The
 TI-RADS head reads the *whole* embedding, so the guided part is used for the decision rather than being a side
-output.
+output. Optional classification tasks (the ACR descriptors, :mod:`rlar.tasks`) get a linear head each on the same
+whole embedding, so they shape the shared representation the TI-RADS head reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,15 @@ from .options import CLS_POOLINGS
 
 # Floor of a nodule-weight sum, so an image with no predicted nodule pools to ~0 instead of dividing by zero.
 _MIN_WEIGHT = 1e-6
+
+
+class BranchOutput(NamedTuple):
+    """What :class:`ClassificationBranch` returns."""
+
+    class_logits: torch.Tensor
+    h_tirads: torch.Tensor | None
+    h_deep: torch.Tensor | None
+    task_logits: dict[str, torch.Tensor]
 
 
 class ClassificationBranch(nn.Module):
@@ -38,6 +49,9 @@ class ClassificationBranch(nn.Module):
             probability passed to ``forward`` (:class:`~rlar.models.options.NetworkOptions`.cls_pooling).
         strides: total stride of each pooled map with respect to the nodule map (needed with ``pooling="nodule"``:
             the probability is averaged over stride x stride blocks, a fixed kernel that exporters can trace).
+        task_classes: optional task name -> number of classes: one linear head each on the whole embedding (after
+            the same dropout as the TI-RADS head). Built after every other layer, so a branch without them draws the
+            same initial weights as before they existed.
     """
 
     def __init__(
@@ -51,6 +65,7 @@ class ClassificationBranch(nn.Module):
         pooled_norm: bool = False,
         pooling: str = "global",
         strides: Sequence[int] | None = None,
+        task_classes: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
         if pooling not in CLS_POOLINGS:
@@ -79,11 +94,18 @@ class ClassificationBranch(nn.Module):
         else:
             drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
             self.head = nn.Sequential(drop, nn.Linear(emb, num_classes))
+        for name, count in (task_classes or {}).items():
+            if count < 2:
+                raise ValueError(f"task '{name}' needs at least 2 classes, got {count}")
+        self.task_heads = nn.ModuleDict({
+            name: nn.Sequential(nn.Dropout(dropout) if dropout > 0 else nn.Identity(), nn.Linear(emb, count))
+            for name, count in (task_classes or {}).items()
+        })
 
     def forward(
         self, features: Sequence[torch.Tensor], nodule: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Return (class_logits, h_tirads, h_deep) from the feature maps to pool.
+    ) -> BranchOutput:
+        """Return (class_logits, h_tirads, h_deep, task_logits) from the feature maps to pool.
 
         ``nodule``: (B, 1, H, W) nodule probability on the grid the maps were computed from (needed, and only
         read, with ``pooling="nodule"``); it is averaged down to each map's size by its stride.
@@ -104,4 +126,6 @@ class ClassificationBranch(nn.Module):
         # nodes of the graph: gradients of the TI-RADS loss w.r.t. either part can be taken directly.
         parts = [p for p in (h_tirads, h_deep) if p is not None]
         joined = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-        return self.head(joined), h_tirads, h_deep
+        class_logits = self.head(joined)  # first: the TI-RADS head's dropout draws as it did without task heads
+        task_logits = {name: head(joined) for name, head in self.task_heads.items()}
+        return BranchOutput(class_logits, h_tirads, h_deep, task_logits)

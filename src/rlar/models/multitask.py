@@ -100,6 +100,11 @@ class RlarNet(nn.Module):
         return tuple(self.encoder.names)
 
     @property
+    def extra_tasks(self) -> tuple[str, ...]:
+        """The optional tasks (``rlar.tasks``) this network has a head for, in table order."""
+        return tuple(self.classifier.task_heads) if self.classifier is not None else ()
+
+    @property
     def stride(self) -> int:
         """Input sizes are padded to a multiple of this."""
         return self.encoder.stride
@@ -205,8 +210,9 @@ class RlarNet(nn.Module):
             aux_mask_logits = [F.interpolate(a, size=size, mode="bilinear", align_corners=False)
                                [..., top : top + h, left : left + w] for a in aux]
         class_logits = h_tirads = h_deep = None
+        task_logits: dict[str, torch.Tensor] = {}
         if self.classifier is not None:
-            class_logits, h_tirads, h_deep = self.classifier([feats[n] for n in self.cls_levels], nodule)
+            class_logits, h_tirads, h_deep, task_logits = self.classifier([feats[n] for n in self.cls_levels], nodule)
         return MultitaskOutput(
             mask_logits=mask_logits,
             aux_mask_logits=aux_mask_logits,
@@ -216,6 +222,7 @@ class RlarNet(nn.Module):
             features=feats,
             cut=cut,
             cut_layer=cut_at,
+            task_logits=task_logits,
         )
 
     def extra_repr(self) -> str:

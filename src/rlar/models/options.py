@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args
 from pydantic import Field, field_validator
 
 from rlar.errors import ConfigError
+from rlar.tasks import check_extra_tasks
 
 from .spec import BackboneOptions
 
@@ -56,6 +57,9 @@ class NetworkOptions(BackboneOptions):
         trained with the main ones (weights halving per step, nnU-Net style; training only, 0: off).
     pad_mode: how inputs that are not a multiple of the network stride are padded ("error" refuses them).
     norm, act: MONAI normalisation and activation of the decoder (and of the compact encoder).
+    extra_tasks: optional tasks of the task table (``rlar.tasks.optional_task_names()``: the ACR descriptors
+        composition, echogenicity, shape, margin, echogenic_foci) the network gets a classification head for and
+        the run trains (off by default; docs/descriptors.md). Needs the classification branch.
     """
 
     cls_levels: tuple[str, ...] = Field(("bottleneck",), min_length=1)
@@ -67,6 +71,13 @@ class NetworkOptions(BackboneOptions):
     pad_mode: PadMode = "reflect"
     norm: LayerSpec = "batch"
     act: LayerSpec = "relu"
+    # The field name is rlar.tasks.EXTRA_TASKS_OPTION (the config reads the list under that key; a test checks).
+    extra_tasks: tuple[str, ...] = ()
+
+    @field_validator("extra_tasks")
+    @classmethod
+    def _known_tasks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_extra_tasks(value)
 
     @field_validator("decoder_channels")
     @classmethod

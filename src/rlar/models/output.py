@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rlar.tasks import TASKS
+from rlar.tasks import TASK_LOGITS, TASKS
 
 #: Output field -> the field holding its deep-supervision copies from coarser decoder steps (finest first).
 DEEP_SUPERVISION_FIELDS: dict[str, str] = {"mask_logits": "aux_mask_logits"}
@@ -37,6 +37,8 @@ class MultitaskOutput:
                   trunk's backward exactly once. ``cut_layer`` names which leaf is the representation z.
     aux_mask_logits: deep-supervision nodule logits (B, 1, H, W) from coarser decoder steps, finest first,
                   upsampled to the input size; filled only in training mode with ``deep_supervision`` > 0.
+    task_logits:  logits (B, K) of the optional classification tasks the network has a head for (the ACR
+                  descriptors, ``model.options.extra_tasks``), keyed by task name; K = ``len(TaskSpec.classes)``.
     """
 
     mask_logits: torch.Tensor | None
@@ -47,10 +49,15 @@ class MultitaskOutput:
     cut: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     cut_layer: str | None = None
     aux_mask_logits: list[torch.Tensor] = field(default_factory=list)
+    task_logits: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def for_task(self, name: str) -> torch.Tensor | None:
-        """The output task ``name`` of :data:`rlar.tasks.TASKS` reads (its ``TaskSpec.output`` field), or None."""
-        value: torch.Tensor | None = getattr(self, _output_field(name))
+        """The output task ``name`` of :data:`rlar.tasks.TASKS` reads (its ``TaskSpec.output`` field; for
+        ``task_logits``, its entry ``name``), or None when the network does not produce it."""
+        field_name = _output_field(name)
+        if field_name == TASK_LOGITS:
+            return self.task_logits.get(name)
+        value: torch.Tensor | None = getattr(self, field_name)
         return value
 
     def auxiliary_for_task(self, name: str) -> list[torch.Tensor]:

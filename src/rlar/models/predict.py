@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -17,11 +17,14 @@ class Prediction:
     mask_prob:  (B, 1, H, W) float, sigmoid of the nodule logits; None for a classification-only model.
     class_prob: (B, C) float, softmax of the TI-RADS logits; None for a segmentation-only model.
     h_tirads:   (B, RADIOMICS_DIM) float, the clinically guided embedding; None when the model has none.
+    task_prob:  (B, K) float softmax of each optional classification task the model has (the ACR descriptors),
+                keyed by task name; empty when it has none.
     """
 
     mask_prob: torch.Tensor | None
     class_prob: torch.Tensor | None
     h_tirads: torch.Tensor | None
+    task_prob: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _probabilities(out: MultitaskOutput) -> Prediction:
@@ -31,6 +34,7 @@ def _probabilities(out: MultitaskOutput) -> Prediction:
         mask_prob=None if out.mask_logits is None else torch.sigmoid(out.mask_logits.float()),
         class_prob=None if out.class_logits is None else torch.softmax(out.class_logits.float(), dim=1),
         h_tirads=None if out.h_tirads is None else out.h_tirads.float(),
+        task_prob={name: torch.softmax(logits.float(), dim=1) for name, logits in out.task_logits.items()},
     )
 
 
@@ -59,4 +63,5 @@ def predict_batch(model: nn.Module, images: torch.Tensor, tta: bool = False) -> 
         mask_prob=_mean(plain.mask_prob, mirrored_mask),
         class_prob=_mean(plain.class_prob, mirrored.class_prob),
         h_tirads=_mean(plain.h_tirads, mirrored.h_tirads),
+        task_prob={name: (prob + mirrored.task_prob[name]) / 2 for name, prob in plain.task_prob.items()},
     )

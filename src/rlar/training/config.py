@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from rlar.environment import DEFAULT_DEVICE, Device
 from rlar.errors import ConfigError, config_error_from
 from rlar.prediction import PredictionOptions
-from rlar.tasks import RADIOMICS_DIM, TASK_NAMES, TASKS, default_grouping
+from rlar.tasks import EXTRA_TASKS_OPTION, RAD, RADIOMICS_DIM, TASK_NAMES, TASKS, default_grouping, extra_tasks_of
 from rlar.training.presets import METHOD_NAMES, PRESETS, MethodPreset, tasks_of
 
 __all__ = ["METHOD_NAMES", "PRESETS", "MethodPreset", "RlarConfig", "load_config", "parse_value", "strategy_choices"]
@@ -157,8 +157,11 @@ else:
 
 
 def loss_weights(cfg: RlarConfig) -> dict[str, float]:
-    """Resolved loss weight per task name (after the preset filled the unset ones)."""
-    return {name: float(getattr(cfg.loss.weights, name) or 0.0) for name in TASK_NAMES}
+    """Resolved loss weight per task name (after the preset filled the unset ones); an optional task only when the
+    network has its head (``model.options.extra_tasks``)."""
+    extra = extra_tasks_of(cfg.model.options)
+    return {name: float(getattr(cfg.loss.weights, name) or 0.0) for name in TASK_NAMES
+            if not TASKS[name].optional or name in extra}
 
 
 class LossConfig(_Section):
@@ -296,19 +299,30 @@ class RlarConfig(_Section):
         if rad.enabled is None:
             object.__setattr__(rad, "enabled", preset.guided and model.arch == "multitask")
         arch = model.arch or preset.arch
-        trained = tasks_of(arch, bool(rad.enabled))
+        # The optional tasks (ACR descriptors) the network has a head for are trained too (rlar.tasks).
+        extra_key = f"model.options.{EXTRA_TASKS_OPTION}"
+        try:
+            extra = extra_tasks_of(model.options)
+        except ValueError as exc:
+            raise ConfigError(extra_key, str(exc)) from None
+        if extra and arch == "segmentation":
+            raise ConfigError(extra_key, "optional tasks are heads on the classification embedding; arch "
+                                         "'segmentation' has none")
+        trained = (*tasks_of(arch, bool(rad.enabled)), *extra)
         weights = loss.weights
         for name in TASK_NAMES:
             if getattr(weights, name) is None:
                 object.__setattr__(weights, name, 1.0 if name in trained else 0.0)
-        if getattr(weights, "rad", 0) and not rad.enabled:
-            raise ConfigError("loss.weights.rad", "> 0 needs radiomics.enabled: true (there would be no targets)")
+            elif TASKS[name].optional and getattr(weights, name) and name not in extra:
+                raise ConfigError(f"loss.weights.{name}", f"> 0 needs '{name}' in {extra_key} (no head without it)")
+        if getattr(weights, RAD.name, 0) and not rad.enabled:
+            raise ConfigError(f"loss.weights.{RAD.name}", "> 0 needs radiomics.enabled: true (there would be no targets)")
         if rad.enabled and arch != "multitask":
             raise ConfigError("radiomics.enabled", f"guidance needs the multitask architecture, not '{arch}'")
         if strategy.tasks is None:
             # Every loss key the model produces belongs to a task group (a key outside every group would become a
             # group of its own in the strategy); the guidance loss is in the classification group as in the paper.
-            object.__setattr__(strategy, "tasks", default_grouping(tasks_of(arch, bool(rad.enabled))))
+            object.__setattr__(strategy, "tasks", default_grouping(trained))
         if not any(getattr(weights, name) for name in TASK_NAMES):
             raise ConfigError("loss.weights", "every loss weight is 0; nothing to train")
         _validate_strategy(strategy)
