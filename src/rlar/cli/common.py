@@ -1,4 +1,5 @@
-"""Argument helpers shared by the CLI commands: source arguments, ``key=value`` options, output checks."""
+"""Argument helpers shared by the CLI commands: source arguments, device and thread options, ``key=value`` options,
+output checks."""
 
 from __future__ import annotations
 
@@ -11,10 +12,25 @@ from typing import Any
 
 from rlar.data.files import probe_folder
 from rlar.data.sources import Source, open_source, source_names
+from rlar.environment import DEVICES, Device
 from rlar.errors import ConfigError
 
-__all__ = ["add_source_arguments", "check_output_file", "finite_number", "parse_key_values", "probe_folder",
+__all__ = ["add_device_argument", "add_source_arguments", "add_threads_argument", "check_output_file", "finite_number", "parse_key_values", "probe_folder",
            "source_from_args", "write_curves"]
+
+
+def add_device_argument(parser: argparse.ArgumentParser, default: Device | None,
+                        help: str | None = None) -> None:
+    """``--device``, one of :data:`rlar.environment.DEVICES` (the package's one device list); ``default`` is the
+    command's (a named constant of :mod:`rlar.environment`, or None where the config's value applies)."""
+    parser.add_argument("--device", choices=DEVICES, default=default,
+                        help=help or f"auto: cuda, else mps, else cpu (default: {default})")
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads``: torch's CPU threads for the network (:func:`rlar.environment.set_cpu_threads`)."""
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for the network (default: torch's; 1 is much faster on a busy machine)")
 
 
 def parse_key_values(pairs: list[str] | None, what: str = "--option") -> dict[str, Any]:

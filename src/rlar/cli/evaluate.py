@@ -25,8 +25,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
-from rlar.cli.common import parse_key_values
+from rlar.cli.common import add_device_argument, parse_key_values
 from rlar.data.sources import source_names
+from rlar.environment import DEFAULT_DEVICE
 from rlar.errors import ConfigError
 from rlar.prediction import MaskPostprocess
 
@@ -61,7 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--postprocess", choices=get_args(MaskPostprocess), default=None,
                         help="mask region clean-up (default: as the run's config, section prediction)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    add_device_argument(parser, DEFAULT_DEVICE)
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
 

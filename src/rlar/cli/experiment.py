@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rlar.cli.common import add_device_argument
 from rlar.errors import ConfigError
 
 
@@ -35,8 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds to run (default: the grid's)")
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel processes (one per GPU with cuda)")
     parser.add_argument("--shard", default=None, metavar="I/N", help="run every N-th run starting at I (0-based)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None,
-                        help="override training.device of every run")
+    add_device_argument(parser, None, help="override training.device of every run")
     parser.add_argument("--out", default=None, help="grid folder (default: runs/<grid name>)")
     parser.add_argument("--list", action="store_true", help="print the runs of this invocation and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

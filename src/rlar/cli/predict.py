@@ -19,6 +19,8 @@ import argparse
 import sys
 from typing import Any
 
+from rlar.cli.common import add_device_argument, add_threads_argument
+from rlar.environment import INFERENCE_DEVICE, check_writable, resolve_device, set_cpu_threads
 from rlar.errors import ConfigError
 
 #: Inputs listed one per line on the terminal up to this many (a progress bar and the CSV cover larger runs).
@@ -51,9 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="pixel spacing for inputs whose header has none (measurements in mm)")
     parser.add_argument("--max-megapixels", type=float, default=40.0,
                         help="refuse inputs declaring more pixels (all frames) than this, before decoding")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for the network (default: torch's; 1 is much faster on a busy machine)")
+    add_device_argument(parser, INFERENCE_DEVICE)
+    add_threads_argument(parser)
     parser.add_argument("--no-report", action="store_true",
                         help="fast path: masks, JSON (category, probabilities, measurements) and predictions.csv only; "
                              "no radiomics evidence, overlay or HTML page")
@@ -91,17 +92,6 @@ def parse_spacing(text: str | None) -> tuple[float, float] | None:
     return row, col
 
 
-def set_threads(threads: int | None) -> None:
-    """Limit torch's intra-op threads (on a shared machine one thread avoids contention between spinning threads)."""
-    if threads is None:
-        return
-    if threads < 1:
-        raise ConfigError("--threads", f"must be >= 1, got {threads}")
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def describe(report: dict[str, Any]) -> str:
     """One terminal line per image."""
     m = report["measurements"]
@@ -113,19 +103,17 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rlar.inference.batch import predict_many
-    from rlar.inference.outputs import check_writable
     from rlar.inference.predictor import PHANTOM_NOTICE, Predictor
-    from rlar.training.trainer import resolve_device
 
     folds = parse_folds(args.folds)
     seeds = parse_folds(args.seeds, "--seeds")
     spacing = parse_spacing(args.spacing)
     max_pixels = parse_megapixels(args.max_megapixels)
     check_writable(Path(args.out))  # before loading models or reading any image
-    set_threads(args.threads)
+    set_cpu_threads(args.threads, "--threads")
     crop = {"auto": None, "on": True, "off": False}[args.crop]
     predictor = Predictor.from_run(args.model, folds=folds, seeds=seeds, tta=args.tta,
-                                   device=resolve_device(args.device), crop=crop, max_pixels=max_pixels,
+                                   device=resolve_device(args.device, "--device"), crop=crop, max_pixels=max_pixels,
                                    spacing_mm=spacing)
     print(f"model: {predictor.describe()}; input: {predictor.preprocessing.describe()}", file=sys.stderr)
     if crop is not None and crop != predictor.preprocessing.crop:

@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rlar.cli.common import add_device_argument, add_threads_argument
+from rlar.environment import INFERENCE_DEVICE
+
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _ALL_INTERFACES = ("0.0.0.0", "::", "")
 
@@ -39,20 +42,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-megapixels", type=float, default=25.0,
                         help="largest image in megapixels, every frame counted from its own header before "
                              "decoding (default: 25)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for the network (default: torch's; 1 is much faster on a busy machine)")
+    add_device_argument(parser, INFERENCE_DEVICE)
+    add_threads_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from rlar._optional import require
     from rlar.cli.common import finite_number
-    from rlar.cli.predict import parse_folds, set_threads
+    from rlar.cli.predict import parse_folds
+    from rlar.environment import resolve_device, set_cpu_threads
     from rlar.errors import ConfigError
     from rlar.inference.predictor import PHANTOM_NOTICE, Predictor
     from rlar.serving.limits import validate_limits
-    from rlar.training.trainer import resolve_device
 
     try:
         uvicorn = require("uvicorn", extra="serve", purpose="the web viewer")
@@ -63,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--port", f"must be in 1..65535, got {args.port}")
     upload_mb = finite_number(args.max_upload_mb, "--max-upload-mb")
     megapixels = finite_number(args.max_megapixels, "--max-megapixels")
-    set_threads(args.threads)
+    set_cpu_threads(args.threads, "--threads")
     limits = validate_limits(max_upload_bytes=int(upload_mb * 1024 * 1024), max_pixels=int(megapixels * 1e6))
     allowed = allowed_hosts(args.host, args.allow_host)
     predictor = Predictor.from_run(args.model, folds=parse_folds(args.folds), tta=args.tta,
-                                   device=resolve_device(args.device), max_pixels=limits.max_pixels)
+                                   device=resolve_device(args.device, "--device"), max_pixels=limits.max_pixels)
     print(f"model: {predictor.describe()}", file=sys.stderr)
     if predictor.trained_on_phantom:
         print(f"warning: {PHANTOM_NOTICE}", file=sys.stderr)

@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
+from rlar.environment import resolve_device, set_cpu_threads
 from rlar.errors import ConfigError, DataError, RlarError
 from rlar.experiments.grid import ExpandedGrid, RunSpec, take_shard
 from rlar.experiments.lock import LockTimeout, RunLock, held_lock
@@ -277,10 +278,7 @@ def execute_run(expanded: ExpandedGrid, spec: RunSpec, root: Path, device: str |
                     return result("conflict", f"finished with a different config ({found[0]}); not overwritten")
                 status = "skipped"
             else:
-                if threads is not None:
-                    import torch
-
-                    torch.set_num_threads(threads)
+                set_cpu_threads(threads)
                 if train_fn is not None:
                     train: TrainFn = train_fn
                 else:
@@ -290,8 +288,7 @@ def execute_run(expanded: ExpandedGrid, spec: RunSpec, root: Path, device: str |
                 resume = checkpoint_file(run_dir, LAST).is_file()
                 train(cfg, run_dir, fold=spec.fold, resume=resume, progress=progress)
                 status = "resumed" if resume else "trained"
-            _post_steps(expanded, spec, run_dir, str(cfg.training.device if device is None else device)
-                        .replace("auto", "cpu"))
+            _post_steps(expanded, spec, run_dir, str(resolve_device(cfg.training.device)))
             (run_dir / ERROR_FILE).unlink(missing_ok=True)
             return result(status)
         except Exception as exc:  # noqa: BLE001 - recorded per run; the grid goes on with the others

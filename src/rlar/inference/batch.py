@@ -24,9 +24,10 @@ from tqdm.auto import tqdm
 
 from rlar.data.files import display_name, list_folder
 from rlar.data.io import sniff_format
+from rlar.environment import check_writable
 from rlar.errors import DataError
 from rlar.inference.html import render_report_html
-from rlar.inference.outputs import check_writable, mask_png, overlay, png_bytes, safe_stem, write_bytes, write_json
+from rlar.inference.outputs import mask_png, overlay, png_bytes, safe_stem, write_bytes, write_json
 from rlar.inference.predictor import ImageResult, Predictor
 from rlar.inference.report import build_report, csv_row
 

@@ -18,7 +18,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
-from rlar.errors import ConfigError, DataError
+from rlar.errors import DataError
 
 PRED_COLOUR = (255, 215, 0)  # predicted contour: yellow
 TRUE_COLOUR = (0, 200, 255)  # reference contour (evaluate): cyan
@@ -76,17 +76,3 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     write_bytes(path, (json.dumps(payload, indent=1, allow_nan=False) + "\n").encode())
-
-
-def check_writable(folder: Path) -> None:
-    """Create ``folder`` and prove a file can be written there, before any long work starts.
-
-    The probe is :func:`rlar.data.files.probe_folder` (one write check for the package); a library caller gets
-    a DataError naming the folder.
-    """
-    from rlar.data.files import probe_folder
-
-    try:
-        probe_folder(folder, "output folder")
-    except ConfigError as err:
-        raise DataError(folder, f"output folder is not writable ({err.reason})") from None

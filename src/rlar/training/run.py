@@ -20,7 +20,6 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -37,7 +36,7 @@ from rlar.data.labels import LabelSpace, detect_scale
 from rlar.data.sources import open_source
 from rlar.data.sources.base import Source
 from rlar.data.splits import SIDES, Fold, check_splits, load_splits, make_splits, save_splits
-from rlar.environment import resolve_device
+from rlar.environment import check_writable, resolve_device, set_cpu_threads
 from rlar.errors import ConfigError, DataError, RlarError
 from rlar.prediction import PredictionOptions
 from rlar.runs import (
@@ -66,7 +65,7 @@ from rlar.training.environment import run_environment
 from rlar.training.seeding import make_generator, seed_everything, worker_init_fn
 from rlar.training.trainer import Trainer, TrainState
 
-__all__ = ["RESUME_FREE_KEYS", "build_components", "check_run_folder", "check_writable", "config_difference", "label_space_for", "prepare_splits",
+__all__ = ["RESUME_FREE_KEYS", "build_components", "check_run_folder", "config_difference", "label_space_for", "prepare_splits",
            "printable", "rad_feature_mask", "run_training", "to_jsonable", "write_text"]
 
 
@@ -81,22 +80,17 @@ def label_space_for(source: Source, task: str) -> LabelSpace:
     return LabelSpace(scale=scale, task=task)
 
 
-def check_writable(folder: Path) -> None:
-    """Create ``folder`` and prove a file can be written there, before any long work (issue 11).
+def _check_run_folder_writable(folder: Path) -> None:
+    """Create the run folder and prove a file can be written there, before any long work (issue 11).
 
-    A folder whose name is not UTF-8 is refused: TensorBoard's event writer encodes its path as UTF-8 and would
-    fail with a traceback (issue 23)."""
+    A folder whose name is not UTF-8 is refused first: TensorBoard's event writer encodes its path as UTF-8 and
+    would fail with a traceback (issue 23), although the write probe itself succeeds."""
     try:
         str(folder).encode("utf-8")
     except UnicodeEncodeError:
         raise DataError(printable(str(folder)), "the run folder's name is not valid UTF-8 (TensorBoard cannot write "
                                                 "there); choose another --out") from None
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".rlar-write-test-"):
-            pass
-    except OSError as exc:
-        raise DataError(folder, f"the run folder is not writable ({exc.strerror or exc}); choose another --out") from None
+    check_writable(folder, "the run folder", remedy="choose another --out")
 
 
 def check_run_folder(out_dir: str | Path, resume: bool, overwrite: bool) -> None:
@@ -352,7 +346,7 @@ def _prepare_run_folder(cfg: RlarConfig, out_dir: Path, ctx: DistContext, resume
             key = ".".join(differs)
             raise ConfigError(key, f"differs from the run being resumed ({out_dir / CONFIG_FILE}); resume with the same config")
     if ctx.is_main:
-        check_writable(out_dir)
+        _check_run_folder_writable(out_dir)
         if not resume:
             _clear_previous_run(out_dir)
 
@@ -438,8 +432,7 @@ def _run(cfg: RlarConfig, out_dir: Path, device: torch.device, ctx: DistContext,
     last = checkpoint_file(out_dir, LAST)
     _prepare_run_folder(cfg, out_dir, ctx, resume, overwrite, last)
     seed_everything(cfg.training.seed, cfg.training.deterministic)
-    if cfg.training.cpu_threads is not None:
-        torch.set_num_threads(cfg.training.cpu_threads)
+    set_cpu_threads(cfg.training.cpu_threads)
 
     # Data: source, splits (saved with the resolved config), radiomics targets, one dataset per side.
     source = open_source(cfg.data.source, cfg.data.root, **cfg.data.options)
