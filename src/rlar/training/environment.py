@@ -4,6 +4,9 @@ Floating-point results depend on more than the config and the seed: the same con
 another library build) gives a different first-epoch loss in the last digits, and training amplifies that like a
 change of seed (measured in docs/recipes.md). On one machine, reruns are bitwise identical. So a run records what it
 ran on, and results that mix machines can be told apart.
+
+This module is the record a training run writes; choosing the run's environment (devices, CPU threads, write checks
+of output folders) is :mod:`rlar.environment`, on the ground floor.
 """
 
 from __future__ import annotations
