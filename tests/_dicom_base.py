@@ -1,6 +1,6 @@
 """The part every test DICOM shares: a minimal Part-10 ultrasound dataset, pixel attributes left to the caller.
 
-``tests/`` is on ``sys.path`` under pytest (rootdir conftest), so any test imports it as ``_dicom_base``.
+Tests import it as ``tests._dicom_base`` (``tests/`` is a package; pytest puts the repository root on ``sys.path``).
 """
 
 from __future__ import annotations

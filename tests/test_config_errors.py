@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,11 +45,12 @@ class _Inner(BaseModel):
 
 class _Outer(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    optim: _Inner = Field(default_factory=_Inner)
+    # mypy (no pydantic plugin) reads _Inner's Field(1, ge=1) default as a required argument
+    optim: _Inner = Field(default_factory=_Inner)  # type: ignore[arg-type]
     maybe: _Inner | None = None
 
 
-def _error(raw: dict, prefix: str = "", **kwargs) -> ConfigError:
+def _error(raw: dict[str, Any], prefix: str = "", **kwargs: Any) -> ConfigError:
     with pytest.raises(ValidationError) as info:
         _Outer.model_validate(raw)
     return config_error_from(info.value, prefix, **kwargs)

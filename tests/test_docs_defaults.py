@@ -8,6 +8,7 @@ backbone table); a trailing remark in parentheses is allowed.
 from __future__ import annotations
 
 import re
+from collections.abc import Set
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ def defaults(model: type[BaseModel]) -> dict[str, Any]:
     return {name: _plain(field.get_default(call_default_factory=True)) for name, field in model.model_fields.items()}
 
 
-def _check(where: str, model: type[BaseModel], written: dict[str, Any], undocumented: set[str] = frozenset()) -> None:
+def _check(where: str, model: type[BaseModel], written: dict[str, Any], undocumented: Set[str] = frozenset()) -> None:
     truth = defaults(model)
     unknown = sorted(set(written) - set(truth))
     assert not unknown, f"{where}: names {unknown}, which are not options of {model.__name__}"

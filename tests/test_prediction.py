@@ -8,6 +8,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from rlar.models.output import MultitaskOutput
 from rlar.prediction import MASK_THRESHOLD, PredictionOptions, clean_mask
 
 
@@ -47,11 +48,11 @@ def test_options_threshold_and_validation() -> None:
     assert PredictionOptions().mask(probs).sum() == 101
     assert PredictionOptions(mask_postprocess="largest").masks(np.stack([probs, 1 - probs])).shape == (2, 12, 24)
     with pytest.raises(ValidationError):
-        PredictionOptions(mask_postprocess="biggest")
+        PredictionOptions(mask_postprocess="biggest")  # type: ignore[arg-type]  # the invalid value is the test
     with pytest.raises(ValidationError):
         PredictionOptions(min_region_fraction=0.0)
     with pytest.raises(ValidationError):
-        PredictionOptions(tat=True)
+        PredictionOptions(tat=True)  # type: ignore[call-arg]  # the misspelt option is the test
     with pytest.raises(ValueError, match="unknown mask post-processing"):
         clean_mask(probs > 0.5, "biggest")  # type: ignore[arg-type]
 
@@ -74,9 +75,7 @@ class _SpeckModel(torch.nn.Module):
         super().__init__()
         self.calls = 0
 
-    def forward(self, x: torch.Tensor):  # noqa: ANN201
-        from rlar.models.output import MultitaskOutput
-
+    def forward(self, x: torch.Tensor) -> MultitaskOutput:
         self.calls += 1
         logits = torch.where(x > 0.3, 10.0, -10.0)
         logits[..., 0, 0] = 10.0

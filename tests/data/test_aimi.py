@@ -6,23 +6,26 @@ import multiprocessing
 import pickle
 import tracemalloc
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from rlar.data.sources import open_source
 from rlar.data.sources.aimi import AIMISource, clip_id_of, descriptor_from_metadata
+from rlar.data.sources.base import Source
 from rlar.errors import ConfigError, DataError
 
 FRAMES = {"12_": 4, "3_": 4, "7_": 4, "20_": 4}  # clip 20 has no metadata row; clip 99 has no frames
 
 
-def meta_row(annot: str, comp, echo, shape, margin, foci, level, diag=0) -> list:
+def meta_row(annot: str, comp: str | int, echo: str | int, shape: str | int, margin: str | int, foci: str | int,
+             level: str | int, diag: int = 0) -> list[object]:
     return [annot, 50, "F", "left", 1.2, 0.9, 1.0, comp, echo, shape, margin, foci, level, diag]
 
 
 @pytest.fixture
-def aimi_root(tmp_path: Path, writers) -> tuple[Path, dict[tuple[str, int], int]]:
+def aimi_root(tmp_path: Path, writers: SimpleNamespace) -> tuple[Path, dict[tuple[str, int], int]]:
     root = tmp_path / "aimi"
     rows = writers.aimi_hdf5(root / "dataset.hdf5", FRAMES, shape=(64, 64))
     writers.csv(
@@ -38,11 +41,11 @@ def aimi_root(tmp_path: Path, writers) -> tuple[Path, dict[tuple[str, int], int]
     return root, rows
 
 
-def reasons(source, item: str) -> list[str]:
+def reasons(source: Source, item: str) -> list[str]:
     return [s.reason for s in source.skips if s.item == item]
 
 
-def test_scan_joins_frames_to_metadata(aimi_root) -> None:
+def test_scan_joins_frames_to_metadata(aimi_root: tuple[Path, dict[tuple[str, int], int]]) -> None:
     root, _ = aimi_root
     source = AIMISource(root)
     assert source.name == "aimi" and source.scale == "acr"
@@ -77,13 +80,15 @@ def test_scan_joins_frames_to_metadata(aimi_root) -> None:
     assert all(i.has_mask for i in source.infos)
 
 
-def test_frames_are_read_lazily_from_the_right_rows(aimi_root, writers) -> None:
+def test_frames_are_read_lazily_from_the_right_rows(aimi_root: tuple[Path, dict[tuple[str, int], int]],
+                                                    writers: SimpleNamespace) -> None:
     root, rows = aimi_root
     source = AIMISource(root)
     assert source._h5 is None  # scanning keeps no handle (nothing to inherit across a fork)
     for index in (0, 6, 15):
         info = source.infos[index]
         sample = source[index]
+        assert info.frame is not None
         row = rows[(f"{info.clip_id}_", info.frame)]
         assert info.location == row
         np.testing.assert_allclose(sample.image, writers.pattern(row, (64, 64)) / 255.0, atol=1e-6)
@@ -97,11 +102,11 @@ def test_frames_are_read_lazily_from_the_right_rows(aimi_root, writers) -> None:
     assert source[2].image.shape == (64, 64)  # re-opened on demand
 
 
-def _read_in_child(source: AIMISource, index: int, queue) -> None:
+def _read_in_child(source: AIMISource, index: int, queue: multiprocessing.Queue[tuple[bool, float]]) -> None:
     queue.put((source._h5 is not None, float(source[index].image.sum())))
 
 
-def test_forked_child_reopens_and_pickled_copy_works(aimi_root) -> None:
+def test_forked_child_reopens_and_pickled_copy_works(aimi_root: tuple[Path, dict[tuple[str, int], int]]) -> None:
     root, _ = aimi_root
     source = AIMISource(root)
     expected = float(source[5].image.sum())  # parent opens its handle first
@@ -119,7 +124,7 @@ def test_forked_child_reopens_and_pickled_copy_works(aimi_root) -> None:
     assert clone._h5 is None and float(clone[5].image.sum()) == pytest.approx(expected)
 
 
-def test_frame_stride_subsamples_each_clip(aimi_root) -> None:
+def test_frame_stride_subsamples_each_clip(aimi_root: tuple[Path, dict[tuple[str, int], int]]) -> None:
     root, _ = aimi_root
     source = open_source("aimi", root, frame_stride=3)
     assert [(i.clip_id, i.frame) for i in source.infos if i.clip_id == "12"] == [("12", 0), ("12", 3)]
@@ -128,14 +133,14 @@ def test_frame_stride_subsamples_each_clip(aimi_root) -> None:
         AIMISource(root, frame_stride=0)
 
 
-def test_chunked_scan_matches_single_pass(aimi_root) -> None:
+def test_chunked_scan_matches_single_pass(aimi_root: tuple[Path, dict[tuple[str, int], int]]) -> None:
     root, _ = aimi_root
     whole = AIMISource(root)
     chunked = AIMISource(root, chunk_rows=3)  # 16 rows in chunks of 3: the last chunk is partial
     assert [(i.image_id, i.location) for i in chunked.infos] == [(i.image_id, i.location) for i in whole.infos]
 
 
-def test_duplicate_frames_missing_datasets_and_files(tmp_path: Path, writers) -> None:
+def test_duplicate_frames_missing_datasets_and_files(tmp_path: Path, writers: SimpleNamespace) -> None:
     import h5py
 
     root = tmp_path / "dup"
@@ -198,7 +203,7 @@ def _peak_bytes_open_and_read(root: Path) -> tuple[int, int]:
     return peak, len(source)
 
 
-def test_memory_does_not_grow_with_pixel_data(tmp_path: Path, writers) -> None:
+def test_memory_does_not_grow_with_pixel_data(tmp_path: Path, writers: SimpleNamespace) -> None:
     import h5py
 
     shape, frames_per_clip = (64, 64), 100

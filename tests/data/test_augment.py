@@ -171,7 +171,8 @@ def test_split_policy_keeps_only_targets_that_agree_with_the_augmented_image(pha
             if (f := _features(phantom_batch["image"][i], phantom_batch["mask"][i])) is not None}
     assert len(base) >= 16
     sd = np.std(np.stack(list(base.values())), axis=0, ddof=1)
-    kept_deltas, dropped_deltas = [], []
+    kept_deltas: list[float] = []
+    dropped_deltas: list[float] = []
     for epoch in range(3):
         out = BatchAugmenter(AugmentOptions(targets="split"), seed=0)(phantom_batch, epoch)
         for i, f0 in base.items():

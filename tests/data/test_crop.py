@@ -79,9 +79,11 @@ def test_mask_is_kept_even_outside_the_scan_area() -> None:
     assert cropped_mask is not None
     assert int(cropped_mask.sum()) == int(mask.sum()), "no mask pixel may be lost"
     assert info["mask_pixels_cropped"] == 0
-    scan_left = info["scan_box"][2]
+    scan_box, crop_box = info["scan_box"], info["crop_box"]
+    assert isinstance(scan_box, tuple) and isinstance(crop_box, tuple)
+    scan_left = scan_box[2]
     assert info["mask_pixels_outside_scan_area"] == 20 * (scan_left - 40) > 0
-    top, bottom, left, right = info["crop_box"]
+    top, bottom, left, right = crop_box
     assert left == 40 and cropped_image.shape == cropped_mask.shape == (bottom - top, right - left)
     np.testing.assert_array_equal(cropped_image, image[top:bottom, left:right])
 
@@ -90,7 +92,9 @@ def test_crop_without_mask() -> None:
     image = _screenshot()
     cropped, mask, info = crop_with_mask(image, None)
     assert mask is None and info["crop_box"] == info["scan_box"] and info["mask_pixels_cropped"] == 0
-    assert cropped.shape == (info["crop_box"][1] - info["crop_box"][0], info["crop_box"][3] - info["crop_box"][2])
+    crop_box = info["crop_box"]
+    assert isinstance(crop_box, tuple)
+    assert cropped.shape == (crop_box[1] - crop_box[0], crop_box[3] - crop_box[2])
 
 
 def test_union_and_pixels_outside() -> None:

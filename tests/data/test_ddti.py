@@ -133,6 +133,7 @@ def test_tiny_masks_union_and_clipping(ddti_tiny: Path) -> None:
     source = DDTISource(ddti_tiny, crop=False)
     samples = {s.image_id: s for s in source}
     first = samples["1_1"]
+    assert first.mask is not None
     assert first.image.shape == first.mask.shape == (H, W) and first.image.dtype == np.float32
     assert first.extras["n_regions"] == 2 and first.extras["crop_box"] is None
     # Both regions filled: one pixel inside each square, none between them.
@@ -142,6 +143,7 @@ def test_tiny_masks_union_and_clipping(ddti_tiny: Path) -> None:
     np.testing.assert_array_equal(first.mask, left_square | right_square)
     assert samples["1_2"].mask is None
     clipped = samples["2_3"].mask
+    assert clipped is not None
     assert samples["2_3"].extras["n_regions"] == 1  # the 2-point region was dropped
     assert clipped[50, W - 2] and clipped[84, 100] and clipped.sum() > 0.9 * 45 * 80  # clipped, not dropped
 
@@ -157,7 +159,8 @@ def test_tiny_crop_keeps_mask(ddti_tiny: Path) -> None:
         if sample.mask is not None:
             assert sample.mask.shape == sample.image.shape
             assert sample.extras["mask_pixels_cropped"] == 0
-            assert sample.mask.sum() == plain[image_id].mask.sum()
+            plain_mask = plain[image_id].mask
+            assert plain_mask is not None and sample.mask.sum() == plain_mask.sum()
     # 2_3's clipped region reaches the right border, beyond the scan area: the box grows to keep it.
     assert cropped["2_3"].extras["mask_pixels_outside_scan_area"] > 0
     assert cropped["2_3"].extras["crop_box"][3] == W

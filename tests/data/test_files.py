@@ -14,6 +14,7 @@ from PIL import Image
 
 from rlar.data.files import display_name, is_utf8_name, list_folder, probe_folder
 from rlar.data.sources import open_source
+from rlar.data.sources.folder import FolderSource
 from rlar.data.summary import summarise_source
 from rlar.errors import ConfigError
 
@@ -65,6 +66,7 @@ def test_display_names_of_non_utf8_file_names() -> None:
 def test_folder_source_counts_links_loops_and_pipes_and_keeps_odd_names(messy: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     source = open_source("folder", messy)
+    assert isinstance(source, FolderSource)
     assert sorted(i.image_id for i in source.infos) == ["caf\\xe9", "good", "linked"]
     reasons = " | ".join(f"{s.item}: {s.reason}" for s in source.skips)
     assert "dangling.png: dangling symbolic link" in reasons

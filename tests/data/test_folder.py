@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,18 +11,19 @@ import pytest
 from rlar.data.descriptors import normalise_descriptor
 from rlar.data.record import DESCRIPTORS
 from rlar.data.sources import open_source
+from rlar.data.sources.base import Source
 from rlar.data.sources.folder import FolderSource
 from rlar.errors import ConfigError, DataError
 
 HEADER = ["image_id", "patient_id", "tirads", "composition", "echogenicity", "shape", "margin", "echogenic_foci", "notes"]
 
 
-def skip_reasons(source, item: str) -> list[str]:
+def skip_reasons(source: Source, item: str) -> list[str]:
     return [s.reason for s in source.skips if s.item == item]
 
 
 @pytest.fixture
-def ddti_folder(tmp_path: Path, writers) -> Path:
+def ddti_folder(tmp_path: Path, writers: SimpleNamespace) -> Path:
     """Three images (PNG, PNG, DICOM), two masks, DDTI-scale labels with messy descriptor spellings."""
     root = tmp_path / "mine"
     writers.png(root / "images" / "a.png", writers.pattern(1))
@@ -64,7 +66,7 @@ def test_reads_ids_patients_labels_descriptors_and_detects_ddti_scale(ddti_folde
     assert [i.has_mask for i in source.infos] == [True, False, True]
 
 
-def test_decodes_png_rgb_and_dicom_pixels_and_masks(ddti_folder: Path, writers) -> None:
+def test_decodes_png_rgb_and_dicom_pixels_and_masks(ddti_folder: Path, writers: SimpleNamespace) -> None:
     source = FolderSource(ddti_folder)
     a, b, c = source[0], source[1], source[2]
     for sample, seed in ((a, 1), (b, 2), (c, 3)):
@@ -75,7 +77,7 @@ def test_decodes_png_rgb_and_dicom_pixels_and_masks(ddti_folder: Path, writers) 
     assert c.mask is not None and int(c.mask.sum()) == 16
 
 
-def test_acr_scale_detected_from_tr_values(tmp_path: Path, writers) -> None:
+def test_acr_scale_detected_from_tr_values(tmp_path: Path, writers: SimpleNamespace) -> None:
     root = tmp_path / "acr"
     for k, name in enumerate(["x", "y", "z"]):
         writers.png(root / "images" / f"{name}.png", writers.pattern(k))
@@ -86,7 +88,8 @@ def test_acr_scale_detected_from_tr_values(tmp_path: Path, writers) -> None:
     assert any("acr scale" in n and "tr3" in n for n in source.notes), source.notes
 
 
-def test_ambiguous_values_read_as_acr_with_note_and_explicit_scale_overrides(tmp_path: Path, writers) -> None:
+def test_ambiguous_values_read_as_acr_with_note_and_explicit_scale_overrides(tmp_path: Path,
+                                                                             writers: SimpleNamespace) -> None:
     root = tmp_path / "amb"
     for k, name in enumerate(["x", "y"]):
         writers.png(root / "images" / f"{name}.png", writers.pattern(k))
@@ -96,6 +99,7 @@ def test_ambiguous_values_read_as_acr_with_note_and_explicit_scale_overrides(tmp
     assert [i.tirads for i in detected.infos] == ["TR2", "TR5"]
     assert any("ambiguous" in n for n in detected.notes), detected.notes
     forced = open_source("folder", root, scale="ddti")
+    assert isinstance(forced, FolderSource)
     assert forced.scale == "ddti"
     assert [i.tirads for i in forced.infos] == ["2", "5"]
     assert any("set explicitly" in n for n in forced.notes)
@@ -103,7 +107,7 @@ def test_ambiguous_values_read_as_acr_with_note_and_explicit_scale_overrides(tmp
         FolderSource(root, scale="eu")
 
 
-def test_missing_labels_csv_makes_each_image_its_own_patient(tmp_path: Path, writers) -> None:
+def test_missing_labels_csv_makes_each_image_its_own_patient(tmp_path: Path, writers: SimpleNamespace) -> None:
     root = tmp_path / "bare"
     for k, name in enumerate(["p", "q"]):
         writers.png(root / "images" / f"{name}.jpg", writers.pattern(k))
@@ -116,7 +120,7 @@ def test_missing_labels_csv_makes_each_image_its_own_patient(tmp_path: Path, wri
     assert np.abs(source[0].image - writers.pattern(0) / 255.0).mean() < 0.02
 
 
-def test_csv_row_without_image_is_skipped_and_unlisted_image_is_kept(tmp_path: Path, writers) -> None:
+def test_csv_row_without_image_is_skipped_and_unlisted_image_is_kept(tmp_path: Path, writers: SimpleNamespace) -> None:
     root = tmp_path / "partial"
     writers.png(root / "images" / "listed.png", writers.pattern(1))
     writers.png(root / "images" / "unlisted.png", writers.pattern(2))
@@ -130,7 +134,7 @@ def test_csv_row_without_image_is_skipped_and_unlisted_image_is_kept(tmp_path: P
     assert any("1 image(s) not in labels.csv" in n and "unlisted" in n for n in source.notes), source.notes
 
 
-def test_duplicate_ids_with_different_extensions_are_skipped(tmp_path: Path, writers) -> None:
+def test_duplicate_ids_with_different_extensions_are_skipped(tmp_path: Path, writers: SimpleNamespace) -> None:
     root = tmp_path / "dup"
     writers.png(root / "images" / "d.png", writers.pattern(1))
     writers.png(root / "images" / "d.tif", writers.pattern(2))
@@ -143,7 +147,8 @@ def test_duplicate_ids_with_different_extensions_are_skipped(tmp_path: Path, wri
     assert any("unsupported image file type" in s.reason for s in source.skips if s.item.endswith("readme.txt"))
 
 
-def test_invalid_tirads_and_descriptor_values_become_unknown_with_a_skip(tmp_path: Path, writers) -> None:
+def test_invalid_tirads_and_descriptor_values_become_unknown_with_a_skip(tmp_path: Path,
+                                                                         writers: SimpleNamespace) -> None:
     root = tmp_path / "bad"
     for k, name in enumerate(["g", "h", "i"]):
         writers.png(root / "images" / f"{name}.png", writers.pattern(k))
@@ -165,7 +170,8 @@ def test_invalid_tirads_and_descriptor_values_become_unknown_with_a_skip(tmp_pat
     assert any("'6'" in r for r in skip_reasons(source, "i"))
 
 
-def test_conflicting_duplicate_rows_skip_the_image_identical_rows_merge(tmp_path: Path, writers) -> None:
+def test_conflicting_duplicate_rows_skip_the_image_identical_rows_merge(tmp_path: Path,
+                                                                        writers: SimpleNamespace) -> None:
     root = tmp_path / "rows"
     for k, name in enumerate(["m", "n"]):
         writers.png(root / "images" / f"{name}.png", writers.pattern(k))
@@ -179,7 +185,7 @@ def test_conflicting_duplicate_rows_skip_the_image_identical_rows_merge(tmp_path
     assert any("conflicting rows" in r for r in skip_reasons(source, "m"))
 
 
-def test_mask_of_wrong_size_fails_at_load_naming_both_sizes(tmp_path: Path, writers) -> None:
+def test_mask_of_wrong_size_fails_at_load_naming_both_sizes(tmp_path: Path, writers: SimpleNamespace) -> None:
     root = tmp_path / "size"
     writers.png(root / "images" / "s.png", writers.pattern(1, shape=(24, 32)))
     writers.png(root / "masks" / "s.png", writers.box_mask(shape=(20, 30)))
@@ -195,7 +201,7 @@ def test_mask_of_wrong_size_fails_at_load_naming_both_sizes(tmp_path: Path, writ
     assert len(source) == 0 and any("30x20" in s.reason for s in source.skips)
 
 
-def test_missing_images_folder_and_missing_image_id_column_are_errors(tmp_path: Path, writers) -> None:
+def test_missing_images_folder_and_missing_image_id_column_are_errors(tmp_path: Path, writers: SimpleNamespace) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="images/"):
         FolderSource(tmp_path / "empty")

@@ -4,6 +4,7 @@ reported, a BOM is not part of the first column's name."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,7 +13,7 @@ from rlar.errors import DataError
 
 
 @pytest.fixture
-def folder(tmp_path: Path, writers) -> Path:
+def folder(tmp_path: Path, writers: SimpleNamespace) -> Path:
     root = tmp_path / "mine"
     for k, name in enumerate(("a", "b", "c")):
         writers.png(root / "images" / f"{name}.png", writers.pattern(k + 1))

@@ -52,7 +52,7 @@ def test_repeated_label_problems_are_one_skip_per_reason(tmp_path: Path) -> None
 
 def _dicom_with_spacing(path: Path, pixels: np.ndarray, spacing: list[float]) -> None:
 
-    from _dicom_base import ultrasound_dataset
+    from tests._dicom_base import ultrasound_dataset
 
     ds = ultrasound_dataset()
     ds.PixelSpacing = spacing
@@ -71,8 +71,8 @@ def test_dicom_spacing_reaches_the_sample_and_taller_than_wide(tmp_path: Path) -
         _dicom_with_spacing(tmp_path / "images" / f"{name}.dcm", pixels, spacing)
         Image.fromarray(mask).save(tmp_path / "masks" / f"{name}.png")
     source = open_source("folder", tmp_path)
-    spacing = {info.image_id: info.spacing_mm for info in source.infos}
-    assert spacing == {"square": pytest.approx((0.1, 0.1)), "tall": pytest.approx((0.2, 0.1))}
+    spacings = {info.image_id: info.spacing_mm for info in source.infos}
+    assert spacings == {"square": pytest.approx((0.1, 0.1)), "tall": pytest.approx((0.2, 0.1))}
     assert source[0].spacing_mm is not None
     frame = compute_targets(source, tmp_path / "cache", progress=False)
     assert frame.loc["square", "taller_than_wide"] == pytest.approx(1.0)

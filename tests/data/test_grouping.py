@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from rlar.data.sources.base import Source
 from rlar.errors import DataError
 
 
-def _scan(seed: int, shape=(60, 80)) -> np.ndarray:
+def _scan(seed: int, shape: tuple[int, int] = (60, 80)) -> np.ndarray:
     """A smooth random 'scan' (so that a few changed pixels do not flip many dHash bits)."""
     rng = np.random.default_rng(seed)
     coarse = rng.random((6, 8))
@@ -42,7 +43,7 @@ class CopySource(Source):
         for p in range(6):
             yield SampleInfo(image_id=f"{p}_1", patient_id=str(p), source=self.name, location=p)
 
-    def _load(self, info: SampleInfo):
+    def _load(self, info: SampleInfo) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
         p = info.location
         if p == 5:
             raise DataError(f"/data/{p}_1.png", "zero-byte file")

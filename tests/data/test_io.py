@@ -35,7 +35,7 @@ def _dicom(
 ) -> Path:
     """Write a minimal single-frame ultrasound DICOM (Part 10, explicit VR little endian)."""
 
-    from _dicom_base import ultrasound_dataset
+    from tests._dicom_base import ultrasound_dataset
 
     ds = ultrasound_dataset()
     if pixels is not None:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _benchmarks import load_benchmark  # tests/ is on sys.path (rootdir conftest)
 
 from rlar.data import io as rio
 from rlar.data.io import declared_values, read_frames, read_header, read_image
 from rlar.errors import DataError
+from tests._benchmarks import load_benchmark
 
 CAP = 1_000_000
 
@@ -115,8 +115,9 @@ def test_dicom_rle_segment_expanding_past_rows_x_columns_is_refused(tmp_path: Pa
 
 
 def test_deflated_and_unknown_compressed_dicom_are_refused_from_the_file_meta(tmp_path: Path) -> None:
-    from _dicom_base import ultrasound_dataset  # tests/ is on sys.path (rootdir conftest)
     from pydicom.uid import MPEG2MPML, DeflatedExplicitVRLittleEndian
+
+    from tests._dicom_base import ultrasound_dataset
 
     ds = ultrasound_dataset()
     ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian

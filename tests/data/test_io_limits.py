@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from _benchmarks import load_benchmark  # tests/ is on sys.path (rootdir conftest)
 from PIL import Image
 
 from rlar.data.io import MAX_PIXELS, read_header, read_image
 from rlar.errors import DataError, DataWarning
+from tests._benchmarks import load_benchmark
 
 
 def _benchmark():
     return load_benchmark("decode_memory")
 
 
-def _dicom(path: Path, pixels: np.ndarray, bits_stored: int = 16, **elements) -> Path:
+def _dicom(path: Path, pixels: np.ndarray, bits_stored: int = 16, **elements: Any) -> Path:
 
-    from _dicom_base import ultrasound_dataset
+    from tests._dicom_base import ultrasound_dataset
 
     ds = ultrasound_dataset()
     ds.Rows, ds.Columns = pixels.shape
@@ -107,7 +108,8 @@ def test_dicom_pixel_spacing_and_ultrasound_regions(tmp_path: Path) -> None:
     region.PhysicalDeltaY = 0.01
     us = read_header(_dicom(tmp_path / "us.dcm", pixels, SequenceOfUltrasoundRegions=[region]))
     assert us.spacing_mm == pytest.approx((0.1, 0.05))
-    assert read_header(Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / "p.png") or tmp_path / "p.png").spacing_mm is None
+    Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / "p.png")
+    assert read_header(tmp_path / "p.png").spacing_mm is None
 
 
 def test_12bit_data_in_16bit_png_warns_in_prediction_decoding_too(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ def test_mask_problem_thresholds() -> None:
         ([(10, 10), (float("nan"), 20), (30, 5)], "not finite"),
     ],
 )
-def test_polygon_problem(points, needle) -> None:
+def test_polygon_problem(points: list[tuple[float, float]], needle: str) -> None:
     assert needle in polygon_problem(points, width=560, height=360)  # type: ignore[operator]
 
 

@@ -20,13 +20,14 @@ from rlar.data.phantom import (
     sample_descriptors,
     validate_descriptors,
 )
+from rlar.data.phantom.render import PhantomCase
 from rlar.data.sources import open_source
 from rlar.data.sources.phantom import PhantomSource
 from rlar.errors import ConfigError, DataError
 
 
-def nodule(**overrides: str) -> dict[str, str]:
-    base = {
+def nodule(**overrides: str | list[str] | None) -> dict[str, str | list[str] | None]:
+    base: dict[str, str | list[str] | None] = {
         "composition": "solid",
         "echogenicity": "hypoechoic",
         "shape": "wider_than_tall",
@@ -86,7 +87,7 @@ def test_acr_points_rejects_missing_or_unknown() -> None:
     with pytest.raises(DataError, match="margin"):
         acr_points(partial)
     with pytest.raises(DataError, match="margin"):
-        acr_points(nodule(margin=None))  # type: ignore[arg-type]
+        acr_points(nodule(margin=None))
     with pytest.raises(DataError, match="echogenicity"):
         acr_points(nodule(echogenicity="bright"))
     with pytest.raises(DataError, match="echogenic_foci"):
@@ -135,7 +136,7 @@ def test_view_rng_changes_pixels_not_geometry() -> None:
     assert not np.array_equal(one.image, two.image)
 
 
-def _contrast(case) -> float:
+def _contrast(case: PhantomCase) -> float:
     """Mean grey inside the nodule (away from its edge) minus the mean in a parenchyma ring around it."""
     inside = ndimage.binary_erosion(case.mask, iterations=3)
     ring = ndimage.binary_dilation(case.mask, iterations=9) & ~ndimage.binary_dilation(case.mask, iterations=3)
@@ -321,6 +322,7 @@ def test_source_contract_and_extras() -> None:
         assert canonical_level(info.tirads, "acr") == info.tirads and space.encode(info.tirads) >= 0
         assert info.has_mask and info.source == "phantom"
     s0, s1 = src[2], src[3]  # two images of one nodule
+    assert s0.mask is not None
     assert s0.image.shape == (64, 80) and s0.image.dtype == np.float32 and s0.mask.dtype == bool
     assert np.array_equal(s0.extras["true_mask"], s1.extras["true_mask"])
     assert not np.array_equal(s0.image, s1.image)
@@ -349,11 +351,11 @@ def test_source_reader_labels_and_masks() -> None:
     for i in range(6):
         s = src[i]
         assert s.tirads == s.extras["reader_levels"][1]  # the level chosen at scan time = the one drawn at load
-        assert np.array_equal(s.mask, s.extras["reader_masks"][1])
+        assert s.mask is not None and np.array_equal(s.mask, s.extras["reader_masks"][1])
         r = rnd[i]
         used = r.extras["reader_used"]
         assert used == r.extras["mask_reader_used"] and r.tirads == r.extras["reader_levels"][used]
-        assert np.array_equal(r.mask, r.extras["reader_masks"][used])
+        assert r.mask is not None and np.array_equal(r.mask, r.extras["reader_masks"][used])
     assert len({rnd[i].extras["reader_used"] for i in range(6)}) > 1
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rlar.data import sources
 from rlar.data.sources import SOURCES, open_source, validate_source_options
 from rlar.data.sources.base import Source
+from rlar.data.sources.phantom import PhantomSource
 from rlar.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +41,8 @@ def test_every_source_has_a_row_in_the_data_formats_doc() -> None:
         ("aimi", {"frame_stride": [1]}, "data.options.frame_stride", "valid integer"),
     ],
 )
-def test_bad_options_raise_config_error_naming_the_option(name, raw, key, needle) -> None:
+def test_bad_options_raise_config_error_naming_the_option(name: str, raw: dict[str, Any], key: str,
+                                                          needle: str) -> None:
     with pytest.raises(ConfigError) as info:
         validate_source_options(name, raw)
     assert info.value.key == key and needle in info.value.reason
@@ -50,6 +53,7 @@ def test_bad_options_raise_config_error_naming_the_option(name, raw, key, needle
 
 def test_valid_options_are_converted_for_the_constructor() -> None:
     source = open_source("phantom", None, n_cases="3", image_size=[40, 48])
+    assert isinstance(source, PhantomSource)
     assert len(source) == 3 and source.image_size == (40, 48)
     assert validate_source_options("folder", {"scale": "ddti"}).scale == "ddti"  # type: ignore[attr-defined]
 
@@ -64,7 +68,7 @@ def test_unknown_source_and_missing_root_are_config_errors() -> None:
         assert missing.value.key == "data.root" and "--root" in missing.value.reason
 
 
-def test_a_toy_source_is_one_file_and_one_registry_line(tmp_path: Path, monkeypatch) -> None:
+def test_a_toy_source_is_one_file_and_one_registry_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     module = tmp_path / "toy_source_mod.py"
     module.write_text(textwrap.dedent('''
         import numpy as np
@@ -92,11 +96,13 @@ def test_a_toy_source_is_one_file_and_one_registry_line(tmp_path: Path, monkeypa
     '''))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "toy_source_mod", raising=False)
-    from toy_source_mod import ToySource  # type: ignore[import-not-found]
+    from toy_source_mod import ToySource
 
     monkeypatch.setitem(sources.SOURCES, "toy", ToySource)  # the one registry line
     toy = open_source("toy", None, n="3")
-    assert len(toy) == 3 and toy[2].image[0, 0] == pytest.approx(0.45) and toy[0].mask.sum() == 12 * 14
+    first_mask = toy[0].mask
+    assert len(toy) == 3 and toy[2].image[0, 0] == pytest.approx(0.45) and first_mask is not None
+    assert first_mask.sum() == 12 * 14
     assert "toy" in sources.source_names()
     with pytest.raises(ConfigError, match="did you mean 'level'"):
         open_source("toy", None, levl="TR4")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from rlar.data.sources import open_source
+from rlar.data.sources.base import Source
 from rlar.data.sources.thyroidxl import ThyroidXLSource
 from rlar.errors import ConfigError, DataError
 
@@ -24,15 +26,15 @@ PATIENTS = {
 }
 
 
-def two_level_mask(writers) -> np.ndarray:
+def two_level_mask(writers: SimpleNamespace) -> np.ndarray:
     """255 box (64 px) plus a 100-valued strip that the > 127 threshold must ignore."""
-    mask = writers.box_mask(size=8)
+    mask: np.ndarray = writers.box_mask(size=8)
     mask[20:22, :] = 100
     return mask
 
 
 @pytest.fixture
-def xl_root(tmp_path: Path, writers) -> Path:
+def xl_root(tmp_path: Path, writers: SimpleNamespace) -> Path:
     root = tmp_path / "thyroidxl"
     for seed, name in ((1, "0001.png"), (2, "0002.png")):
         writers.png(root / "train" / "images" / name, writers.pattern(seed))
@@ -45,7 +47,7 @@ def xl_root(tmp_path: Path, writers) -> Path:
     return root
 
 
-def reasons(source, item: str) -> list[str]:
+def reasons(source: Source, item: str) -> list[str]:
     return [s.reason for s in source.skips if s.item == item]
 
 
@@ -76,7 +78,7 @@ def test_scans_both_splits_with_patients_labels_and_official_split(xl_root: Path
     assert len(source.skips) == 2
 
 
-def test_loads_pixels_thresholded_masks_and_missing_mask(xl_root: Path, writers) -> None:
+def test_loads_pixels_thresholded_masks_and_missing_mask(xl_root: Path, writers: SimpleNamespace) -> None:
     source = ThyroidXLSource(xl_root)
     by_id = {s.image_id: k for k, s in enumerate(source.infos)}
     first = source[by_id["0001"]]
@@ -85,11 +87,13 @@ def test_loads_pixels_thresholded_masks_and_missing_mask(xl_root: Path, writers)
     assert first.extras["official_split"] == "train"
     third = source[by_id["0003"]]
     assert third.mask is None and third.image.shape == (24, 32)
-    assert int(source[by_id["0004"]].mask.sum()) == 16
+    fourth = source[by_id["0004"]]
+    assert fourth.mask is not None and int(fourth.mask.sum()) == 16
 
 
 def test_split_option_restricts_to_one_official_split(xl_root: Path) -> None:
     train = open_source("thyroidxl", xl_root, split="train")
+    assert isinstance(train, ThyroidXLSource)
     assert [i.image_id for i in train.infos] == ["0001", "0002", "0003"]
     assert set(train.official_split.values()) == {"train"}
     test = ThyroidXLSource(xl_root, split="test")
@@ -100,7 +104,7 @@ def test_split_option_restricts_to_one_official_split(xl_root: Path) -> None:
         ThyroidXLSource(xl_root, split="val")
 
 
-def test_list_form_json_with_id_field_and_wrapper(tmp_path: Path, writers) -> None:
+def test_list_form_json_with_id_field_and_wrapper(tmp_path: Path, writers: SimpleNamespace) -> None:
     root = tmp_path / "listform"
     for seed, name in ((1, "a.png"), (2, "b.png"), (3, "c.png")):
         writers.png(root / "train" / "images" / name, writers.pattern(seed))
@@ -118,7 +122,7 @@ def test_list_form_json_with_id_field_and_wrapper(tmp_path: Path, writers) -> No
     assert any("no id field" in s.reason for s in source.skips if s.item == "info.json[2]")
 
 
-def test_image_claimed_by_two_patients_is_skipped(tmp_path: Path, writers) -> None:
+def test_image_claimed_by_two_patients_is_skipped(tmp_path: Path, writers: SimpleNamespace) -> None:
     root = tmp_path / "clash"
     for seed, name in ((1, "a.png"), (2, "b.png")):
         writers.png(root / "test" / "images" / name, writers.pattern(seed))
@@ -129,7 +133,7 @@ def test_image_claimed_by_two_patients_is_skipped(tmp_path: Path, writers) -> No
     assert any("several patients" in r for r in reasons(source, "a.png"))
 
 
-def test_json_discovery_option_and_errors(tmp_path: Path, writers) -> None:
+def test_json_discovery_option_and_errors(tmp_path: Path, writers: SimpleNamespace) -> None:
     root = tmp_path / "many"
     writers.png(root / "train" / "images" / "a.png", writers.pattern(1))
     (root / "one.json").write_text(json.dumps({"P1": {"images": ["a.png"], "nodule_1": {"TIRADS": 2}}}))
@@ -146,7 +150,8 @@ def test_json_discovery_option_and_errors(tmp_path: Path, writers) -> None:
     assert "two.json" in err.value.item
 
 
-def test_no_json_every_image_its_own_patient_and_missing_layout_errors(tmp_path: Path, writers) -> None:
+def test_no_json_every_image_its_own_patient_and_missing_layout_errors(tmp_path: Path,
+                                                                       writers: SimpleNamespace) -> None:
     root = tmp_path / "nojson"
     writers.png(root / "train" / "images" / "a.png", writers.pattern(1))
     source = ThyroidXLSource(root)

@@ -104,10 +104,13 @@ def test_shipped_grids_are_valid() -> None:
 def test_space_ablation_reads_the_values_from_the_strategy() -> None:
     from rlar.experiments.presets import expand_preset, rlar_spaces
     from rlar.strategies import STRATEGIES
+    from rlar.strategies.rlar import RLAROptions
 
     values = rlar_spaces()
-    assert values and all(STRATEGIES["rlar"].Options(space=v).space == v for v in values)
-    default = STRATEGIES["rlar"].Options().space
+    options = STRATEGIES["rlar"].Options
+    assert issubclass(options, RLAROptions)
+    assert values and all(options.model_validate({"space": v}).space == v for v in values)
+    default = options.model_validate({}).space
     others = rlar_spaces(include_default=False)
     assert others == [v for v in values if v != default] and default in values
     arms, (table,) = expand_preset("rlar_space", {})  # the default space is the reference arm rlar itself

@@ -35,7 +35,9 @@ def test_nodule_level_means_frame_probabilities() -> None:
 def test_binary_space_sums_high_risk_probabilities() -> None:
     frame = pd.DataFrame({"label": [0, 3, -1], "label_name": ["2", "4b", ""],
                           **{f"prob_{n}": [1 / 6] * 3 for n in ("2", "3", "4a", "4b", "4c", "5")}})
-    probs, labels, names = classification_inputs(frame, "binary")
+    binary = classification_inputs(frame, "binary")
+    assert binary is not None
+    probs, labels, names = binary
     assert names == ["low_risk", "high_risk"] and labels.tolist() == [0, 1, -1]
     np.testing.assert_allclose(probs[:, 1], 4 / 6)
     levels = classification_inputs(frame, "levels")
@@ -46,5 +48,7 @@ def test_binary_space_counts_a_missing_label_name_as_unknown() -> None:
     """A frame read without read_predictions has NaN where a label is unknown: not a low-risk label."""
     frame = pd.DataFrame({"label": [0, 3, -1], "label_name": ["2", "4b", np.nan],
                           **{f"prob_{n}": [1 / 6] * 3 for n in ("2", "3", "4a", "4b", "4c", "5")}})
-    _, labels, _ = classification_inputs(frame, "binary")
+    binary = classification_inputs(frame, "binary")
+    assert binary is not None
+    _, labels, _ = binary
     assert labels.tolist() == [0, 1, -1]

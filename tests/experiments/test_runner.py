@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _fake_train import fake_train
 
 import rlar.training.run
 from rlar.cli.main import main
@@ -18,6 +17,7 @@ from rlar.errors import ConfigError
 from rlar.experiments.grid import expand, load_grid
 from rlar.experiments.lock import LOCK_FILE
 from rlar.experiments.runner import config_difference, run_grid
+from tests.experiments._fake_train import fake_train
 
 
 def _calls(run: Path) -> list[str]:
@@ -78,7 +78,7 @@ def test_skip_resume_conflict_and_locks(tiny_grid: Path, tmp_path: Path) -> None
 
 
 def test_failed_run_is_recorded_and_the_grid_goes_on(tiny_grid: Path, tmp_path: Path) -> None:
-    def broken(cfg, out_dir, **kwargs):  # noqa: ANN001, ANN003
+    def broken(cfg, out_dir, **kwargs):
         if cfg.method == "rlar":
             raise RuntimeError("boom")
         return fake_train(cfg, out_dir, **kwargs)

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import yaml
-from _fake_train import fake_train
 
 from rlar.experiments.grid import expand, load_grid
 from rlar.experiments.lock import LOCK_FILE, UNIDENTIFIED_STALE_S, RunLock
 from rlar.experiments.runner import IGNORED_KEYS, finished_run_difference, run_grid
 from rlar.training.config_diff import RESUME_FREE_KEYS
+from tests.experiments._fake_train import fake_train
 
 
 def test_an_empty_or_torn_metrics_file_is_not_a_finished_run(tiny_grid: Path, tmp_path: Path) -> None:

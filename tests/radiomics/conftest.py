@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
+
+#: the fixtures' factories: :func:`speckle_scene` (seed, then keyword options) and :func:`ellipse`
+SceneFactory = Callable[..., tuple[np.ndarray, np.ndarray]]
+EllipseFactory = Callable[[tuple[int, int], tuple[float, float], tuple[float, float]], np.ndarray]
 
 
 def ellipse(shape: tuple[int, int], center: tuple[float, float], radii: tuple[float, float]) -> np.ndarray:
     """Bool mask of an axis-aligned ellipse; radii = (row radius, column radius)."""
     yy, xx = np.mgrid[: shape[0], : shape[1]]
-    return ((yy - center[0]) / radii[0]) ** 2 + ((xx - center[1]) / radii[1]) ** 2 <= 1.0
+    return np.asarray(((yy - center[0]) / radii[0]) ** 2 + ((xx - center[1]) / radii[1]) ** 2 <= 1.0)
 
 
 def speckle_scene(
@@ -33,11 +39,11 @@ def scene() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture
-def make_scene():
-    """The :func:`speckle_scene` factory (fixtures rather than imports: conftest modules are not importable)."""
+def make_scene() -> SceneFactory:
+    """The :func:`speckle_scene` factory."""
     return speckle_scene
 
 
 @pytest.fixture
-def make_ellipse():
+def make_ellipse() -> EllipseFactory:
     return ellipse

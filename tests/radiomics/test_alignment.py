@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from _benchmarks import load_benchmark  # tests/ is on sys.path (rootdir conftest)
 
 from rlar.radiomics import FEATURE_NAMES
 from rlar.radiomics.alignment import (
@@ -19,6 +17,8 @@ from rlar.radiomics.alignment import (
     oriented_auroc,
     patient_bootstrap_ci,
 )
+from tests._benchmarks import load_benchmark
+from tests.radiomics.conftest import SceneFactory
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,14 +122,7 @@ def test_alignment_table_counts_groups_and_reports_missing_labels() -> None:
 
 
 # --- the h_tirads read-out on a tiny phantom-trained model ---------------------------------------------------------
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sys.path.insert(0, str(REPO / "tests" / "inference"))
-    import _rlar_trained_model
-
-    return _rlar_trained_model.trained_run(tmp_path_factory)
-
-
+# (trained_run: the session's model, a fixture of tests/conftest.py)
 def test_readout_predicts_the_held_out_fold_in_feature_units(trained_run: Path) -> None:
     import torch
 
@@ -211,7 +204,7 @@ def _benchmark_module():
     return load_benchmark("descriptor_alignment")
 
 
-def test_adopted_candidate_is_the_feature(make_scene) -> None:
+def test_adopted_candidate_is_the_feature(make_scene: SceneFactory) -> None:
     # The benchmark's candidate "sharp_normal_ring" is the v2 margin_sharpness; every candidate is finite.
     from rlar.radiomics import extract_features
 

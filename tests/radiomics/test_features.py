@@ -8,13 +8,14 @@ import pytest
 from rlar.errors import DataError
 from rlar.radiomics import FEATURE_NAMES, RadiomicsParams, extract_features
 from rlar.radiomics.features import glcm_offsets
+from tests.radiomics.conftest import EllipseFactory, SceneFactory
 
 
 def named(values: np.ndarray) -> dict[str, float]:
     return dict(zip(FEATURE_NAMES, values.tolist(), strict=True))
 
 
-def test_output_shape_dtype_and_finite(scene) -> None:
+def test_output_shape_dtype_and_finite(scene: tuple[np.ndarray, np.ndarray]) -> None:
     image, mask = scene
     out = extract_features(image, mask)
     assert out.shape == (13,) and out.dtype == np.float64 and np.all(np.isfinite(out))
@@ -33,13 +34,13 @@ def test_output_shape_dtype_and_finite(scene) -> None:
         (np.zeros((8, 8), np.float32), np.eye(8, dtype=np.uint8) * 255, "bool"),
     ],
 )
-def test_invalid_inputs_raise_data_error_naming_item(image, mask, reason) -> None:
+def test_invalid_inputs_raise_data_error_naming_item(image: np.ndarray, mask: np.ndarray, reason: str) -> None:
     with pytest.raises(DataError, match=reason) as info:
         extract_features(image, mask, item="case_7")
     assert info.value.item == "case_7"
 
 
-def test_integer_01_mask_is_accepted(scene) -> None:
+def test_integer_01_mask_is_accepted(scene: tuple[np.ndarray, np.ndarray]) -> None:
     image, mask = scene
     np.testing.assert_array_equal(extract_features(image, mask.astype(np.uint8)), extract_features(image, mask))
 
@@ -52,7 +53,7 @@ def test_integer_01_mask_is_accepted(scene) -> None:
         [(0, 0), (0, 1), (1, 0), (1, 1)],  # in the image corner: ring clipped by the border
     ],
 )
-def test_degenerate_masks_give_defined_finite_values(mask_pixels) -> None:
+def test_degenerate_masks_give_defined_finite_values(mask_pixels: list[tuple[int, int]]) -> None:
     # Refused by default (next test); with the size minimum lowered to 1 the maths still stays finite.
     image = np.full((12, 12), 0.5, np.float32)  # flat image: zero gradients, zero std everywhere
     mask = np.zeros((12, 12), bool)
@@ -76,7 +77,7 @@ def test_degenerate_masks_give_defined_finite_values(mask_pixels) -> None:
         ([(5, c) for c in range(0, 12)] + [(6, c) for c in range(0, 12)], "under 3 pixels"),  # collinear polygon
     ],
 )
-def test_tiny_nodule_is_refused_by_default_with_reason(mask_pixels, reason) -> None:
+def test_tiny_nodule_is_refused_by_default_with_reason(mask_pixels: list[tuple[int, int]], reason: str) -> None:
     image = np.random.default_rng(0).random((12, 12)).astype(np.float32)
     mask = np.zeros((12, 12), bool)
     for r, c in mask_pixels:
@@ -124,14 +125,14 @@ def test_echogenicity_is_relative_to_the_ring() -> None:
     assert wide["echo_ratio"] < values["echo_ratio"]
 
 
-def test_hypo_vs_hyperechoic_scenes(make_scene) -> None:
+def test_hypo_vs_hyperechoic_scenes(make_scene: SceneFactory) -> None:
     hypo = named(extract_features(*make_scene(1, nodule_level=0.25, background_level=0.55)))
     hyper = named(extract_features(*make_scene(1, nodule_level=0.75, background_level=0.55)))
     assert hypo["echo_ratio"] < 0.6 < 1.3 < hyper["echo_ratio"]
     assert hypo["echo_contrast"] < -2 and hyper["echo_contrast"] > 2
 
 
-def test_taller_than_wide_uses_image_rows_over_columns(make_ellipse) -> None:
+def test_taller_than_wide_uses_image_rows_over_columns(make_ellipse: EllipseFactory) -> None:
     image = np.full((60, 60), 0.5, np.float32)
     rect = np.zeros((60, 60), bool)
     rect[10:40, 20:35] = True  # 30 rows (AP) x 15 columns (transverse)
@@ -145,7 +146,7 @@ def test_taller_than_wide_uses_image_rows_over_columns(make_ellipse) -> None:
     assert values["elongation"] == pytest.approx(0.5, abs=0.01)  # sqrt(var_cols / var_rows) ~ 15/30
 
 
-def test_disk_is_round_and_convex(make_ellipse) -> None:
+def test_disk_is_round_and_convex(make_ellipse: EllipseFactory) -> None:
     image = np.full((70, 70), 0.5, np.float32)
     disk = make_ellipse((70, 70), (35, 35), (20, 20))
     values = named(extract_features(image, disk))
@@ -156,7 +157,7 @@ def test_disk_is_round_and_convex(make_ellipse) -> None:
     assert values["solidity"] > 0.95  # skimage hull of pixel centres: 0.963 for this digital disk
 
 
-def test_lobulated_margin_scores_lower_solidity_higher_irregularity(make_ellipse) -> None:
+def test_lobulated_margin_scores_lower_solidity_higher_irregularity(make_ellipse: EllipseFactory) -> None:
     image = np.full((80, 80), 0.5, np.float32)
     smooth = make_ellipse((80, 80), (40, 40), (22, 22))
     yy, xx = np.mgrid[:80, :80]
@@ -169,7 +170,7 @@ def test_lobulated_margin_scores_lower_solidity_higher_irregularity(make_ellipse
     assert lob["circularity"] < s["circularity"]
 
 
-def test_sharp_margin_beats_blurred_margin(make_ellipse) -> None:
+def test_sharp_margin_beats_blurred_margin(make_ellipse: EllipseFactory) -> None:
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(3)
@@ -182,7 +183,7 @@ def test_sharp_margin_beats_blurred_margin(make_ellipse) -> None:
     assert s > 0.8 and b < s - 0.2
 
 
-def test_margin_sharpness_edge_against_parenchyma_texture(make_ellipse) -> None:
+def test_margin_sharpness_edge_against_parenchyma_texture(make_ellipse: EllipseFactory) -> None:
     # v2 definition: edge across the outline vs the ring's own gradient. Same step, noisier parenchyma -> the edge
     # stands out less; no step at all (isoechoic nodule in the same speckle) -> well below any stepped margin.
     rng = np.random.default_rng(5)
@@ -200,7 +201,7 @@ def test_margin_sharpness_edge_against_parenchyma_texture(make_ellipse) -> None:
     assert 0.2 < iso < 0.45  # isotropic speckle only: the across-outline share of the ring's texture
 
 
-def test_margin_sharpness_ignores_gradient_along_the_outline(make_ellipse) -> None:
+def test_margin_sharpness_ignores_gradient_along_the_outline(make_ellipse: EllipseFactory) -> None:
     # Stripes that run through nodule and parenchyma alike are texture, not a margin: only their component across
     # the outline counts on the band, against their full strength in the ring (about 2/pi of it on average).
     mask = make_ellipse((80, 80), (40, 40), (20, 20))
@@ -212,7 +213,7 @@ def test_margin_sharpness_ignores_gradient_along_the_outline(make_ellipse) -> No
     assert s_step > 0.85 and s_stripes < 0.5
 
 
-def test_cystic_fraction_counts_anechoic_part(make_ellipse) -> None:
+def test_cystic_fraction_counts_anechoic_part(make_ellipse: EllipseFactory) -> None:
     rng = np.random.default_rng(4)
     mask = make_ellipse((80, 80), (40, 40), (20, 20))
     image = 0.5 + 0.03 * rng.standard_normal((80, 80))
@@ -228,7 +229,7 @@ def test_cystic_fraction_counts_anechoic_part(make_ellipse) -> None:
     assert values["intensity_entropy"] > solid["intensity_entropy"]  # mixed composition is more heterogeneous
 
 
-def test_bright_focus_fraction_counts_calcifications(make_ellipse) -> None:
+def test_bright_focus_fraction_counts_calcifications(make_ellipse: EllipseFactory) -> None:
     rng = np.random.default_rng(5)
     mask = make_ellipse((80, 80), (40, 40), (20, 20))
     image = np.clip(0.45 + 0.05 * rng.standard_normal((80, 80)), 0, 0.7).astype(np.float32)
@@ -241,7 +242,7 @@ def test_bright_focus_fraction_counts_calcifications(make_ellipse) -> None:
     assert with_foci - base == pytest.approx(foci.sum() / mask.sum(), abs=2e-3)
 
 
-def test_glcm_texture_orders_smooth_and_coarse_nodules(make_ellipse) -> None:
+def test_glcm_texture_orders_smooth_and_coarse_nodules(make_ellipse: EllipseFactory) -> None:
     rng = np.random.default_rng(6)
     mask = make_ellipse((64, 64), (32, 32), (18, 18))
     # 0.484 is mid-bin for the default width 1/32 (0.5 would sit on a bin edge and split the noise in two bins)
@@ -253,7 +254,7 @@ def test_glcm_texture_orders_smooth_and_coarse_nodules(make_ellipse) -> None:
     assert a["glcm_homogeneity"] > 0.8 > 0.5 > b["glcm_homogeneity"]
 
 
-def test_translation_invariance_checks_the_crop(make_scene) -> None:
+def test_translation_invariance_checks_the_crop(make_scene: SceneFactory) -> None:
     """The nodule pasted into a larger canvas at another place gives the same values (the crop is exact)."""
     image, mask = make_scene(2)
     canvas = np.full((200, 260), 0.5, np.float32)
@@ -263,7 +264,7 @@ def test_translation_invariance_checks_the_crop(make_scene) -> None:
     np.testing.assert_allclose(extract_features(canvas, canvas_mask), extract_features(image, mask), rtol=1e-12)
 
 
-def test_largest_component_vs_all(make_ellipse) -> None:
+def test_largest_component_vs_all(make_ellipse: EllipseFactory) -> None:
     image = np.full((60, 120), 0.5, np.float32)
     big = make_ellipse((60, 120), (30, 30), (15, 20))
     small = make_ellipse((60, 120), (30, 95), (5, 5))

@@ -15,6 +15,7 @@ import pytest
 
 from rlar.radiomics import FEATURE_NAMES, RadiomicsParams, extract_features
 from rlar.radiomics.features import select_component
+from tests.radiomics.conftest import EllipseFactory, SceneFactory
 
 pytest.importorskip("radiomics", reason="pyradiomics is a test extra: pip install -e '.[test]'")
 pytest.importorskip("SimpleITK", reason="SimpleITK is a test extra: pip install -e '.[test]'")
@@ -40,7 +41,7 @@ def irregular_mask(seed: int, shape: tuple[int, int] = (72, 90)) -> np.ndarray:
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     angle = np.arctan2(yy - shape[0] / 2, xx - shape[1] / 2)
     radius = np.hypot((yy - shape[0] / 2) / 0.8, xx - shape[1] / 2)
-    mask = radius <= 24 + 5 * np.sin(5 * angle + seed)
+    mask: np.ndarray = radius <= 24 + 5 * np.sin(5 * angle + seed)
     mask &= rng.random(shape) > 0.04  # pinholes (holes in the mesh) and diagonal contacts
     return mask
 
@@ -54,7 +55,7 @@ PARAM_VARIANTS = {
 
 @pytest.mark.parametrize("variant", list(PARAM_VARIANTS))
 @pytest.mark.parametrize("seed", [0, 1])
-def test_speckle_scene_agrees(make_scene, variant: str, seed: int) -> None:
+def test_speckle_scene_agrees(make_scene: SceneFactory, variant: str, seed: int) -> None:
     image, mask = make_scene(seed, nodule_level=0.3 + 0.1 * seed, noise=0.1)
     assert_agree(image, mask, PARAM_VARIANTS[variant], f"scene {seed} {variant}")
 
@@ -68,7 +69,7 @@ def test_irregular_mask_with_holes_agrees(variant: str) -> None:
     assert_agree(image, mask, params, f"irregular {variant}")
 
 
-def test_largest_component_selection_agrees(make_ellipse) -> None:
+def test_largest_component_selection_agrees(make_ellipse: EllipseFactory) -> None:
     rng = np.random.default_rng(12)
     shape = (64, 128)
     mask = make_ellipse(shape, (32, 35), (20, 25)) | make_ellipse(shape, (30, 100), (10, 12))
@@ -88,6 +89,7 @@ def _ddti_samples(root: Path, n: int) -> list[tuple[str, np.ndarray, np.ndarray]
     for index, info in enumerate(source.infos):
         if info.has_mask:
             sample = source[index]
+            assert sample.mask is not None  # info.has_mask
             out.append((info.image_id, sample.image, sample.mask))
         if len(out) == n:
             break

@@ -22,7 +22,7 @@ def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     return train, val
 
 
-def test_fit_on_train_transforms_to_zero_mean_unit_std(frames) -> None:
+def test_fit_on_train_transforms_to_zero_mean_unit_std(frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     train, val = frames
     std = Standardiser().fit(train)
     out = std.transform(train)
@@ -30,7 +30,7 @@ def test_fit_on_train_transforms_to_zero_mean_unit_std(frames) -> None:
     np.testing.assert_allclose(out[varying].mean().to_numpy(), 0.0, atol=1e-12)
     np.testing.assert_allclose(out[varying].std(ddof=0).to_numpy(), 1.0, rtol=1e-12)
     # the constant column is centred, divided by the floor, not by zero
-    assert (out["cystic_fraction"] == 0.0).all() and std.std[0] == 1e-6
+    assert (out["cystic_fraction"] == 0.0).all() and std.std is not None and std.std[0] == 1e-6
     # validation uses the training statistics (no refit): its mean is not forced to zero
     val_out = std.transform(val)
     expected = (val["echo_ratio"] - train["echo_ratio"].mean()) / train["echo_ratio"].std(ddof=0)
@@ -39,7 +39,7 @@ def test_fit_on_train_transforms_to_zero_mean_unit_std(frames) -> None:
     np.testing.assert_allclose(std.inverse_transform(val_out).to_numpy(), val.to_numpy(), rtol=1e-12)
 
 
-def test_state_dict_is_plain_and_loads_with_weights_only(frames) -> None:
+def test_state_dict_is_plain_and_loads_with_weights_only(frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     train, val = frames
     std = Standardiser(std_floor=1e-3).fit(train)
     state = std.state_dict()
@@ -52,7 +52,7 @@ def test_state_dict_is_plain_and_loads_with_weights_only(frames) -> None:
     pd.testing.assert_frame_equal(again.transform(val), std.transform(val))
 
 
-def test_errors_name_the_problem(frames) -> None:
+def test_errors_name_the_problem(frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     train, _ = frames
     with pytest.raises(ValueError, match="not fitted"):
         Standardiser().transform(train)

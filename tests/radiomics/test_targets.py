@@ -13,6 +13,7 @@ from rlar.data.record import SampleInfo
 from rlar.data.sources.base import Source
 from rlar.errors import DataError
 from rlar.radiomics import FEATURE_NAMES, FEATURES_VERSION, RadiomicsParams, compute_targets, extract_features
+from tests.radiomics.conftest import SceneFactory
 
 
 class TinySource(Source):
@@ -38,8 +39,15 @@ class TinySource(Source):
         return image, mask, {}
 
 
+def _masked(scene: tuple[np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+    """A scene that has its mask, typed as such."""
+    image, mask = scene
+    assert mask is not None
+    return image, mask
+
+
 @pytest.fixture
-def scenes(make_scene) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+def scenes(make_scene: SceneFactory) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     a, b, c = (make_scene(seed, shape=(48, 56), radii=(10.0, 14.0)) for seed in range(3))
     return {
         "a": a,
@@ -50,18 +58,19 @@ def scenes(make_scene) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     }
 
 
-def test_rows_skips_and_values(scenes, tmp_path: Path) -> None:
+def test_rows_skips_and_values(scenes: dict[str, tuple[np.ndarray, np.ndarray | None]], tmp_path: Path) -> None:
     source = TinySource(scenes, broken=("c",))
     frame = compute_targets(source, tmp_path, progress=False)
     assert list(frame.index) == ["a", "b"] and frame.index.name == "image_id"
     assert list(frame.columns) == list(FEATURE_NAMES) and (frame.dtypes == np.float64).all()
-    np.testing.assert_array_equal(frame.loc["a"].to_numpy(), extract_features(*scenes["a"]))
+    np.testing.assert_array_equal(frame.loc["a"].to_numpy(), extract_features(*_masked(scenes["a"])))
     skipped = {s.item: s.reason for s in frame.attrs["skips"]}
     assert skipped == {"empty": "mask is empty: no nodule pixel to measure", "c.png": "cannot decode image (test)"}
     assert frame.attrs["cache"] == {"hits": 0, "misses": 3}  # a, b, empty; c failed to decode; no_mask not tried
 
 
-def test_second_run_hits_cache_and_changed_image_is_recomputed(scenes, tmp_path: Path) -> None:
+def test_second_run_hits_cache_and_changed_image_is_recomputed(scenes: dict[str, tuple[np.ndarray,
+                                                               np.ndarray | None]], tmp_path: Path) -> None:
     first = compute_targets(TinySource(scenes), tmp_path, progress=False)
     assert first.attrs["cache"] == {"hits": 0, "misses": 4}
 
@@ -75,12 +84,12 @@ def test_second_run_hits_cache_and_changed_image_is_recomputed(scenes, tmp_path:
     changed["b"] = (np.clip(image * 0.5, 0, 1).astype(np.float32), mask)
     third = compute_targets(TinySource(changed), tmp_path, progress=False)
     assert third.attrs["cache"] == {"hits": 3, "misses": 1}
-    np.testing.assert_array_equal(third.loc["b"].to_numpy(), extract_features(*changed["b"]))
+    np.testing.assert_array_equal(third.loc["b"].to_numpy(), extract_features(*_masked(changed["b"])))
     # halving the grey values halves the spread in fixed-width bins: the recomputed texture differs
     assert third.loc["b", "glcm_contrast"] < first.loc["b", "glcm_contrast"]
 
     changed_mask = dict(changed)  # keep the changed "b": only "a" differs from the cached inputs
-    shrunk = scenes["a"][1].copy()
+    shrunk = _masked(scenes["a"])[1].copy()
     shrunk[: shrunk.shape[0] // 2] = False
     changed_mask["a"] = (scenes["a"][0], shrunk)
     fourth = compute_targets(TinySource(changed_mask), tmp_path, progress=False)
@@ -88,7 +97,8 @@ def test_second_run_hits_cache_and_changed_image_is_recomputed(scenes, tmp_path:
     assert fourth.loc["a", "taller_than_wide"] < first.loc["a", "taller_than_wide"]
 
 
-def test_cache_file_records_provenance_and_params_select_file(scenes, tmp_path: Path) -> None:
+def test_cache_file_records_provenance_and_params_select_file(scenes: dict[str, tuple[np.ndarray, np.ndarray | None]],
+                                                              tmp_path: Path) -> None:
     frame = compute_targets(TinySource(scenes), tmp_path, progress=False)
     path = Path(frame.attrs["cache_path"])
     payload = json.loads(path.read_text())
@@ -105,7 +115,8 @@ def test_cache_file_records_provenance_and_params_select_file(scenes, tmp_path: 
     assert compute_targets(TinySource(scenes), tmp_path, progress=False).attrs["cache"]["misses"] == 0
 
 
-def test_corrupt_cache_is_rebuilt_and_reported(scenes, tmp_path: Path) -> None:
+def test_corrupt_cache_is_rebuilt_and_reported(scenes: dict[str, tuple[np.ndarray, np.ndarray | None]],
+                                               tmp_path: Path) -> None:
     frame = compute_targets(TinySource(scenes), tmp_path, progress=False)
     Path(frame.attrs["cache_path"]).write_text("{ truncated")
     again = compute_targets(TinySource(scenes), tmp_path, progress=False)
@@ -115,7 +126,8 @@ def test_corrupt_cache_is_rebuilt_and_reported(scenes, tmp_path: Path) -> None:
     json.loads(Path(frame.attrs["cache_path"]).read_text())  # rewritten as valid JSON
 
 
-def test_source_without_masks_gives_empty_frame(scenes, tmp_path: Path) -> None:
+def test_source_without_masks_gives_empty_frame(scenes: dict[str, tuple[np.ndarray, np.ndarray | None]],
+                                                tmp_path: Path) -> None:
     frame = compute_targets(TinySource({"x": (scenes["a"][0], None)}), tmp_path, progress=False)
     assert frame.shape == (0, 13) and list(frame.columns) == list(FEATURE_NAMES)
     assert frame.attrs["cache"] == {"hits": 0, "misses": 0}
@@ -139,7 +151,7 @@ def test_real_ddti_subset_targets_and_cache(ddti_root: Path, tmp_path: Path) -> 
     np.testing.assert_array_equal(again.to_numpy(), frame.to_numpy())
 
 
-def test_tiny_masks_are_skips_with_reason_never_rows(make_scene, tmp_path: Path) -> None:
+def test_tiny_masks_are_skips_with_reason_never_rows(make_scene: SceneFactory, tmp_path: Path) -> None:
     image, mask = make_scene(0, shape=(48, 56), radii=(10.0, 14.0))
     stray = np.zeros_like(mask)
     stray[5, 7] = True  # one stray pixel: dropped by the source when decoded

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from rlar.strategies import RLAR, rlar_penalty
+from rlar.strategies.base import LossFn, Strategy
 from rlar.tasks import TASKS
 
 
@@ -25,8 +26,9 @@ def _valid(batch: dict[str, Any], keys: list[str], n: int) -> torch.Tensor:
     return out
 
 
-def naive_rlar_step(strategy: RLAR, model: nn.Module, batch: dict[str, Any], loss_fn: Any, step: int) -> float:
-    """Fill ``.grad`` with the exact gradient of sum L + lambda(step) P; returns P (float)."""
+def naive_rlar_step(strategy: Strategy, model: nn.Module, batch: dict[str, Any], loss_fn: LossFn, step: int) -> float:
+    """Fill ``.grad`` with the exact gradient of sum L + lambda(step) P; returns P (float). ``strategy``: an RLAR."""
+    assert isinstance(strategy, RLAR)
     lam = strategy.applied_lambda(step)
     out = model(batch["image"])
     losses = loss_fn(out, batch)

@@ -7,6 +7,9 @@ twice differentiable (for gradcheck of the second-order RLAR gradient).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,11 +51,12 @@ class TinyNet(nn.Module):
                 skip = e1.detach().requires_grad_()
                 cut.append((e1, skip))
                 e1 = skip
-        mask_logits = class_logits = h_t = h_d = None
+        mask_logits: torch.Tensor | None = None
+        class_logits = h_t = h_d = mask_logits
         if self.dec is not None:
             up = F.interpolate(b, size=e1.shape[-2:], mode="nearest")
             mask_logits = self.dec(torch.cat([up, e1], 1))
-        if self.embed is not None:
+        if self.embed is not None and self.cls_fc is not None:
             h = torch.tanh(self.embed(b.mean((2, 3))))
             h_t, h_d = h[:, :13], h[:, 13:]
             class_logits = self.cls_fc(h)
@@ -60,7 +64,7 @@ class TinyNet(nn.Module):
 
 
 def make_batch(b: int = 4, size: int = 8, seed: int = 0, masks: bool = True, labels: bool = True,
-               dtype: torch.dtype = torch.float32) -> dict:
+               dtype: torch.dtype = torch.float32) -> dict[str, Any]:
     g = torch.Generator().manual_seed(seed)
     image = torch.rand(b, 1, size, size, generator=g, dtype=dtype)
     mask = (torch.rand(b, 1, size, size, generator=g) > 0.6).to(dtype)
@@ -71,9 +75,9 @@ def make_batch(b: int = 4, size: int = 8, seed: int = 0, masks: bool = True, lab
             "image_id": [str(i) for i in range(b)], "patient_id": [str(i) for i in range(b)]}
 
 
-def simple_loss(out: MultitaskOutput, batch: dict) -> dict[str, torch.Tensor]:
+def simple_loss(out: MultitaskOutput, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """Smooth stand-in for MultitaskLoss: masked BCE, CE ignoring -1, masked MSE; exact graph zeros when empty."""
-    losses = {}
+    losses: dict[str, torch.Tensor] = {}
     if out.mask_logits is not None:
         m = batch["has_mask"]
         per = F.binary_cross_entropy_with_logits(out.mask_logits, batch["mask"], reduction="none").mean((1, 2, 3))
@@ -83,5 +87,12 @@ def simple_loss(out: MultitaskOutput, batch: dict) -> dict[str, torch.Tensor]:
         ok = lab >= 0
         losses["cls"] = F.cross_entropy(out.class_logits[ok], lab[ok], reduction="sum") / max(int(ok.sum()), 1)
         r = batch["has_radiomics"]
+        assert out.h_tirads is not None  # a classifier's output carries h_tirads
         losses["rad"] = ((out.h_tirads[r] - batch["radiomics"][r]) ** 2).mean(1).sum() / max(int(r.sum()), 1)
     return losses
+
+
+def grad_of(p: torch.Tensor) -> torch.Tensor:
+    """``p.grad``, which the step under test must have filled."""
+    assert p.grad is not None, "a parameter without a gradient"
+    return p.grad

@@ -4,20 +4,23 @@ aggregators, CAGrad's official rescale, Nash-MTL's alpha on the heads too), with
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
-from torchjd.aggregation import CAGrad, NashMTL, PCGrad
+from torchjd.aggregation import Aggregator, CAGrad, NashMTL, PCGrad
 
 from rlar.errors import ConfigError
 from rlar.strategies import get_strategy
+from rlar.strategies._jacobian import JacobianOptions
 from rlar.strategies.cagrad import CAGrad as CAGradStrategy
 from rlar.strategies.nashmtl import NashMTL as NashStrategy
 
-from ._tiny import TinyNet, make_batch, simple_loss
+from ._tiny import TinyNet, grad_of, make_batch, simple_loss
 
 # name -> (reference aggregator, strategy options, scale of the reference's trunk update)
-AGGREGATORS = {
+AGGREGATORS: dict[str, tuple[Callable[[], Aggregator], dict[str, Any], float]] = {
     "pcgrad": (lambda: PCGrad(), {}, 1.0),  # default chunk 'auto': one row at a time on a CPU
     "pcgrad-vmap": (lambda: PCGrad(), {"parallel_chunk_size": None}, 1.0),  # every row in one vmapped backward
     "cagrad": (lambda: CAGrad(c=0.25), {"c": 0.25}, 1 / (1 + 0.25**2)),  # official default rescale=1
@@ -36,7 +39,7 @@ def test_update_matches_aggregator(variant: str, batchnorm: bool) -> None:
     make, options, scale = AGGREGATORS[variant]
     name = variant.split("-")[0]
     report = get_strategy(name, **options).step(model, batch, simple_loss, 0)
-    got = {id(p): p.grad.clone() for p in model.parameters()}
+    got = {id(p): grad_of(p).clone() for p in model.parameters()}
 
     # Reference: plain forward, Jacobian of (L_seg, L_cls + L_rad) w.r.t. the shared (trunk) parameters.
     head_ids = {id(p) for p in model.head_parameters("bottleneck")}
@@ -61,18 +64,24 @@ def test_update_matches_aggregator(variant: str, batchnorm: bool) -> None:
         torch.testing.assert_close(got[id(p)], expected[offset: offset + n].view_as(p))
         offset += n
     # Task-specific parameters: their task's gradient (PCGrad, CAGrad), times Nash-MTL's unclipped alpha_t.
-    alpha = [float(a) for a in aggregator.weighting.prvs_alpha] if name == "nashmtl" else [1.0, 1.0]
+    alpha = [1.0, 1.0]
+    if name == "nashmtl":
+        assert isinstance(aggregator, NashMTL)
+        alpha = [float(a) for a in aggregator.weighting.prvs_alpha]
     for i, p in enumerate(heads):
         torch.testing.assert_close(got[id(p)], alpha[0] * head_rows[0][i] + alpha[1] * head_rows[1][i])
-    assert -1.0 <= report.cosine <= 1.0
+    assert report.cosine is not None and -1.0 <= report.cosine <= 1.0
 
 
 def test_auto_chunk_is_rowwise_on_cpu_and_vmapped_elsewhere() -> None:
     options = get_strategy("pcgrad").options
+    assert isinstance(options, JacobianOptions)
     assert options.parallel_chunk_size == "auto"
     assert options.chunk_size_on(torch.device("cpu")) == 1
     assert options.chunk_size_on(torch.device("cuda")) is None
-    assert get_strategy("cagrad", parallel_chunk_size=2).options.chunk_size_on(torch.device("cpu")) == 2
+    cagrad_options = get_strategy("cagrad", parallel_chunk_size=2).options
+    assert isinstance(cagrad_options, JacobianOptions)
+    assert cagrad_options.chunk_size_on(torch.device("cpu")) == 2
     with pytest.raises(ConfigError):
         get_strategy("nashmtl", parallel_chunk_size="fast")
 

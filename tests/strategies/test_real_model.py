@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -26,7 +28,8 @@ def _grads(model: torch.nn.Module) -> list[torch.Tensor]:
 def test_rlar_cut_equals_naive_on_real_model(net: torch.nn.Module) -> None:
     batch = make_batch(b=3, size=32, seed=1, dtype=torch.float64)
     loss_fn = MultitaskLoss()
-    options = {"lambda_rlar": 10.0, "layers": ["enc4", "bottleneck"], "penalty_through_heads": True, "tau": -0.5}
+    options: dict[str, Any] = {"lambda_rlar": 10.0, "layers": ["enc4", "bottleneck"], "penalty_through_heads": True,
+                               "tau": -0.5}
     strategy = get_strategy("rlar", **options)
     report = strategy.step(net, batch, loss_fn, 0)
     got = _grads(net)
@@ -46,7 +49,7 @@ def test_sum_equals_plain_backward_on_real_model(net: torch.nn.Module) -> None:
     sum(loss_fn(net(batch["image"]), batch).values()).backward()
     for g, w in zip(got, _grads(net), strict=True):
         torch.testing.assert_close(g, w)
-    assert -1.0 <= report.cosine <= 1.0
+    assert report.cosine is not None and -1.0 <= report.cosine <= 1.0
 
 
 @pytest.mark.parametrize("name", [n for n in STRATEGIES if n not in ("sum", "rlar")])
@@ -55,5 +58,5 @@ def test_other_strategies_run_on_real_model(name: str, net: torch.nn.Module) -> 
     net = net.float()
     batch = make_batch(b=3, size=32, seed=3)
     report = get_strategy(name).step(net, batch, MultitaskLoss(), 0)
-    assert -1.0 <= report.cosine <= 1.0
+    assert report.cosine is not None and -1.0 <= report.cosine <= 1.0
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
