@@ -181,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from rlar.data.sources import open_source
+    from rlar.inference.readout import readout_features
     from rlar.radiomics import FEATURES_VERSION, compute_targets
-    from rlar.radiomics.alignment import alignment_table, format_table, readout_features
+    from rlar.radiomics.alignment import alignment_table, format_table
 
     start = time.time()
     groups: list[tuple[str, pd.DataFrame]] = []

@@ -46,9 +46,6 @@ PENDING: dict[tuple[str, str], str] = {
     ("rlar.evaluation.evaluate_model", "rlar.inference.outputs"): "as above",
     ("rlar.evaluation.evaluate_model", "rlar.reporting.tables"): "as above",
     ("rlar.evaluation.evaluate_model", "rlar.reporting.figures"): "as above",
-    ("rlar.radiomics.alignment", "rlar.inference.loading"):
-        "h_tirads_rows reads trained runs: move it to a layer above inference (reporting or experiments)",
-    ("rlar.radiomics.alignment", "rlar.models.predict"): "as above",
     ("rlar.tasks", "rlar.data.record"):
         "the task table reads the ACR descriptor vocabulary (DESCRIPTORS, DESCRIPTOR_VALUES): move the vocabulary "
         "to the ground floor and let rlar.data.record import it from there",

@@ -128,8 +128,8 @@ def test_readout_predicts_the_held_out_fold_in_feature_units(trained_run: Path) 
 
     from rlar.data.splits import load_splits
     from rlar.inference.loading import load_trained_model
+    from rlar.inference.readout import readout_features
     from rlar.radiomics import Standardiser
-    from rlar.radiomics.alignment import readout_features
 
     readout = readout_features([trained_run])
     trained = load_trained_model(trained_run)
@@ -163,7 +163,7 @@ def test_readout_pools_runs_and_refuses_an_unguided_checkpoint(trained_run: Path
     import torch
 
     from rlar.errors import DataError
-    from rlar.radiomics.alignment import readout_features
+    from rlar.inference.readout import readout_features
     from rlar.training.checkpoint import load_checkpoint
 
     once = readout_features([trained_run]).features
