@@ -1,7 +1,8 @@
 """rlar: clinically aligned multitask thyroid ultrasound assessment.
 
-Layers, bottom to top (each imports only from layers below it):
-    data -> radiomics -> models -> strategies -> training / evaluation -> reporting / inference -> cli
+Layers, bottom to top (a module imports only from its own layer and those below it): the ground floor (errors,
+environment, tasks, runs), data, radiomics, models and losses, strategies, training and evaluation, inference,
+experiments, reporting, serving, cli. ``tests/test_import_layers.py`` holds the table and checks every import.
 """
 
 __version__ = "0.1.0"
