@@ -97,7 +97,9 @@ class TaskSpec:
     loss:        the kind of loss (:data:`LOSS_KINDS`).
     validity:    ``validity(batch) -> (B,) bool``: samples that carry a usable target (labels, never gradients).
     headline:    the metric that summarises the task.
-    metrics:     metric keys the evaluation reports for the task, headline first (empty for an auxiliary task).
+    metrics:     metric keys the evaluation reports for the task, headline first (empty for an auxiliary task);
+                 the reports' tables show them.
+    summary:     the few of them printed after a run (``rlar train``) and summarised over its folds.
     auxiliary:   True for a task that only shapes a representation (no prediction is reported for it).
     optional:    off unless ``model.options.extra_tasks`` names it (it then gets a head and a loss weight of 1).
     selects:     its headline is part of the model-selection score and of the reports' tested comparisons.
@@ -113,6 +115,7 @@ class TaskSpec:
     validity: Callable[[Mapping[str, Any]], Any]
     headline: str | None
     metrics: tuple[str, ...]
+    summary: tuple[str, ...] = ()
     auxiliary: bool = False
     optional: bool = False
     selects: bool = True
@@ -138,7 +141,7 @@ def aux_classification_task(name: str, classes: Iterable[str], description: str,
     metrics = tuple(f"{name}_{suffix}" for suffix in AUX_CLASSIFICATION_METRICS)
     return TaskSpec(
         name=name, group=group, output=TASK_LOGITS, target_keys=(name,), loss="classification",
-        validity=partial(known_label_rule, name), headline=metrics[0], metrics=metrics, optional=True,
+        validity=partial(known_label_rule, name), headline=metrics[0], metrics=metrics, summary=metrics[:2], optional=True,
         selects=False, classes=tuple(classes), descriptor=descriptor, description=description,
     )
 
@@ -157,12 +160,14 @@ def descriptor_tasks() -> tuple[TaskSpec, ...]:
 SEG = TaskSpec(
     name="seg", group="seg", output="mask_logits", target_keys=("mask", "has_mask"), loss="segmentation",
     validity=partial(flag_rule, "has_mask"), headline="dice", metrics=("dice", "iou", "hd95_px"),
+    summary=("dice", "iou", "hd95_px"),
     description="nodule segmentation: Dice + BCE over samples with a mask",
 )
 CLS = TaskSpec(
     name="cls", group="cls", output="class_logits", target_keys=("label",), loss="classification",
     validity=partial(known_label_rule, "label"), headline="macro_f1",
     metrics=("macro_f1", "macro_precision", "macro_recall", "auroc", "balanced_accuracy", "qwk", "ece"),
+    summary=("macro_f1", "balanced_accuracy", "auroc", "qwk"),
     description="TI-RADS category: cross-entropy over samples with a known level",
 )
 RAD = TaskSpec(
@@ -220,6 +225,11 @@ def reported_metrics(names: Iterable[str] | None = None) -> tuple[str, ...]:
     return tuple(m for spec in TASKS.values() if spec.name in chosen for m in spec.metrics)
 
 
+def summary_metrics() -> tuple[str, ...]:
+    """The metrics printed after a run and summarised over folds: every task's ``summary``, in table order."""
+    return tuple(m for spec in TASKS.values() for m in spec.summary)
+
+
 def selection_headlines() -> tuple[str, ...]:
     """The headline metrics that choose the checkpoint and that the reports compare (``dice``, ``macro_f1``)."""
     return tuple(spec.headline for spec in TASKS.values() if spec.headline and spec.selects)
@@ -245,4 +255,4 @@ __all__ = ["AUX_CLASSIFICATION_METRICS", "CLS", "EXTRA_TASKS_OPTION", "LOSS_KIND
            "TASKS", "TASK_GROUPS", "TASK_LOGITS", "TASK_NAMES", "Batch", "LossKind", "TaskSpec", "add_task",
            "aux_classification_task", "check_extra_tasks", "default_grouping", "descriptor_tasks", "extra_tasks_of",
            "known_label_rule", "flag_rule", "optional_task_names", "radiomics_rule", "reported_metrics",
-           "selection_headlines"]
+           "selection_headlines", "summary_metrics"]

@@ -23,6 +23,7 @@ from typing import Any
 from rlar.cli.common import write_curves
 from rlar.errors import ConfigError
 from rlar.runs import CURVES_FILE, SUMMARY_FILE, train_fold_dir
+from rlar.tasks import summary_metrics
 from rlar.training.config import RlarConfig, find_config, load_config, shipped_config_names
 from rlar.training.presets import METHOD_NAMES
 
@@ -124,8 +125,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Metrics printed per fold and summarised over folds (all measured on the held-out test side).
-HEADLINE_METRICS: tuple[str, ...] = ("dice", "iou", "hd95_px", "macro_f1", "balanced_accuracy", "auroc", "qwk")
+#: Metrics printed per fold and summarised over folds (all measured on the held-out test side): each task's
+#: ``TaskSpec.summary`` (rlar.tasks), so an optional task (an ACR descriptor) shows up when the run trained it.
+HEADLINE_METRICS: tuple[str, ...] = summary_metrics()
 
 
 def headline(metrics: dict[str, Any]) -> str:

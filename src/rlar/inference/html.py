@@ -102,6 +102,17 @@ def evidence_table(report: dict[str, Any]) -> str:
     )
 
 
+def descriptor_list(report: dict[str, Any]) -> str:
+    """The model's ACR descriptor readings ("composition: solid, p 0.81"), or "" for a model without them."""
+    readings = report.get("acr_descriptors") or []
+    if not readings:
+        return ""
+    items = "".join(f"<li>{html.escape(r['line'])}</li>" for r in readings)
+    return (f"<h2>ACR descriptors (model's reading)</h2><ul id='descriptors'>{items}</ul>"
+            "<p class='muted'>Auxiliary predictions trained on the readers' descriptors of the training images "
+            "(docs/descriptors.md); p is the model's probability of the named value.</p>")
+
+
 def report_body(report: dict[str, Any], overlay_png: bytes | None) -> str:
     """The report's inner HTML (shared by the standalone page and the web viewer)."""
     warnings = "".join(f"<div class='warn'>{html.escape(w)}</div>" for w in report.get("warnings", []))
@@ -132,7 +143,7 @@ def report_body(report: dict[str, Any], overlay_png: bytes | None) -> str:
         f"<p class='notice'>{html.escape(report.get('notice', ''))}</p>{warnings}"
         f"<div class='grid'><div>{image}</div><div>"
         f"<p id='statement'>{html.escape(report.get('statement', ''))}</p>{category_html}"
-        f"<h2>Class probabilities</h2>{probability_table(report)}"
+        f"<h2>Class probabilities</h2>{probability_table(report)}{descriptor_list(report)}"
         f"<h2>Measurements</h2>{measurement_table(report)}</div></div>"
         f"<h2>Evidence: TI-RADS-aligned radiomics of the predicted nodule</h2>{evidence_table(report)}"
         f"<h2>Provenance</h2><p class='muted'>rlar {html.escape(str(provenance.get('rlar_version', '')))}; "

@@ -33,7 +33,8 @@ from rlar.inference.evidence import (
 from rlar.inference.geometry import Geometry
 from rlar.inference.images import DEFAULT_MAX_PIXELS, InputImage, read_input
 from rlar.inference.loading import TrainedModel, load_trained_model, resolve_checkpoint
-from rlar.inference.pipeline import predict_pixels
+from rlar.inference.pipeline import predict_pixels, prepare_frames
+from rlar.models import predict_batch
 from rlar.radiomics import FEATURE_NAMES, RadiomicsParams, Standardiser, feature_mask
 from rlar.runs import chosen_checkpoint, find_runs, has_checkpoint, select_runs
 from rlar.training.config import RlarConfig
@@ -54,6 +55,8 @@ class FrameResult:
     class_prob: np.ndarray | None
     readout: dict[str, float] | None
     geometry: Geometry
+    #: Optional task (ACR descriptor) -> (K,) probabilities over ``TaskSpec.classes``; empty without such heads.
+    task_prob: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def nodule_pixels(self) -> int:
@@ -75,6 +78,8 @@ class ImageResult:
     evidence_note: str | None
     readout: dict[str, float] | None
     warnings: list[str] = field(default_factory=list)
+    #: Nodule-level probabilities of each optional task the model has (the ACR descriptors), by task name.
+    task_prob: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def category(self) -> str | None:
@@ -204,6 +209,11 @@ class Predictor:
         return tuple(self.label_space.class_names)
 
     @property
+    def extra_tasks(self) -> tuple[str, ...]:
+        """The optional tasks (ACR descriptors) the models have a head for (``model.options.extra_tasks``)."""
+        return tuple(getattr(self.members[0].model, "extra_tasks", ()))
+
+    @property
     def trained_on_phantom(self) -> bool:
         return any(m.config.data.source == "phantom" for m in self.members)
 
@@ -281,11 +291,30 @@ class Predictor:
     def _predict_frames(self, grey_frames: Sequence[np.ndarray]) -> list[FrameResult]:
         predicted = predict_pixels([m.model for m in self.members], grey_frames, self.preprocessing, self.options,
                                    self.device, crop=self.crop)
+        task_probs = self._task_probabilities(grey_frames)
         results = []
-        for p in predicted:
+        for i, p in enumerate(predicted):
             readouts = [model_readout(h, standardiser) for h, standardiser in zip(p.h_tirads, self.standardisers)]
-            results.append(FrameResult(p.mask_prob, p.mask, p.class_prob, _mean_readout(readouts), p.geometry))
+            results.append(FrameResult(p.mask_prob, p.mask, p.class_prob, _mean_readout(readouts), p.geometry,
+                                       {name: prob[i] for name, prob in task_probs.items()}))
         return results
+
+    @torch.no_grad()
+    def _task_probabilities(self, grey_frames: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Optional task -> (F, K) member-mean probabilities of ``grey_frames`` (empty without such heads).
+
+        A second forward pass on the same network input as :func:`predict_pixels` (which returns only the mask and
+        the TI-RADS probabilities); paid only by a model that has optional heads."""
+        if not self.extra_tasks:
+            return {}
+        prepared = prepare_frames(grey_frames, self.preprocessing, self.crop)
+        batch = torch.from_numpy(np.stack([array for array, _ in prepared])).to(self.device)
+        sums: dict[str, torch.Tensor] = {}
+        for member in self.members:
+            member.model.eval()
+            for name, prob in predict_batch(member.model, batch, tta=self.options.tta).task_prob.items():
+                sums[name] = prob if name not in sums else sums[name] + prob
+        return {name: (total / len(self.members)).cpu().numpy().astype(np.float64) for name, total in sums.items()}
 
     def _summarise(self, image: InputImage, frames: list[FrameResult], with_evidence: bool = True) -> ImageResult:
         warnings: list[str] = []
@@ -298,6 +327,8 @@ class Predictor:
         probs = None
         if self.has_classification:
             probs = np.mean([f.class_prob for f in with_nodule if f.class_prob is not None], axis=0)
+        # Descriptors describe the nodule: averaged over the frames that show one, like the category.
+        task_prob = {name: np.mean([f.task_prob[name] for f in with_nodule], axis=0) for name in frames[0].task_prob}
         measurements: Measurements | None = None
         evidence: list[EvidenceRow] = []
         note: str | None = None
@@ -321,7 +352,7 @@ class Predictor:
         return ImageResult(
             input=image, frames=frames, key_frame=key, class_prob=probs, class_names=self.class_names,
             nodule_found=found, measurements=measurements, evidence=evidence, evidence_note=note,
-            readout=key_frame.readout, warnings=warnings + list(image.notes),
+            readout=key_frame.readout, warnings=warnings + list(image.notes), task_prob=task_prob,
         )
 
 

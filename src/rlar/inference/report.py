@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from rlar.inference.predictor import ImageResult, Predictor
+from rlar.tasks import TASKS
 
 #: Shown on every report and page.
 RESEARCH_NOTICE = "Research use only, not for diagnosis."
@@ -103,7 +104,16 @@ def confidence(result: ImageResult, predictor: Predictor | None = None) -> dict[
 
 
 def statement(result: ImageResult) -> str:
-    """One sentence summarising the prediction, for people."""
+    """One sentence summarising the prediction, for people (and one more with the ACR descriptors when the model
+    reads them)."""
+    readings = descriptor_readings(result)
+    text = _category_statement(result)
+    if readings and result.nodule_found is not False:
+        text += " ACR descriptors (model's reading): " + "; ".join(r["line"] for r in readings) + "."
+    return text
+
+
+def _category_statement(result: ImageResult) -> str:
     frames = f" (nodule-level over {len(result.frames)} frames)" if len(result.frames) > 1 else ""
     if result.nodule_found is False:
         text = "No nodule found: the predicted mask is empty."
@@ -120,6 +130,26 @@ def statement(result: ImageResult) -> str:
                 f"{pair[1][1]:.3f}, margin below {TIE_MARGIN}): the model does not separate them{frames}.")
     best = float(np.max(result.class_prob))
     return f"Predicted TI-RADS category {result.category} (probability {best:.2f}){frames}."
+
+
+def descriptor_readings(result: ImageResult) -> list[dict[str, Any]]:
+    """The model's reading of each ACR descriptor it was trained on (the optional tasks, docs/descriptors.md), in
+    ACR words: ``{"descriptor", "value", "probability", "probabilities", "line"}`` with ``line`` such as
+    ``"composition: solid, p 0.81"``. Empty for a model without descriptor heads."""
+    readings = []
+    for name, probs in result.task_prob.items():
+        spec = TASKS[name]
+        best = int(np.argmax(probs))
+        word = spec.classes[best].replace("_", " ")
+        descriptor = (spec.descriptor or name).replace("_", " ")
+        readings.append({
+            "descriptor": spec.descriptor or name,
+            "value": spec.classes[best],
+            "probability": _num(probs[best], 4),
+            "probabilities": _probabilities(spec.classes, probs),
+            "line": f"{descriptor}: {word}, p {float(probs[best]):.2f}",
+        })
+    return readings
 
 
 def build_report(result: ImageResult, predictor: Predictor, arguments: dict[str, Any] | None = None,
@@ -163,6 +193,7 @@ def build_report(result: ImageResult, predictor: Predictor, arguments: dict[str,
         "tie": is_tie(result),
         "confidence": confidence(result, predictor),
         "class_probabilities": _probabilities(result.class_names, result.class_prob),
+        "acr_descriptors": descriptor_readings(result),
         "label_space": {"scale": predictor.label_space.scale, "task": predictor.label_space.task,
                         "classes": list(result.class_names)},
         "nodule_pixels": key.nodule_pixels,
@@ -195,6 +226,9 @@ def csv_row(report: dict[str, Any]) -> dict[str, Any]:
     }
     for name, p in (report["class_probabilities"] or {}).items():
         row[f"prob_{name}"] = p
+    for reading in report.get("acr_descriptors") or []:
+        row[reading["descriptor"]] = reading["value"]
+        row[f"{reading['descriptor']}_p"] = reading["probability"]
     m = report["measurements"]
     row["unit"] = m["unit"] if m else None
     for key in ("width", "height", "taller_than_wide"):

@@ -6,6 +6,7 @@ Output folder (default ``<grid>/report``)::
     <table>__<evaluation>__<space>.{md,csv,tex}, ..._comparisons.csv
     runs.csv                         every run's own metrics (one row per run, evaluation and label space), and
                                      the environment that trained it when any run recorded one
+    descriptors.csv                  the optional tasks' (ACR descriptors') scores per arm, when runs have them
     learning_curves.png, cosine.png, confusion.png, reliability.png, forest.png, overlays.png, annotator.png
 
 Tables are byte-for-byte reproducible from the run folders: rows follow the grid's order, the bootstrap has a
@@ -29,6 +30,7 @@ from rlar.experiments.arms import TableSpec
 from rlar.experiments.runner import LABEL_NOISE_FILE
 from rlar.reporting import figures
 from rlar.reporting.collect import GridData, load_grid_data
+from rlar.reporting.descriptors import DESCRIPTORS_FILE, descriptor_section, descriptor_table
 from rlar.reporting.environments import NOT_RECORDED, summarize
 from rlar.reporting.stats import BOOTSTRAP_SEED, N_BOOTSTRAP
 from rlar.reporting.tables import (
@@ -230,9 +232,13 @@ def make_report(root: str | Path, out: str | Path | None = None, reference: str 
             (out / f"{table.slug}.tex").write_text(to_latex(table))
             written.append(out / f"{table.slug}.tex")
     annotator_points = _annotator_points(grid)
+    descriptors = descriptor_table(grid)
     if "csv" in formats:
         runs_table(grid).to_csv(out / RUNS_FILE, index=False, float_format="%.6f")
         written.append(out / RUNS_FILE)
+        if not descriptors.empty:
+            descriptors.to_csv(out / DESCRIPTORS_FILE, index=False, float_format="%.6f")
+            written.append(out / DESCRIPTORS_FILE)
         if not annotator_points.empty:
             figures.annotator_summary(annotator_points).to_csv(out / ANNOTATOR_FILE, index=False, float_format="%.6f")
             written.append(out / ANNOTATOR_FILE)
@@ -246,6 +252,7 @@ def make_report(root: str | Path, out: str | Path | None = None, reference: str 
     if missing:
         lines += [f"Arms of the grid without a finished run (left out): {', '.join(missing)}.", ""]
     lines += [to_markdown(t) for t in tables]
+    lines += descriptor_section(descriptors)
     lines += environments_section(grid)
     if "csv" in formats:
         lines += [f"Every run's own metrics (the values behind each mean ± std): [{RUNS_FILE}]({RUNS_FILE}).", ""]

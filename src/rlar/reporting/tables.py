@@ -44,11 +44,11 @@ from rlar.reporting.stats import (
     holm,
     wilcoxon_p,
 )
-from rlar.tasks import TASKS
+from rlar.tasks import CLS, SEG, selection_headlines
 
-SEG_METRICS: tuple[str, ...] = ("dice", "iou", "hd95_px")
-CLS_METRICS: tuple[str, ...] = ("macro_f1", "macro_precision", "macro_recall", "auroc", "balanced_accuracy", "qwk",
-                                "ece")
+#: The table columns: the metrics the task table lists for segmentation and for the TI-RADS category.
+SEG_METRICS: tuple[str, ...] = SEG.metrics
+CLS_METRICS: tuple[str, ...] = CLS.metrics
 METRICS: tuple[str, ...] = SEG_METRICS + CLS_METRICS
 HEADERS: dict[str, str] = {
     "dice": "Dice", "iou": "IoU", "hd95_px": "HD95 px", "macro_f1": "macro-F1", "macro_precision": "precision",
@@ -56,8 +56,8 @@ HEADERS: dict[str, str] = {
 }
 #: Lower is better for these (the others: higher is better).
 LOWER_IS_BETTER = frozenset({"hd95_px", "ece"})
-#: The tested metrics: each task's headline metric, from the task table.
-COMPARED_METRICS: tuple[str, ...] = tuple(spec.headline for spec in TASKS.values() if spec.headline)
+#: The tested metrics: the headline metric of each task that selects checkpoints, from the task table.
+COMPARED_METRICS: tuple[str, ...] = selection_headlines()
 SPACES: tuple[str, ...] = ("levels", "binary")
 #: Compared too, in the binary label space only, as their own Holm family: the ranking metric of the power analysis.
 BINARY_EXTRA_METRICS: tuple[str, ...] = ("auroc",)
