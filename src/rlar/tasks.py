@@ -12,7 +12,7 @@ as in the paper.
 Optional tasks are off unless a run names them in ``model.options.extra_tasks`` (the network then gets a head for
 each, on the classification embedding, and the config gives each a loss weight of 1): the ACR descriptor tasks
 (one per entry of :data:`rlar.data.record.DESCRIPTOR_VALUES`, trained with partial labels, docs/descriptors.md).
-Adding a task that reuses a loss kind is one row here (tests/test_task_table.py adds a toy task and trains it).
+Adding a task that reuses a loss kind is one row here (tests/test_tasks_as_rows.py adds a toy task and trains it).
 
 This module sits at the bottom layer and imports no torch: the validity rules work on whatever tensor type the
 batch holds (they only use comparison and ``&``).
@@ -105,6 +105,8 @@ class TaskSpec:
     selects:     its headline is part of the model-selection score and of the reports' tested comparisons.
     classes:     the class names of an optional classification head (a fixed vocabulary, e.g. ACR words).
     descriptor:  the ``SampleInfo.descriptors`` entry the dataset reads its target from (None: not a descriptor).
+    archs:       the architectures (``model.arch``) whose network produces its output.
+    guided:      trained only with the radiomics guidance on (``radiomics.enabled``).
     """
 
     name: str
@@ -121,6 +123,8 @@ class TaskSpec:
     selects: bool = True
     classes: tuple[str, ...] = ()
     descriptor: str | None = None
+    archs: tuple[str, ...] = ("multitask", "classification")
+    guided: bool = False
     description: str = ""
 
     def valid(self, batch: Mapping[str, Any]) -> Any:
@@ -160,7 +164,7 @@ def descriptor_tasks() -> tuple[TaskSpec, ...]:
 SEG = TaskSpec(
     name="seg", group="seg", output="mask_logits", target_keys=("mask", "has_mask"), loss="segmentation",
     validity=partial(flag_rule, "has_mask"), headline="dice", metrics=("dice", "iou", "hd95_px"),
-    summary=("dice", "iou", "hd95_px"),
+    summary=("dice", "iou", "hd95_px"), archs=("multitask", "segmentation"),
     description="nodule segmentation: Dice + BCE over samples with a mask",
 )
 CLS = TaskSpec(
@@ -172,7 +176,8 @@ CLS = TaskSpec(
 )
 RAD = TaskSpec(
     name="rad", group="cls", output="h_tirads", target_keys=("radiomics", "has_radiomics", "has_mask"),
-    loss="guidance", validity=radiomics_rule, headline=None, metrics=(), auxiliary=True,
+    loss="guidance", validity=radiomics_rule, headline=None, metrics=(), auxiliary=True, archs=("multitask",),
+    guided=True,
     description=f"clinical guidance: MSE between h_tirads and the {RADIOMICS_DIM} standardised radiomics targets",
 )
 
@@ -194,6 +199,18 @@ def add_task(spec: TaskSpec) -> None:
         raise ValueError(f"task '{spec.name}': group must be one of {TASK_GROUPS} and loss one of {LOSS_KINDS}")
     TASKS[spec.name] = spec
     TASK_NAMES = tuple(TASKS)
+
+
+def trained_tasks(arch: str, guided: bool, extra: Iterable[str] = ()) -> tuple[str, ...]:
+    """The loss keys a run trains, in table order: the non-optional tasks whose row lists ``arch`` (and, for a
+    guided task, only with the guidance on), plus the optional tasks in ``extra``; ValueError naming an optional
+    task the architecture cannot have."""
+    extra = check_extra_tasks(extra)
+    unfit = [name for name in extra if arch not in TASKS[name].archs]
+    if unfit:
+        raise ValueError(f"task(s) {unfit} need a network of {list(TASKS[unfit[0]].archs)}, not arch '{arch}'")
+    return tuple(name for name, spec in TASKS.items()
+                 if (name in extra if spec.optional else arch in spec.archs and (guided or not spec.guided)))
 
 
 def optional_task_names() -> tuple[str, ...]:
@@ -255,4 +272,4 @@ __all__ = ["AUX_CLASSIFICATION_METRICS", "CLS", "EXTRA_TASKS_OPTION", "LOSS_KIND
            "TASKS", "TASK_GROUPS", "TASK_LOGITS", "TASK_NAMES", "Batch", "LossKind", "TaskSpec", "add_task",
            "aux_classification_task", "check_extra_tasks", "default_grouping", "descriptor_tasks", "extra_tasks_of",
            "known_label_rule", "flag_rule", "optional_task_names", "radiomics_rule", "reported_metrics",
-           "selection_headlines", "summary_metrics"]
+           "selection_headlines", "summary_metrics", "trained_tasks"]

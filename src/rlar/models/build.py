@@ -67,10 +67,11 @@ def build_model(
                               norm=network.norm, act=network.act, deep_supervision=network.deep_supervision)
     classifier = None
     cls_levels = network.cls_levels
-    if network.extra_tasks and arch == "segmentation":
+    unfit = [name for name in network.extra_tasks if arch not in TASKS[name].archs]
+    if unfit:
         raise BackboneOptionError(f"model.options.{EXTRA_TASKS_OPTION}",
-                                  "the optional tasks are heads on the classification embedding; arch 'segmentation' "
-                                  "has none (use 'multitask' or 'classification')")
+                                  f"task(s) {unfit} are heads on the classification embedding; arch '{arch}' has none "
+                                  f"(use one of {list(TASKS[unfit[0]].archs)})")
     if arch in ("multitask", "classification"):
         if network.cls_pooling == "nodule" and decoder is None:
             raise BackboneOptionError(

@@ -25,8 +25,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from rlar.environment import DEFAULT_DEVICE, Device
 from rlar.errors import ConfigError, config_error_from
 from rlar.prediction import PredictionOptions
-from rlar.tasks import EXTRA_TASKS_OPTION, RAD, RADIOMICS_DIM, TASK_NAMES, TASKS, default_grouping, extra_tasks_of
-from rlar.training.presets import METHOD_NAMES, PRESETS, MethodPreset, tasks_of
+from rlar.tasks import (
+    EXTRA_TASKS_OPTION,
+    RAD,
+    RADIOMICS_DIM,
+    TASK_NAMES,
+    TASKS,
+    default_grouping,
+    extra_tasks_of,
+    trained_tasks,
+)
+from rlar.training.presets import METHOD_NAMES, PRESETS, MethodPreset
 
 __all__ = ["METHOD_NAMES", "PRESETS", "MethodPreset", "RlarConfig", "load_config", "parse_value", "strategy_choices"]
 
@@ -299,16 +308,13 @@ class RlarConfig(_Section):
         if rad.enabled is None:
             object.__setattr__(rad, "enabled", preset.guided and model.arch == "multitask")
         arch = model.arch or preset.arch
-        # The optional tasks (ACR descriptors) the network has a head for are trained too (rlar.tasks).
+        # Which tasks the architecture trains, and the optional ones (ACR descriptors) it has a head for: rlar.tasks.
         extra_key = f"model.options.{EXTRA_TASKS_OPTION}"
         try:
             extra = extra_tasks_of(model.options)
+            trained = trained_tasks(arch, bool(rad.enabled), extra)
         except ValueError as exc:
             raise ConfigError(extra_key, str(exc)) from None
-        if extra and arch == "segmentation":
-            raise ConfigError(extra_key, "optional tasks are heads on the classification embedding; arch "
-                                         "'segmentation' has none")
-        trained = (*tasks_of(arch, bool(rad.enabled)), *extra)
         weights = loss.weights
         for name in TASK_NAMES:
             if getattr(weights, name) is None:

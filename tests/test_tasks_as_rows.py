@@ -27,6 +27,7 @@ from rlar.tasks import (
     default_grouping,
     optional_task_names,
     selection_headlines,
+    trained_tasks,
 )
 from rlar.training.config import load_config, loss_weights
 
@@ -87,6 +88,15 @@ def test_validity_rules_are_data() -> None:
     assert CLS.valid(batch).tolist() == [True, False, True]
     assert RAD.valid(batch).tolist() == [True, False, False]  # radiomics need a mask too
     assert TASKS["composition"].valid(batch).tolist() == [False, True, True]
+
+
+def test_which_tasks_an_architecture_trains_is_read_from_the_rows() -> None:
+    assert trained_tasks("multitask", guided=True) == (SEG.name, CLS.name, RAD.name)
+    assert trained_tasks("multitask", guided=False) == (SEG.name, CLS.name)
+    assert trained_tasks("segmentation", guided=True) == (SEG.name,)  # guidance needs the embedding
+    assert trained_tasks("classification", guided=False, extra=["margin"]) == (CLS.name, "margin")
+    with pytest.raises(ValueError, match="not arch 'segmentation'"):
+        trained_tasks("segmentation", guided=False, extra=["margin"])
 
 
 def test_the_network_option_is_the_key_the_table_names() -> None:
