@@ -116,3 +116,8 @@ def test_scores_use_the_labelled_test_images_only() -> None:
     # -> 0.75; cystic: positives 2 (0.9), 3 (0.01) vs negatives 0, 1 (0.01): pairs 1, 1, 0.5, 0.5 -> 0.75.
     assert scores["composition_auroc"] == pytest.approx(0.75)
     assert set(scores) == {"composition_macro_f1", "composition_auroc", "composition_n"}
+
+
+def test_a_bad_descriptor_target_names_its_batch_key() -> None:
+    with pytest.raises(ValueError, match=r"batch\['composition'\] holds \[6\]"):
+        MultitaskLoss()(_output(torch.randn(2, 6)), {"composition": torch.tensor([6, 0])})

@@ -24,9 +24,12 @@ class ClassificationLoss(nn.Module):
     class_weights: torch.Tensor | None
 
     def __init__(
-        self, class_weights: Sequence[float] | torch.Tensor | None = None, label_smoothing: float = 0.0
+        self, class_weights: Sequence[float] | torch.Tensor | None = None, label_smoothing: float = 0.0,
+        target_key: str = "label",
     ) -> None:
         super().__init__()
+        # The batch key of the labels, named by error messages (an ACR descriptor task reads its own key).
+        self.target_key = target_key
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
@@ -47,14 +50,15 @@ class ClassificationLoss(nn.Module):
             raise ValueError(f"class logits must have shape (B, C), got {tuple(logits.shape)}")
         if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
             raise ValueError(
-                f"batch['label'] must have shape ({logits.shape[0]},), got {tuple(labels.shape)}"
+                f"batch['{self.target_key}'] must have shape ({logits.shape[0]},), got {tuple(labels.shape)}"
             )
         labels = labels.long()
         n_classes = logits.shape[1]
         bad = labels[(labels < UNKNOWN) | (labels >= n_classes)]
         if bad.numel():
             raise ValueError(
-                f"batch['label'] holds {sorted(set(bad.tolist()))}: labels must be -1 (unknown) or 0..{n_classes - 1}"
+                f"batch['{self.target_key}'] holds {sorted(set(bad.tolist()))}: labels must be -1 (unknown) or "
+                f"0..{n_classes - 1}"
             )
         weight = self.class_weights
         if weight is not None and weight.numel() != n_classes:

@@ -42,8 +42,9 @@ def _classification(spec: TaskSpec, settings: LossSettings) -> nn.Module:
     # The run's class weights and smoothing are the TI-RADS label space's; an optional task has its own classes
     # (TaskSpec.classes) and is trained with plain cross-entropy over its labelled samples.
     if spec.optional:
-        return ClassificationLoss()
-    return ClassificationLoss(class_weights=settings.class_weights, label_smoothing=settings.label_smoothing)
+        return ClassificationLoss(target_key=spec.target_keys[0])
+    return ClassificationLoss(class_weights=settings.class_weights, label_smoothing=settings.label_smoothing,
+                              target_key=spec.target_keys[0])
 
 
 #: Loss kind (``TaskSpec.loss``) -> builder of its module, called as ``module(prediction, target, valid)``.
