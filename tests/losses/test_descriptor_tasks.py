@@ -121,3 +121,14 @@ def test_scores_use_the_labelled_test_images_only() -> None:
 def test_a_bad_descriptor_target_names_its_batch_key() -> None:
     with pytest.raises(ValueError, match=r"batch\['composition'\] holds \[6\]"):
         MultitaskLoss()(_output(torch.randn(2, 6)), {"composition": torch.tensor([6, 0])})
+
+
+def test_a_descriptor_model_on_a_source_without_descriptors_scores_nothing_and_does_not_fail() -> None:
+    from rlar.evaluation.evaluate import metrics_from_predictions, predict
+
+    model = build_model(arch="classification", num_classes=5, **SMALL, extra_tasks=["margin"])
+    ds = ThyroidDataset(_DescribedSource([{}, {}, {}]), None, (32, 32), LabelSpace("acr"))
+    frame = predict(model, ds, progress=False)
+    assert frame[task_label_column("margin")].tolist() == [-1, -1, -1]
+    scores = metrics_from_predictions(frame)
+    assert scores["margin_n"] == 0 and np.isnan(scores["margin_macro_f1"]) and np.isnan(scores["margin_auroc"])

@@ -73,11 +73,14 @@ def task_prob_column(task: str, class_name: str) -> str:
 
 def _add_task_columns(rows: list[dict[str, Any]], task_prob: Mapping[str, torch.Tensor],
                       batch: Mapping[str, Any]) -> None:
-    """Add the optional tasks' columns of one batch (the ACR descriptors): true index, predicted word, probabilities."""
+    """Add the optional tasks' columns of one batch (the ACR descriptors): true index, predicted word, probabilities.
+
+    A source that does not record the descriptor gives no batch entry: every image is then unlabelled (-1)."""
     for name, prob in task_prob.items():
         classes = TASKS[name].classes
         probs = prob.float().cpu().numpy()
-        truth = batch[TASKS[name].target_keys[0]].numpy()
+        key = TASKS[name].target_keys[0]
+        truth = batch[key].numpy() if key in batch else np.full(len(probs), -1, dtype=np.int64)
         for row, p, y in zip(rows, probs, truth):
             row[task_label_column(name)] = int(y)
             row[task_pred_column(name)] = classes[int(p.argmax())]
