@@ -11,7 +11,7 @@ as in the paper.
 
 Optional tasks are off unless a run names them in ``model.options.extra_tasks`` (the network then gets a head for
 each, on the classification embedding, and the config gives each a loss weight of 1): the ACR descriptor tasks
-(one per entry of :data:`rlar.data.record.DESCRIPTOR_VALUES`, trained with partial labels, docs/descriptors.md).
+(one per entry of :data:`rlar.acr.DESCRIPTOR_VALUES`, trained with partial labels, docs/descriptors.md).
 Adding a task that reuses a loss kind is one row here (tests/test_tasks_as_rows.py adds a toy task and trains it).
 
 This module sits at the bottom layer and imports no torch: the validity rules work on whatever tensor type the
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, TypedDict, get_args
 
-from rlar.data.record import DESCRIPTOR_VALUES, DESCRIPTORS
+from rlar.acr import DESCRIPTOR_VALUES, DESCRIPTORS
 
 #: Length of the TI-RADS-aligned radiomics vector and of h_tirads (the names are ``rlar.radiomics.FEATURE_NAMES``).
 RADIOMICS_DIM = 13
@@ -151,7 +151,7 @@ def aux_classification_task(name: str, classes: Iterable[str], description: str,
 
 
 def descriptor_tasks() -> tuple[TaskSpec, ...]:
-    """One optional task per ACR descriptor of the canonical vocabulary (``rlar.data.record.DESCRIPTOR_VALUES``),
+    """One optional task per ACR descriptor of the canonical vocabulary (``rlar.acr.DESCRIPTOR_VALUES``),
     named like the descriptor; trained on the samples whose reader recorded it (partial labels)."""
     return tuple(
         aux_classification_task(name, DESCRIPTOR_VALUES[name], descriptor=name,

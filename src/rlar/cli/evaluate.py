@@ -10,7 +10,7 @@ The model's stored preprocessing (:mod:`rlar.training.preprocessing`) is what it
 with the training options, the images are prepared exactly as in training (the numbers equal the run's test
 metrics); on any other source (or other options) each image is decoded uncropped and predicted as ``rlar predict``
 predicts the same file (:mod:`rlar.inference.sources`), the command says so once, and masks are scored at the
-images' own resolution. The work is done by :mod:`rlar.evaluation.evaluate_model`; this module parses the arguments,
+images' own resolution. The work is done by :mod:`rlar.reporting.evaluate_model`; this module parses the arguments,
 calls it and prints. Examples::
 
     rlar evaluate --model runs/ddti/rlar/fold_0 --out eval/                     # the run's test images
@@ -32,7 +32,7 @@ from rlar.errors import ConfigError
 from rlar.prediction import MaskPostprocess
 
 if TYPE_CHECKING:
-    from rlar.evaluation.evaluate_model import EvaluationRequest
+    from rlar.reporting.evaluate_model import EvaluationRequest
 
 SUBSETS: tuple[str, ...] = ("test", "val", "train")
 
@@ -81,7 +81,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 def _request(args: argparse.Namespace, out: Path | None) -> EvaluationRequest:
     """The library's request from the parsed arguments (``out``: the checked output folder)."""
-    from rlar.evaluation.evaluate_model import EvaluationRequest
+    from rlar.reporting.evaluate_model import EvaluationRequest
 
     return EvaluationRequest(
         model=args.model, source=args.source, root=args.root, options=parse_key_values(args.option),
@@ -92,9 +92,9 @@ def _request(args: argparse.Namespace, out: Path | None) -> EvaluationRequest:
 
 
 def same_root(a: str | Path | None, b: str | Path | None) -> bool:
-    """Whether two dataset roots name one folder: :func:`rlar.evaluation.evaluate_model.same_root` (imported when
+    """Whether two dataset roots name one folder: :func:`rlar.reporting.evaluate_model.same_root` (imported when
     called, so that building this command's parser does not load the evaluation library and torch)."""
-    from rlar.evaluation.evaluate_model import same_root as same_folder
+    from rlar.reporting.evaluate_model import same_root as same_folder
 
     return same_folder(a, b)
 
@@ -108,7 +108,7 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score the model as the arguments say, print the metrics and write the requested files under ``--out``."""
-    from rlar.evaluation.evaluate_model import (
+    from rlar.reporting.evaluate_model import (
         CONFUSION_MATRIX_PNG,
         check_out_folder,
         evaluate_trained_model,

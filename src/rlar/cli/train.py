@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rlar.cli.common import write_curves
+from rlar.cli.common import add_device_argument, write_curves
 from rlar.errors import ConfigError
 from rlar.runs import CURVES_FILE, SUMMARY_FILE, train_fold_dir
 from rlar.tasks import summary_metrics
@@ -47,8 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a finished or interrupted run in --out (refused without this or --resume)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None,
-                        help="override training.device")
+    add_device_argument(parser, None, help="override training.device")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars (e.g. for log files); one line per epoch is still printed")
     parser.set_defaults(func=run)

@@ -1,6 +1,6 @@
 """The common sample record every data source produces, and the vocabulary its descriptors use.
 
-Descriptor values are normalised to the ACR TI-RADS lexicon below, whatever the source wrote; a value the
+Descriptor values are normalised to the ACR TI-RADS lexicon of :mod:`rlar.acr` (re-exported here), whatever the source wrote; a value the
 source did not record is ``None`` (unknown), never a guessed class.
 """
 
@@ -11,15 +11,10 @@ from typing import Any
 
 import numpy as np
 
-# Canonical descriptor vocabulary (ACR TI-RADS 2017 lexicon; DDTI-only values kept where ACR has no twin).
-DESCRIPTOR_VALUES: dict[str, tuple[str, ...]] = {
-    "composition": ("cystic", "spongiform", "mixed_cystic", "mixed_solid", "mixed", "solid"),
-    "echogenicity": ("anechoic", "hyperechoic", "isoechoic", "hypoechoic", "very_hypoechoic"),
-    "shape": ("wider_than_tall", "taller_than_wide"),
-    "margin": ("smooth", "ill_defined", "lobulated_irregular", "extrathyroidal_extension"),
-    "echogenic_foci": ("none", "comet_tail", "macrocalcifications", "rim", "punctate"),
-}
-DESCRIPTORS: tuple[str, ...] = tuple(DESCRIPTOR_VALUES)
+from rlar.acr import DESCRIPTOR_VALUES, DESCRIPTORS
+
+__all__ = ["DESCRIPTORS", "DESCRIPTOR_VALUES", "Sample", "SampleInfo", "Skip", "listing"]
+
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ def confusion_figure(grid: GridData, arms: Sequence[str], key: str = "test", spa
 
 def confusion_matrix_figure(matrix: Any, class_names: Sequence[str], title: str) -> Figure:
     """One confusion matrix of counts (rows = reference, columns = prediction), each cell labelled: the figure
-    ``rlar evaluate --confusion-matrix`` writes (:func:`rlar.evaluation.evaluate_model.write_confusion_matrix`)."""
+    ``rlar evaluate --confusion-matrix`` writes (:func:`rlar.reporting.evaluate_model.write_confusion_matrix`)."""
     matrix = np.asarray(matrix)
     names = list(class_names)
     fig = Figure(figsize=(1.2 + 0.7 * len(names), 1.0 + 0.7 * len(names)))

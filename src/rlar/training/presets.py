@@ -12,8 +12,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from rlar.tasks import TASK_NAMES
-
 Arch = Literal["multitask", "segmentation", "classification"]
 
 
@@ -55,16 +53,6 @@ PRESETS: dict[str, MethodPreset] = {
 METHOD_NAMES: tuple[str, ...] = tuple(PRESETS)
 
 
-def tasks_of(arch: str, guided: bool) -> tuple[str, ...]:
-    """The loss keys (``rlar.tasks.TASK_NAMES``, canonical order) an architecture trains, with or without guidance."""
-    present = {
-        "seg": arch in ("multitask", "segmentation"),
-        "cls": arch in ("multitask", "classification"),
-        "rad": guided and arch == "multitask",
-    }
-    return tuple(name for name in TASK_NAMES if present.get(name, False))
-
-
 def presets_table() -> str:
     """The method table as Markdown (what the docs show; a test checks the docs agree)."""
     lines = ["| method | arch | backbone | strategy | guidance (L_rad) | what |", "|---|---|---|---|---|---|"]
@@ -74,4 +62,4 @@ def presets_table() -> str:
     return "\n".join(lines)
 
 
-__all__ = ["METHOD_NAMES", "PRESETS", "MethodPreset", "presets_table", "tasks_of"]
+__all__ = ["METHOD_NAMES", "PRESETS", "MethodPreset", "presets_table"]

@@ -22,9 +22,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-# resolve_device is not used here: evaluation/evaluate_model.py (another helper's file) still imports it from this
-# module; drop it from this line once that import reads rlar.environment.
-from rlar.environment import cpu_autocast_bf16, resolve_device  # noqa: F401
+from rlar.environment import cpu_autocast_bf16
 from rlar.errors import RlarError
 from rlar.runs import BEST, CHECKPOINT_DIR, LAST
 from rlar.strategies.base import StepReport

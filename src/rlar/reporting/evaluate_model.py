@@ -260,8 +260,8 @@ def evaluate_trained_model(request: EvaluationRequest, note: Callable[[str], Non
     a bad request, model or source.
     """
     from rlar.data.sources import open_source
+    from rlar.environment import resolve_device
     from rlar.inference.loading import load_trained_model
-    from rlar.training.trainer import resolve_device
 
     say = note or (lambda _line: None)
     device = resolve_device(request.device)

@@ -1,4 +1,4 @@
-"""The library behind `rlar evaluate` (rlar.evaluation.evaluate_model), called without the command: request in,
+"""The library behind `rlar evaluate` (rlar.reporting.evaluate_model), called without the command: request in,
 result out, notes through a callback, files written by separate functions."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
 import _rlar_trained_model  # noqa: E402
 
 from rlar.data.splits import load_splits  # noqa: E402
-from rlar.evaluation.evaluate_model import (  # noqa: E402
+from rlar.reporting.evaluate_model import (  # noqa: E402
     EvaluationRequest,
     evaluate_trained_model,
     write_confusion_matrix,
