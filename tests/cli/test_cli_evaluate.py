@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
-
-import _rlar_trained_model  # noqa: E402
-
-from rlar.cli.main import main  # noqa: E402
-from rlar.data.splits import load_splits  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _rlar_trained_model.trained_run(tmp_path_factory)
+from rlar.cli.main import main
+from rlar.data.splits import load_splits
 
 
 def test_default_scores_the_test_images_of_the_run(trained_run: Path, tmp_path: Path,

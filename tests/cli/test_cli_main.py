@@ -22,7 +22,7 @@ def test_building_the_parser_imports_neither_torch_nor_subcommands() -> None:
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
-def test_help_lists_each_command_with_its_docstring_summary(capsys) -> None:
+def test_help_lists_each_command_with_its_docstring_summary(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["--help"])
     assert exit_info.value.code == 0
@@ -33,7 +33,7 @@ def test_help_lists_each_command_with_its_docstring_summary(capsys) -> None:
     assert command_summary("plot") == "training curves of one or more run folders in one PNG"
 
 
-def test_the_selected_command_gets_its_full_arguments(capsys) -> None:
+def test_the_selected_command_gets_its_full_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     args = build_parser("plot").parse_args(["plot", "runs/a", "--out", "c.svg"])
     assert args.run_dirs == ["runs/a"] and args.out == "c.svg" and callable(args.func)
     with pytest.raises(SystemExit):

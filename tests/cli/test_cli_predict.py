@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
-
-import _rlar_trained_model  # noqa: E402
-
-from rlar.cli.main import main  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _rlar_trained_model.trained_run(tmp_path_factory)
+from rlar.cli.main import main
+from tests.inference import _rlar_trained_model
 
 
 def test_predict_a_folder_writes_every_file_and_lists_failures(trained_run: Path, tmp_path: Path,
@@ -188,7 +179,8 @@ def test_dicom_input_gets_a_dicom_segmentation_that_reads_back_to_the_mask(train
     """Issue 21 item 4: the SEG references the source image, identifies the algorithm and holds the predicted mask."""
     import numpy as np
     import pydicom
-    from _dicom import write_dicom
+
+    from tests.inference._dicom import write_dicom
 
     png = _rlar_trained_model.phantom_png(tmp_path / "src", 0, size=(70, 90))
     pixels = np.asarray(Image.open(png))
@@ -220,7 +212,8 @@ def test_no_report_fast_path_writes_masks_json_and_table_only(trained_run: Path,
 
 def test_a_dicom_clip_gets_its_masks_and_a_note_instead_of_a_segmentation(trained_run: Path, tmp_path: Path) -> None:
     import numpy as np
-    from _dicom import write_dicom
+
+    from tests.inference._dicom import write_dicom
 
     (tmp_path / "in").mkdir()
     clip = write_dicom(tmp_path / "in" / "clip.dcm", (np.random.default_rng(0).random((3, 64, 64)) * 255).astype(np.uint8))

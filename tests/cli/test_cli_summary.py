@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from rlar.cli.main import main
 
 
-def test_summary_counts_too_small_masks_by_reason(tmp_path: Path, capsys) -> None:
+def test_summary_counts_too_small_masks_by_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     rng = np.random.default_rng(0)

@@ -78,7 +78,7 @@ def test_skip_resume_conflict_and_locks(tiny_grid: Path, tmp_path: Path) -> None
 
 
 def test_failed_run_is_recorded_and_the_grid_goes_on(tiny_grid: Path, tmp_path: Path) -> None:
-    def broken(cfg, out_dir, **kwargs):
+    def broken(cfg, out_dir, **kwargs):  # noqa: ANN001, ANN003
         if cfg.method == "rlar":
             raise RuntimeError("boom")
         return fake_train(cfg, out_dir, **kwargs)

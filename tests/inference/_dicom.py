@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +9,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/: the shared DICOM base
-from _dicom_base import ultrasound_dataset  # noqa: E402
+from tests._dicom_base import ultrasound_dataset
 
 
 def write_dicom(path: Path, pixels: np.ndarray | None, *, spacing: tuple[float, float] | None = None,

@@ -6,18 +6,17 @@ geometry, measurements and report can be checked against exact expectations with
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent))
+from rlar.models import MultitaskOutput
 
-import _rlar_trained_model  # noqa: E402
-
-from rlar.models import MultitaskOutput  # noqa: E402
+if TYPE_CHECKING:
+    from rlar.inference import Predictor
 
 torch.set_num_threads(1)
 
@@ -36,13 +35,8 @@ class OracleNet(nn.Module):
                                h_tirads=torch.zeros(x.shape[0], 13))
 
 
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _rlar_trained_model.trained_run(tmp_path_factory)
-
-
 @pytest.fixture
-def oracle_predictor(trained_run: Path):
+def oracle_predictor(trained_run: Path) -> Predictor:
     """A Predictor over the trained run's checkpoint with its network replaced by :class:`OracleNet`."""
     from rlar.inference import Predictor
     from rlar.inference.loading import load_trained_model

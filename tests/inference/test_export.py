@@ -7,19 +7,16 @@ here are around 1e-7. TorchScript matches to the same tolerance.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from rlar.inference.export import export_model  # noqa: E402
-from rlar.inference.geometry import prepare  # noqa: E402
-from rlar.inference.images import read_input  # noqa: E402
-from rlar.inference.loading import TrainedModel, load_trained_model  # noqa: E402
+from rlar.inference.export import export_model
+from rlar.inference.geometry import prepare
+from rlar.inference.images import read_input
+from rlar.inference.loading import TrainedModel, load_trained_model
 
 TOLERANCE = 1e-4
 
@@ -32,8 +29,8 @@ def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 
 def _batch(images: list[np.ndarray], trained: TrainedModel) -> np.ndarray:
-    shape = tuple(int(s) for s in trained.config.data.image_size)
-    return np.stack([prepare(image, shape, crop=False)[0] for image in images]).astype(np.float32)
+    height, width = (int(s) for s in trained.config.data.image_size)
+    return np.stack([prepare(image, (height, width), crop=False)[0] for image in images]).astype(np.float32)
 
 
 def _compare(trained: TrainedModel, path: Path, batch: np.ndarray) -> None:

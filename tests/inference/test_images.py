@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from _dicom import write_dicom  # noqa: E402
-
-from rlar.errors import DataError  # noqa: E402
-from rlar.inference.images import declared_pixels, read_input, sniff_format  # noqa: E402
+from rlar.errors import DataError
+from rlar.inference.images import declared_pixels, read_input, sniff_format
+from tests.inference._dicom import write_dicom
 
 
 def _png(array: np.ndarray) -> bytes:

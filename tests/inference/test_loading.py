@@ -79,7 +79,7 @@ def test_a_checkpoint_from_a_newer_version_is_refused(trained_run: Path, tmp_pat
         load_trained_model(newer)
 
 
-def test_old_checkpoint_without_preprocessing_derives_it_from_its_config(trained_run, tmp_path) -> None:
+def test_old_checkpoint_without_preprocessing_derives_it_from_its_config(trained_run: Path, tmp_path: Path) -> None:
     """Issue 21 item 1: checkpoints written before the preprocessing record still load, with the record their
     config implies; new checkpoints store it."""
     import torch
@@ -108,7 +108,8 @@ def test_ddti_config_implies_the_scan_area_crop() -> None:
     assert not preprocessing_from_config({"data": {"source": "folder", "options": {}}}).crop
 
 
-def test_a_full_disk_while_saving_a_checkpoint_is_a_clear_error(tmp_path, monkeypatch) -> None:
+def test_a_full_disk_while_saving_a_checkpoint_is_a_clear_error(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 23: torch.save raises RuntimeError (not OSError) on a full disk; the previous file is kept, no temp file."""
     import torch
 

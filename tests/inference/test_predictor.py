@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import _rlar_trained_model  # noqa: E402
-from _dicom import write_dicom  # noqa: E402
-
-from rlar.errors import DataError  # noqa: E402
-from rlar.inference import Predictor  # noqa: E402
-from rlar.inference.evidence import RadiomicsReference  # noqa: E402
-from rlar.inference.loading import load_trained_model  # noqa: E402
-from rlar.inference.predictor import PHANTOM_NOTICE  # noqa: E402
-from rlar.inference.report import build_report  # noqa: E402
-from rlar.radiomics import FEATURE_NAMES  # noqa: E402
+from rlar.errors import DataError
+from rlar.inference import Predictor
+from rlar.inference.evidence import RadiomicsReference
+from rlar.inference.loading import load_trained_model
+from rlar.inference.predictor import PHANTOM_NOTICE
+from rlar.inference.report import build_report
+from rlar.radiomics import FEATURE_NAMES
+from tests.inference import _rlar_trained_model
+from tests.inference._dicom import write_dicom
 
 
-def _nodule_image(shape: tuple[int, int] = (100, 160), box: tuple[int, int, int, int] = (30, 70, 50, 110)) -> np.ndarray:
+def _nodule_image(shape: tuple[int, int] = (100, 160), box: tuple[int, int, int, int] = (30, 70, 50,
+                  110)) -> np.ndarray:
     rng = np.random.default_rng(0)
     image = np.clip(0.3 + 0.05 * rng.standard_normal(shape), 0, 0.45).astype(np.float32)
     top, bottom, left, right = box
@@ -37,6 +34,7 @@ def test_trained_model_predicts_paths_and_arrays_alike(trained_run: Path, tmp_pa
     png = _rlar_trained_model.phantom_png(tmp_path)
     from_path, = predictor.predict([png])
     from_array, = predictor.predict(from_path.input.frames[0])
+    assert from_path.class_prob is not None and from_array.class_prob is not None
     np.testing.assert_allclose(from_path.class_prob, from_array.class_prob, atol=1e-6)
     assert from_path.class_prob.sum() == pytest.approx(1.0) and len(from_path.class_names) == 5
     assert from_path.key.mask is not None and from_path.key.mask.shape == from_path.input.shape
@@ -48,6 +46,8 @@ def test_flip_tta_makes_predictions_mirror_equivariant(trained_run: Path) -> Non
     predictor = Predictor.from_run(trained_run, tta=True)
     image = _nodule_image((64, 64), (16, 40, 20, 50))
     plain, mirrored = predictor.predict([image, np.ascontiguousarray(image[:, ::-1])])
+    assert plain.class_prob is not None and mirrored.class_prob is not None
+    assert plain.key.mask_prob is not None and mirrored.key.mask_prob is not None
     np.testing.assert_allclose(plain.class_prob, mirrored.class_prob, atol=1e-5)
     np.testing.assert_allclose(plain.key.mask_prob, mirrored.key.mask_prob[:, ::-1], atol=1e-5)
 
@@ -80,6 +80,7 @@ def test_fold_models_of_an_experiment_are_ensembled(trained_run: Path, tmp_path:
     image = _nodule_image((64, 64), (16, 40, 20, 50))
     singles = [Predictor([m]).predict(image)[0] for m in ensemble.members]
     mean, = ensemble.predict(image)
+    assert mean.class_prob is not None and singles[0].class_prob is not None and singles[1].class_prob is not None
     np.testing.assert_allclose(mean.class_prob, (singles[0].class_prob + singles[1].class_prob) / 2, atol=1e-6)
     assert Predictor.from_run(experiment, folds=[1]).members[0].path.parts[-3] == "fold_1"
     with pytest.raises(DataError, match="fold"):

@@ -6,7 +6,6 @@ import json
 import pickle
 from pathlib import Path
 
-import _rlar_trained_model
 import numpy as np
 import pytest
 import torch
@@ -16,6 +15,7 @@ from rlar.errors import DataError
 from rlar.inference import Predictor
 from rlar.inference import shipped as shipped_module
 from rlar.inference.shipped import MODEL_JSON, WEIGHTS_FILE, convert_run, load_shipped
+from tests.inference import _rlar_trained_model
 
 
 @pytest.fixture

@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
-
-import _rlar_trained_model  # noqa: E402
-from _dicom import write_dicom  # noqa: E402
+from tests.inference import _rlar_trained_model
+from tests.inference._dicom import write_dicom
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from rlar.inference import Predictor  # noqa: E402
-from rlar.serving.app import create_app  # noqa: E402
-from rlar.serving.limits import ServerLimits, validate_limits  # noqa: E402
+from rlar.inference import Predictor
+from rlar.serving.app import create_app
+from rlar.serving.limits import validate_limits
 
 
 @pytest.fixture(scope="module")
 def client(trained_run: Path) -> TestClient:
-    limits = ServerLimits(max_upload_bytes=300_000, max_pixels=1_000_000)
+    limits = validate_limits(max_upload_bytes=300_000, max_pixels=1_000_000)
     # The viewer answers only the host names it was started for (loopback by default): address it as a browser
     # on this machine would.
     return TestClient(create_app(Predictor.from_run(trained_run), limits), raise_server_exceptions=False,

@@ -10,17 +10,19 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
+from tests.inference import _rlar_trained_model
 
-import _rlar_trained_model  # noqa: E402
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -34,7 +36,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def server(trained_run: Path):
+def server(trained_run: Path) -> Iterator[str]:
     pytest.importorskip("uvicorn")
     import uvicorn
 
@@ -81,7 +83,7 @@ def browser():
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def test_upload_in_headless_chromium_shows_the_category(server: str, browser, tmp_path: Path) -> None:
+def test_upload_in_headless_chromium_shows_the_category(server: str, browser: WebDriver, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
@@ -93,7 +95,8 @@ def test_upload_in_headless_chromium_shows_the_category(server: str, browser, tm
     browser.find_element(By.ID, "submit").click()
     category = WebDriverWait(browser, 120).until(expected_conditions.presence_of_element_located((By.ID, "category")))
     assert category.text in {"TR1", "TR2", "TR3", "TR4", "TR5"}  # the phantom model's ACR classes
-    assert browser.find_element(By.ID, "overlay").get_attribute("src").startswith("data:image/png;base64,")
+    overlay = browser.find_element(By.ID, "overlay").get_attribute("src")
+    assert overlay is not None and overlay.startswith("data:image/png;base64,")
     assert browser.find_elements(By.ID, "probabilities") and browser.find_elements(By.ID, "download-json")
     target = os.environ.get("RLAR_VIEWER_SCREENSHOT")
     if target:

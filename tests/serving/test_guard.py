@@ -5,31 +5,29 @@ frame of an upload counted before decoding, one log line per request."""
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
-
-import _rlar_trained_model  # noqa: E402
+from tests.inference import _rlar_trained_model
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from _benchmarks import load_benchmark  # tests/ is on sys.path (rootdir conftest)
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from rlar.inference import Predictor  # noqa: E402
-from rlar.serving.app import SECURITY_HEADERS, create_app  # noqa: E402
-from rlar.serving.limits import ServerLimits  # noqa: E402
+from rlar.inference import Predictor
+from rlar.serving.app import SECURITY_HEADERS, create_app
+from rlar.serving.limits import validate_limits
+from tests._benchmarks import load_benchmark
 
 BASE = "http://127.0.0.1:8000"
 
 
 @pytest.fixture(scope="module")
 def client(trained_run: Path) -> TestClient:
-    limits = ServerLimits(max_upload_bytes=3_000_000, max_pixels=1_000_000)
+    limits = validate_limits(max_upload_bytes=3_000_000, max_pixels=1_000_000)
     app = create_app(Predictor.from_run(trained_run), limits, {"model": str(trained_run), "tta": False})
     return TestClient(app, raise_server_exceptions=False, base_url=BASE)
 
@@ -43,8 +41,10 @@ def _benchmark():
     return load_benchmark("decode_memory")
 
 
-def _upload(client: TestClient, data: bytes, headers: dict[str, str] | None = None, path: str = "/api/predict"):
-    return client.post(path, files={"file": ("scan.png", data, "image/png")}, headers=headers or {})
+def _upload(client: TestClient, data: bytes, headers: dict[str, str] | None = None,
+            path: str = "/api/predict") -> httpx.Response:
+    response: httpx.Response = client.post(path, files={"file": ("scan.png", data, "image/png")}, headers=headers or {})
+    return response
 
 
 def test_foreign_origin_and_foreign_host_get_403(client: TestClient, png: bytes) -> None:
@@ -115,7 +115,7 @@ def test_large_upload_stays_in_memory(client: TestClient, png: bytes, monkeypatc
 
     rolled: list[int] = []
 
-    class Recording(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
+    class Recording(tempfile.SpooledTemporaryFile):
         def rollover(self) -> None:
             rolled.append(1)
             super().rollover()

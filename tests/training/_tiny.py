@@ -5,9 +5,13 @@ Used where the real phantom source would make the tests slower; it implements th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
+import torch
 
 from rlar.data.record import SampleInfo
 from rlar.data.sources.base import Source
@@ -36,7 +40,8 @@ class TinySource(Source):
     needs_root = False
     scale = "acr"
 
-    def __init__(self, root=None, n_cases: int = 16, size: int = 32, images_per_case: int = 1) -> None:
+    def __init__(self, root: str | Path | None = None, n_cases: int = 16, size: int = 32,
+                 images_per_case: int = 1) -> None:
         self.n_cases, self.size, self.images_per_case = n_cases, size, images_per_case
         super().__init__(root)
 
@@ -48,7 +53,7 @@ class TinySource(Source):
                     tirads=LEVELS[case % len(LEVELS)], scale="acr", has_mask=True, location=(case, k),
                 )
 
-    def _load(self, info: SampleInfo):
+    def _load(self, info: SampleInfo) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
         case, k = info.location
         rng = np.random.default_rng(1000 * case + k)
         yy, xx = np.mgrid[: self.size, : self.size]
@@ -59,12 +64,13 @@ class TinySource(Source):
         return np.clip(image, 0, 1).astype(np.float32), mask, {}
 
 
-def open_tiny(name: str, root=None, **options) -> TinySource:
+def open_tiny(name: str, root: str | Path | None = None, **options: Any) -> TinySource:
     """Stand-in for rlar.data.sources.open_source used by monkeypatching (any name gives the tiny source)."""
     return TinySource(root, **options)
 
 
-def poison_loss(monkeypatch, transform) -> None:  # noqa: ANN001  (pytest's MonkeyPatch; a callable)
+def poison_loss(monkeypatch: pytest.MonkeyPatch,
+                transform: Callable[[dict[str, torch.Tensor], int], dict[str, torch.Tensor]]) -> None:
     """Make training's loss pass through ``transform(losses, step)`` on every step with gradients on (step 1, 2, ...),
     by wrapping ``rlar.training.run.build_components``: how the guard tests make a run diverge on cue. Turn the
     competition probe off in those runs (it also calls the loss with gradients on)."""

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # so _tiny imports here and in spawned worker processes
-
-import _tiny  # noqa: E402
+from tests.training import _tiny
 
 # The test machine's cores are shared: one intra-op thread is several times faster than torch's default here.
 torch.set_num_threads(1)

@@ -28,7 +28,8 @@ def test_layer_stats_on_known_gradients() -> None:
     assert mixed["chan_cos_mean"] == pytest.approx(1.0, abs=1e-5)
 
 
-def test_training_writes_competition_csv_and_the_probe_changes_nothing(tmp_path: Path, tiny_overrides) -> None:
+def test_training_writes_competition_csv_and_the_probe_changes_nothing(tmp_path: Path,
+                                                                       tiny_overrides: list[str]) -> None:
     from rlar.training.run import run_training
 
     base = [*tiny_overrides, "method=vanilla_mtl", "data.source=phantom",

@@ -89,16 +89,18 @@ def test_presets_fill_unset_fields(method: str) -> None:
     preset = PRESETS[method]
     assert (cfg.model.arch, cfg.model.backbone, cfg.strategy.name) == (preset.arch, preset.backbone, preset.strategy)
     assert cfg.radiomics.enabled == preset.guided
-    assert (cfg.loss.weights.rad > 0) == preset.guided
-    assert ("seg" in cfg.strategy.tasks) == (preset.arch != "classification")
+    assert (cfg.loss.weights.model_dump()["rad"] > 0) == preset.guided
+    tasks = cfg.strategy.tasks
+    assert tasks is not None and ("seg" in tasks) == (preset.arch != "classification")
 
 
 def test_user_values_win_over_preset() -> None:
     cfg = load_config(None, ["method=rlar", "model.backbone=resnet18", "loss.weights.rad=0.3", "strategy.name=pcgrad"])
-    assert cfg.model.backbone == "resnet18" and cfg.loss.weights.rad == 0.3 and cfg.strategy.name == "pcgrad"
+    assert cfg.model.backbone == "resnet18" and cfg.loss.weights.model_dump()["rad"] == 0.3 and cfg.strategy.name == "pcgrad"
     # guidance can be switched on for a method whose preset has it off
     cfg = load_config(None, ["method=pcgrad", "radiomics.enabled=true"])
-    assert cfg.loss.weights.rad == 1.0 and cfg.strategy.tasks["cls"] == ["cls", "rad"]
+    tasks = cfg.strategy.tasks
+    assert cfg.loss.weights.model_dump()["rad"] == 1.0 and tasks is not None and tasks["cls"] == ["cls", "rad"]
 
 
 def test_sizes_select_and_overrides_apply_last(tmp_path: Path) -> None:
@@ -142,17 +144,22 @@ def test_find_config_unknown_name() -> None:
 
 
 def test_leave_one_feature_out_masks_the_guidance_loss() -> None:
+    from rlar.losses import MultitaskLoss
+    from rlar.losses.guidance import RadiomicsGuidanceLoss
     from rlar.radiomics import FEATURE_NAMES
     from rlar.training.run import build_components, rad_feature_mask
 
     assert rad_feature_mask(load_config(None, [])) is None
     cfg = load_config(None, ["method=guided_mtl", "radiomics.exclude_feature=taller_than_wide"])
     mask = rad_feature_mask(cfg)
-    assert sum(mask) == 12 and not mask[FEATURE_NAMES.index("taller_than_wide")]
+    assert mask is not None and sum(mask) == 12 and not mask[FEATURE_NAMES.index("taller_than_wide")]
     _, _, loss_fn = build_components(cfg, num_classes=5, class_weights=None)
-    assert loss_fn.rad_loss.feature_mask.tolist() == mask
+    assert isinstance(loss_fn, MultitaskLoss)
+    rad_loss = loss_fn.rad_loss
+    assert isinstance(rad_loss, RadiomicsGuidanceLoss) and rad_loss.feature_mask is not None
+    assert rad_loss.feature_mask.tolist() == mask
     family = rad_feature_mask(load_config(None, ["radiomics.exclude_feature=shape_margin"]))
-    assert sum(family) == 13 - 6
+    assert family is not None and sum(family) == 13 - 6
     with pytest.raises(ConfigError, match="radiomics.exclude_feature"):
         rad_feature_mask(load_config(None, ["radiomics.exclude_feature=not_a_feature"]))
 

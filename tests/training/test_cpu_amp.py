@@ -26,7 +26,7 @@ def _autocast_during_steps(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, 
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_cpu_amp_autocasts_only_where_bf16_is_native(tmp_path: Path, tiny_source, tiny_overrides,
+def test_cpu_amp_autocasts_only_where_bf16_is_native(tmp_path: Path, tiny_source: type, tiny_overrides: list[str],
                                                      monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
     monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: native)
     seen = _autocast_during_steps(monkeypatch)
@@ -42,7 +42,7 @@ def test_cpu_amp_autocasts_only_where_bf16_is_native(tmp_path: Path, tiny_source
         assert all(dtype == torch.bfloat16 for _, dtype in seen)
 
 
-def test_cpu_training_is_float32_by_default(tmp_path: Path, tiny_source, tiny_overrides,
+def test_cpu_training_is_float32_by_default(tmp_path: Path, tiny_source: type, tiny_overrides: list[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: True)
     seen = _autocast_during_steps(monkeypatch)

@@ -7,20 +7,20 @@ from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
-from _tiny import TINY_OVERRIDES
 
 from rlar.training.checkpoint import load_checkpoint
+from tests.training._tiny import TINY_OVERRIDES
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 # Two fresh interpreters importing torch + monai (~15 s on an idle 2-core machine); kept in CI: DDP is tested nowhere else.
 def test_two_rank_gloo_run_keeps_ranks_identical(tmp_path: Path) -> None:
-    import _ddp_worker
+    from tests.training import _ddp_worker
 
     overrides = [*TINY_OVERRIDES, "optim.epochs=1", f"data.cache_dir={tmp_path / 'cache'}",
                  # dropout makes the ranks' local gradients differ: equality then proves the averaging

@@ -16,7 +16,7 @@ from rlar.training.config import load_config
 
 
 def test_checkpoint_carries_raw_training_radiomics_and_predictor_reports_percentiles(
-        tmp_path: Path, tiny_source, tiny_overrides) -> None:
+        tmp_path: Path, tiny_source: type, tiny_overrides: list[str]) -> None:
     from rlar.data.splits import load_splits
     from rlar.inference import Predictor
     from rlar.radiomics import compute_targets
@@ -75,7 +75,7 @@ def test_augmentation_and_source_options_are_validated_while_the_config_loads() 
 
 
 def test_run_passes_the_augmentation_options_to_the_training_dataset(
-        tmp_path: Path, tiny_source, tiny_overrides, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, tiny_source: type, tiny_overrides: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import rlar.data.dataset
     from rlar.training.run import run_training
 

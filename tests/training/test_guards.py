@@ -5,9 +5,10 @@ from __future__ import annotations
 import errno
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-import _tiny
 import pandas as pd
 import pytest
 import torch
@@ -17,10 +18,12 @@ import rlar.training.run as run_module
 from rlar.cli.main import main
 from rlar.errors import DataError
 from rlar.strategies import StepReport
+from rlar.strategies.base import LossFn, Strategy
 from rlar.training.checkpoint import load_checkpoint, save_checkpoint
 from rlar.training.config import load_config
 from rlar.training.run import run_training
 from rlar.training.trainer import DivergenceGuard
+from tests.training import _tiny
 
 
 def _sets(overrides: list[str]) -> list[str]:
@@ -42,7 +45,7 @@ def test_zero_byte_checkpoint_is_a_data_error_naming_the_file(tmp_path: Path) ->
         load_checkpoint(tmp_path)
 
 
-def test_train_resume_from_a_zero_byte_checkpoint_exits_2(tmp_path: Path, tiny_source, tiny_overrides,
+def test_train_resume_from_a_zero_byte_checkpoint_exits_2(tmp_path: Path, tiny_source: type, tiny_overrides: list[str],
                                                            capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "run"
     (out / "checkpoints").mkdir(parents=True)
@@ -70,13 +73,18 @@ def test_checkpoint_write_failure_names_the_path(tmp_path: Path, monkeypatch: py
         save_checkpoint(path / "sub" / "x.pt", {"model": {}, "config": {}, "epoch": 1})  # parent is a file
 
 
-def test_unwritable_output_folder_fails_before_any_work(tmp_path: Path, tiny_source, tiny_overrides,
+def test_unwritable_output_folder_fails_before_any_work(tmp_path: Path, tiny_source: type, tiny_overrides: list[str],
                                                         capsys: pytest.CaptureFixture,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     opened: list[str] = []
-    monkeypatch.setattr(run_module, "open_source", lambda *a, **k: opened.append("x") or _tiny.open_tiny(*a, **k))
+
+    def counting_open(*args: Any, **kwargs: Any) -> _tiny.TinySource:
+        opened.append("x")
+        return _tiny.open_tiny(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "open_source", counting_open)
     code = main(["train", "--config", "phantom", *_sets(tiny_overrides), "--out", str(blocker / "run"),
                  "--no-progress"])
     assert code == 2 and not opened  # refused before the data were even read
@@ -94,7 +102,7 @@ def test_divergence_guard_unit() -> None:
 
 
 def test_loss_blowing_up_stops_the_run_with_exit_2_and_keeps_the_last_good_checkpoint(
-        tmp_path: Path, tiny_source, tiny_overrides, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, tiny_source: type, tiny_overrides: list[str], monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture) -> None:
     def exploding(losses: dict, step: int) -> dict:
         if step > 2:  # epoch 1 is healthy; then the loss grows 7e4 -> 9e15, finite throughout
@@ -119,22 +127,23 @@ def test_loss_blowing_up_stops_the_run_with_exit_2_and_keeps_the_last_good_check
 class _ReportingStrategy(torch.nn.Module):
     """Wraps a strategy and adds fixed extra keys to its report (one finite, one never measured)."""
 
-    def __init__(self, inner: torch.nn.Module) -> None:
+    def __init__(self, inner: Strategy) -> None:
         super().__init__()
         self.inner = inner
 
-    def step(self, model, batch, loss_fn, step):
+    def step(self, model: torch.nn.Module, batch: Mapping[str, Any], loss_fn: LossFn, step: int) -> StepReport:
         report = self.inner.step(model, batch, loss_fn, step)
         return StepReport(losses=report.losses, total=report.total, cosine=report.cosine,
                           extra={**report.extra, "penalty": 0.25 + step, "unmeasured": math.nan})
 
 
-def test_log_has_epoch_means_of_every_extra_key(tmp_path: Path, tiny_source, tiny_overrides,
+def test_log_has_epoch_means_of_every_extra_key(tmp_path: Path, tiny_source: type, tiny_overrides: list[str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     build = run_module.build_components
 
     def wrapped(*args, **kwargs):
         model, strategy, loss_fn = build(*args, **kwargs)
+        assert isinstance(strategy, Strategy)
         return model, _ReportingStrategy(strategy), loss_fn
 
     monkeypatch.setattr(run_module, "build_components", wrapped)
@@ -147,7 +156,7 @@ def test_log_has_epoch_means_of_every_extra_key(tmp_path: Path, tiny_source, tin
     assert log["cosine"].between(-1, 1).all()
 
 
-def test_selection_last_tests_the_last_epoch(tmp_path: Path, tiny_source, tiny_overrides) -> None:
+def test_selection_last_tests_the_last_epoch(tmp_path: Path, tiny_source: type, tiny_overrides: list[str]) -> None:
     metrics = run_training(load_config(None, [*tiny_overrides, "optim.epochs=2", "training.selection=last"]),
                            tmp_path, progress=False)
     assert metrics["run"]["checkpoint"].endswith("last.pt") and metrics["run"]["checkpoint_epoch"] == 2
@@ -162,7 +171,7 @@ class _BrokenTiny(_tiny.TinySource):
         return super()._load(info)
 
 
-def test_train_skips_unreadable_images_and_lists_them(tmp_path: Path, tiny_source, tiny_overrides,
+def test_train_skips_unreadable_images_and_lists_them(tmp_path: Path, tiny_source: type, tiny_overrides: list[str],
                                                       monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setattr(run_module, "open_source", lambda name, root=None, **o: _BrokenTiny(root, **o))
@@ -181,7 +190,7 @@ def test_misspelt_set_key_through_the_cli(capsys: pytest.CaptureFixture) -> None
     assert "did you mean 'optim.epochs'?" in capsys.readouterr().err
 
 
-def test_bad_split_file_through_the_cli(tmp_path: Path, tiny_source, tiny_overrides,
+def test_bad_split_file_through_the_cli(tmp_path: Path, tiny_source: type, tiny_overrides: list[str],
                                         capsys: pytest.CaptureFixture) -> None:
     split = tmp_path / "splits.json"
     split.write_text(json.dumps([{"train": None, "val": [], "test": []}]))

@@ -16,7 +16,8 @@ from rlar.training.checkpoint import load_checkpoint
 from rlar.training.config import load_config
 
 
-def test_train_then_evaluate_cli(tmp_path: Path, tiny_source, tiny_overrides, capsys: pytest.CaptureFixture) -> None:
+def test_train_then_evaluate_cli(tmp_path: Path, tiny_source: type, tiny_overrides: list[str],
+                                 capsys: pytest.CaptureFixture) -> None:
     # rlar with radiomics guidance: exercises targets, standardiser and the RLAR strategy
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({"method": "rlar", "optim": {"epochs": 2}}))
@@ -90,7 +91,7 @@ def test_train_cli_reports_config_errors(capsys: pytest.CaptureFixture) -> None:
     assert "optim.lrr" in capsys.readouterr().err
 
 
-def test_run_training_on_the_phantom_source(tmp_path: Path, tiny_overrides) -> None:
+def test_run_training_on_the_phantom_source(tmp_path: Path, tiny_overrides: list[str]) -> None:
     from rlar.training.run import run_training
 
     cfg = load_config(None, [*tiny_overrides, "data.source=phantom", "data.options={n_cases: 16, image_size: [32, 32]}",
@@ -101,7 +102,7 @@ def test_run_training_on_the_phantom_source(tmp_path: Path, tiny_overrides) -> N
     assert (tmp_path / "log.csv").is_file() and (tmp_path / "splits.json").is_file()
 
 
-def test_train_all_folds_prints_mean_and_std(tmp_path: Path, tiny_source, tiny_overrides,
+def test_train_all_folds_prints_mean_and_std(tmp_path: Path, tiny_source: type, tiny_overrides: list[str],
                                               capsys: pytest.CaptureFixture) -> None:
     sets = [a for o in [*tiny_overrides, "optim.epochs=1", "method=vanilla_mtl"] for a in ("--set", o)]
     out = tmp_path / "cv"
@@ -129,7 +130,7 @@ def test_train_method_choices_come_from_the_presets(capsys: pytest.CaptureFixtur
     assert "invalid choice: 'rlarr'" in capsys.readouterr().err
 
 
-def test_train_method_flag_selects_the_preset(tmp_path: Path, tiny_source, tiny_overrides) -> None:
+def test_train_method_flag_selects_the_preset(tmp_path: Path, tiny_source: type, tiny_overrides: list[str]) -> None:
     sets = [a for o in [*tiny_overrides[1:], "optim.epochs=1"] for a in ("--set", o)]
     out = tmp_path / "cls"
     assert main(["train", "--config", "phantom", "--method", "cls_only", *sets, "--out", str(out),

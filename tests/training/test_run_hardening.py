@@ -11,8 +11,8 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
-import _tiny
 import pandas as pd
 import pytest
 import torch
@@ -24,6 +24,7 @@ from rlar.training.config import OptimConfig, load_config
 from rlar.training.config_diff import RESUME_FREE_KEYS, config_difference
 from rlar.training.run import printable, run_training, write_text
 from rlar.training.trainer import DivergenceGuard, build_scheduler, effective_warmup_epochs, epoch_line
+from tests.training import _tiny
 
 
 def _sets(overrides: list[str]) -> list[str]:
@@ -33,7 +34,8 @@ def _sets(overrides: list[str]) -> list[str]:
 # -- 1. a finished run is not replaced without --resume or --overwrite; 8. one line per epoch ---------------------
 
 
-def test_train_refuses_a_finished_run_unless_resume_or_overwrite(tmp_path: Path, tiny_source, tiny_overrides,
+def test_train_refuses_a_finished_run_unless_resume_or_overwrite(tmp_path: Path, tiny_source: type,
+                                                                 tiny_overrides: list[str],
                                                                   capsys: pytest.CaptureFixture,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "run"
@@ -47,7 +49,12 @@ def test_train_refuses_a_finished_run_unless_resume_or_overwrite(tmp_path: Path,
     finished = (out / "metrics.json").read_text()
 
     opened: list[str] = []
-    monkeypatch.setattr(run_module, "open_source", lambda *a, **k: opened.append("x") or _tiny.open_tiny(*a, **k))
+
+    def counting_open(*args: Any, **kwargs: Any) -> _tiny.TinySource:
+        opened.append("x")
+        return _tiny.open_tiny(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "open_source", counting_open)
     other = [*_sets(overrides), "--set", "method=seg_only"]  # even another config: refused, nothing read
     assert main(["train", "--config", "phantom", *other, "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
@@ -61,7 +68,7 @@ def test_train_refuses_a_finished_run_unless_resume_or_overwrite(tmp_path: Path,
     assert json.loads((out / "metrics.json").read_text())["run"]["method"] == "seg_only"
 
 
-def test_train_refuses_an_interrupted_run_without_resume(tmp_path: Path, tiny_source, tiny_overrides,
+def test_train_refuses_an_interrupted_run_without_resume(tmp_path: Path, tiny_source: type, tiny_overrides: list[str],
                                                          capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "run"
     (out / "checkpoints").mkdir(parents=True)
@@ -71,8 +78,8 @@ def test_train_refuses_an_interrupted_run_without_resume(tmp_path: Path, tiny_so
     assert (out / "checkpoints" / "last.pt").read_bytes() == b"not trained over"
 
 
-def test_library_callers_overwrite_and_old_checkpoints_are_removed_first(tmp_path: Path, tiny_source,
-                                                                         tiny_overrides) -> None:
+def test_library_callers_overwrite_and_old_checkpoints_are_removed_first(tmp_path: Path, tiny_source: type,
+                                                                         tiny_overrides: list[str]) -> None:
     """run_training's default (the demo, the experiment runner) replaces its own folder, and a stale best.pt of the
     old run can never be what the new run reports."""
     (tmp_path / "checkpoints").mkdir()
@@ -106,7 +113,7 @@ def test_guard_leaves_heavy_tailed_but_healthy_batches_alone() -> None:
     assert capped.update(1.2e17) is not None and "max_loss=1e+06" in (capped.update(1.2e17) or "")
 
 
-def test_epoch_one_blow_up_stops_the_run_before_metrics(tmp_path: Path, tiny_source, tiny_overrides,
+def test_epoch_one_blow_up_stops_the_run_before_metrics(tmp_path: Path, tiny_source: type, tiny_overrides: list[str],
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture) -> None:
     def exploding(losses: dict, step: int) -> dict:
@@ -144,7 +151,8 @@ def test_result_files_are_replaced_atomically(tmp_path: Path, monkeypatch: pytes
 # -- 4. training.cpu_threads may change on resume (one rule with the runner) ---------------------------------------
 
 
-def test_cpu_threads_is_free_on_resume_as_in_the_runner(tmp_path: Path, tiny_source, tiny_overrides) -> None:
+def test_cpu_threads_is_free_on_resume_as_in_the_runner(tmp_path: Path, tiny_source: type,
+                                                        tiny_overrides: list[str]) -> None:
     from rlar.experiments.runner import IGNORED_KEYS
 
     assert ("training", "cpu_threads") in RESUME_FREE_KEYS and RESUME_FREE_KEYS <= IGNORED_KEYS
@@ -170,7 +178,7 @@ class _OddNames(_tiny.TinySource):
             yield dataclasses.replace(info, image_id=info.image_id + "\udcff")
 
 
-def test_non_utf8_names_do_not_end_train_in_a_traceback(tmp_path: Path, tiny_source, tiny_overrides,
+def test_non_utf8_names_do_not_end_train_in_a_traceback(tmp_path: Path, tiny_source: type, tiny_overrides: list[str],
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture) -> None:
     assert printable("case1\udcff.png") == "case1\\xff.png" and printable("ok é") == "ok é"
@@ -186,8 +194,8 @@ def test_non_utf8_names_do_not_end_train_in_a_traceback(tmp_path: Path, tiny_sou
     assert metrics["run"]["n_test"] == len(table)
 
 
-def test_a_run_folder_whose_name_is_not_utf8_is_refused_before_any_work(tmp_path: Path, tiny_source,
-                                                                        tiny_overrides,
+def test_a_run_folder_whose_name_is_not_utf8_is_refused_before_any_work(tmp_path: Path, tiny_source: type,
+                                                                        tiny_overrides: list[str],
                                                                         capsys: pytest.CaptureFixture) -> None:
     out = Path(os.fsdecode(os.fsencode(tmp_path) + b"/run\xff"))
     assert main(["train", "--config", "phantom", *_sets(tiny_overrides), "--out", str(out), "--no-progress"]) == 2
@@ -198,7 +206,7 @@ def test_a_run_folder_whose_name_is_not_utf8_is_refused_before_any_work(tmp_path
 # -- 8. epoch lines by parameter, the warm-up, the data.root message -----------------------------------------------
 
 
-def test_epoch_lines_follow_a_parameter_not_a_guess(tmp_path: Path, tiny_source, tiny_overrides,
+def test_epoch_lines_follow_a_parameter_not_a_guess(tmp_path: Path, tiny_source: type, tiny_overrides: list[str],
                                                     capsys: pytest.CaptureFixture) -> None:
     cfg = load_config(None, [*tiny_overrides, "optim.epochs=1"])
     run_training(cfg, tmp_path / "quiet", progress=False)  # the experiment runner's workers: no per-epoch lines
@@ -210,7 +218,8 @@ def test_epoch_lines_follow_a_parameter_not_a_guess(tmp_path: Path, tiny_source,
     assert epoch_line(row, 20) == "epoch 3/20: loss 1.5000 (seg 0.5000, cls 1.0000), val_score 0.2500, 12.3 s"
 
 
-def test_a_warm_up_as_long_as_the_run_is_clamped_with_a_note(tmp_path: Path, tiny_source, tiny_overrides,
+def test_a_warm_up_as_long_as_the_run_is_clamped_with_a_note(tmp_path: Path, tiny_source: type,
+                                                             tiny_overrides: list[str],
                                                              capsys: pytest.CaptureFixture) -> None:
     warmup, note = effective_warmup_epochs(OptimConfig(epochs=2, warmup_epochs=5))
     assert warmup == pytest.approx(0.2) and note is not None and "clamped to 0.2 epoch(s)" in note

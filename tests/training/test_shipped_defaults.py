@@ -54,7 +54,8 @@ def _sizes(raw: dict[str, Any]) -> list[str]:
 
 
 def _raw(name: str) -> dict[str, Any]:
-    return yaml.safe_load((shipped_config_dir() / f"{name}.yaml").read_text())
+    raw: dict[str, Any] = yaml.safe_load((shipped_config_dir() / f"{name}.yaml").read_text())
+    return raw
 
 
 @pytest.mark.parametrize("name", shipped_config_names())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import _tiny
 import pytest
 import torch
 
@@ -13,6 +12,7 @@ from rlar.training.checkpoint import load_checkpoint
 from rlar.training.config import OptimConfig, load_config
 from rlar.training.run import run_training
 from rlar.training.trainer import Trainer, TrainingDiverged, build_scheduler
+from tests.training import _tiny
 
 
 class Killed(Exception):
@@ -29,7 +29,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
         assert torch.equal(value["exp_avg"], sb["optimizer"]["state"][key]["exp_avg"])
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, tiny_source, tiny_overrides,
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, tiny_source: type, tiny_overrides: list[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # augmentation on, dropout on: resuming must restore the data order and every random stream
     cfg = load_config(None, [*tiny_overrides, "optim.epochs=2", "data.augment=true",
@@ -56,7 +56,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, tiny_source
     assert [line.split(",")[0] for line in log[1:]] == ["1", "2"]
 
 
-def test_resume_refuses_a_different_config(tmp_path: Path, tiny_source, tiny_overrides) -> None:
+def test_resume_refuses_a_different_config(tmp_path: Path, tiny_source: type, tiny_overrides: list[str]) -> None:
     from rlar.errors import ConfigError, DataError
 
     cfg = load_config(None, [*tiny_overrides, "optim.epochs=1"])
@@ -69,7 +69,7 @@ def test_resume_refuses_a_different_config(tmp_path: Path, tiny_source, tiny_ove
     assert info.value.key == "optim.lr"
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, tiny_source, tiny_overrides,
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, tiny_source: type, tiny_overrides: list[str],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     def nan_from_epoch_3(losses: dict, step: int) -> dict:
         if step > 4:  # 2 steps per epoch: epoch 3 goes bad
@@ -103,11 +103,10 @@ def test_schedule_warms_up_then_decays_to_zero() -> None:
 
 
 KILL_SCRIPT = """
-import sys, time
-sys.path.insert(0, {tests!r})
+import time
 import torch
 torch.set_num_threads(1)
-import _tiny
+from tests.training import _tiny
 import rlar.training.run as run_module
 from rlar.training.config import load_config
 from rlar.training.trainer import Trainer
@@ -122,7 +121,8 @@ run_module.run_training(load_config(None, {overrides!r}), {out!r}, progress=Fals
 
 
 # A fresh interpreter importing torch + monai, SIGKILLed after its first checkpoint and resumed (kept in CI).
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path, tiny_source, tiny_overrides) -> None:
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path, tiny_source: type,
+                                                       tiny_overrides: list[str]) -> None:
     import os
     import signal
     import subprocess
@@ -131,8 +131,11 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path: Path, tiny_sour
 
     overrides = [*tiny_overrides, "optim.epochs=5", "data.augment=true"]
     killed_dir = tmp_path / "killed"
-    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), overrides=overrides, out=str(killed_dir))
-    proc = subprocess.Popen([sys.executable, "-c", script])
+    script = KILL_SCRIPT.format(overrides=overrides, out=str(killed_dir))
+    # the repository root on the child's path, so it imports the tiny source as the package module tests.training._tiny
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     last = killed_dir / "checkpoints" / "last.pt"
     deadline = time.time() + 300
     try:

@@ -34,7 +34,7 @@ def safe_stem(name: str) -> str:
 
 def contour(mask: np.ndarray, thickness: int) -> np.ndarray:
     """Outline pixels of a bool mask, ``thickness`` pixels wide (drawn inside and outside the boundary)."""
-    edge = find_boundaries(mask.astype(bool), mode="inner")
+    edge: np.ndarray = find_boundaries(mask.astype(bool), mode="inner")  # skimage/scipy are untyped
     if thickness > 1:
         edge = ndi.binary_dilation(edge, iterations=thickness - 1)
     return edge

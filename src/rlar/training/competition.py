@@ -60,7 +60,8 @@ def _norm(g: torch.Tensor) -> torch.Tensor:
     """Per-sample L2 norm without underflow: max-abs times the norm of the unit-scaled gradient (float64)."""
     unit, _ = unit_scaled(g)
     scale = g.detach().flatten(1).abs().amax(1).to(torch.float64)
-    return scale * unit.to(torch.float64).norm(dim=1)
+    norm: torch.Tensor = scale * unit.to(torch.float64).norm(dim=1)
+    return norm
 
 
 def layer_stats(g_seg: torch.Tensor, g_cls: torch.Tensor) -> dict[str, float]:

@@ -403,7 +403,8 @@ class Trainer:
         if self.dist.is_main:
             metrics, score = self.validate(self.model)
             result = (flatten_scalars(metrics, prefix="val_"), float(score))
-        return broadcast_object(result, self.dist)
+        synced: tuple[dict[str, float], float] = broadcast_object(result, self.dist)
+        return synced
 
     def fit(self) -> TrainState:
         """Train from ``self.state.epoch`` to ``optim.epochs`` (or early stop). Returns the final state."""
