@@ -29,4 +29,4 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     trained on first use and shared by the inference, serving, CLI, evaluation, reporting and radiomics tests."""
     from tests.inference import _rlar_trained_model
 
-    return _rlar_trained_model.trained_run(tmp_path_factory)
+    return _rlar_trained_model.train(tmp_path_factory)

@@ -49,7 +49,8 @@ def test_the_device_names_are_spelled_only_in_the_environment_module() -> None:
 def _device_option(command: str) -> argparse.Action:
     parser = build_parser(full=True)
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return next(a for a in subparsers.choices[command]._actions if a.dest == "device")
+    action: argparse.Action = next(a for a in subparsers.choices[command]._actions if a.dest == "device")
+    return action
 
 
 def test_the_device_list_is_the_literal_type() -> None:

@@ -26,8 +26,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from _pytest.mark.structures import ParameterSet
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
@@ -125,7 +129,7 @@ def broken_links(page: Path) -> list[str]:
     return broken
 
 
-def _param(page: Path):
+def _param(page: Path) -> ParameterSet:
     folder = page.parent.name
     marks = [pytest.mark.xfail(strict=True, reason=PENDING[folder])] if folder in PENDING else []
     return pytest.param(page, id=folder, marks=marks)
@@ -140,13 +144,13 @@ def test_there_are_results_pages_and_pending_names_only_existing_pages_with_a_re
 
 
 @pytest.mark.parametrize("page", [_param(page) for page in PAGES])
-def test_results_page_leads_with_the_answer(page: Path):
+def test_results_page_leads_with_the_answer(page: Path) -> None:
     problems = answer_first_problems(page.read_text(encoding="utf-8"))
     assert not problems, f"{page.relative_to(REPO)}:\n  " + "\n  ".join(problems)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[page.parent.name for page in PAGES])
-def test_results_page_links_resolve(page: Path):
+def test_results_page_links_resolve(page: Path) -> None:
     broken = broken_links(page)
     assert not broken, f"{page.relative_to(REPO)}:\n  " + "\n  ".join(broken)
 

@@ -117,7 +117,7 @@ def test_descriptor_tasks_are_off_by_default_and_one_option_turns_them_on() -> N
     on = load_config(None, ["method=guided_mtl", f"model.options={{{EXTRA_TASKS_OPTION}: [{', '.join(ACR)}]}}"])
     assert loss_weights(on) == {SEG.name: 1.0, CLS.name: 1.0, RAD.name: 1.0} | dict.fromkeys(ACR, 1.0)
     assert on.strategy.tasks is not None and on.strategy.tasks[CLS.group] == [CLS.name, RAD.name, *ACR]
-    assert on.loss.weights.shape == 0.0  # a descriptor not asked for stays off
+    assert on.loss.weights.model_dump()["shape"] == 0.0  # a descriptor not asked for stays off
 
 
 def test_config_errors_name_the_key() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,7 +119,7 @@ def test_single_task_models_report_their_task_only(dataset: ThyroidDataset) -> N
     assert validation_score(cls_only) == pytest.approx(cls_only["macro_f1"])
 
 
-def test_masks_written_as_png(dataset: ThyroidDataset, tmp_path) -> None:
+def test_masks_written_as_png(dataset: ThyroidDataset, tmp_path: Path) -> None:
     frame = predict(ToyModel(classify=False), dataset, progress=False, output_dir=tmp_path, keep_masks=False)
     assert "pred_mask" not in frame.columns
     for i, path in enumerate(frame["pred_mask_path"]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from rlar.evaluation.metrics import (
 )
 
 
-def box(shape=(16, 20), top=0, left=0, height=0, width=0) -> np.ndarray:
+def box(shape: tuple[int, int] = (16, 20), top: int = 0, left: int = 0, height: int = 0, width: int = 0) -> np.ndarray:
     mask = np.zeros(shape, dtype=bool)
     mask[top : top + height, left : left + width] = True
     return mask
@@ -90,7 +91,7 @@ def test_segmentation_input_checks() -> None:
 # -------------------------------------------------------------------------------------------- classification
 
 
-def one_hot_probs(preds, num_classes, confidence=0.9) -> np.ndarray:
+def one_hot_probs(preds: list[int] | np.ndarray, num_classes: int, confidence: float = 0.9) -> np.ndarray:
     probs = np.full((len(preds), num_classes), (1 - confidence) / (num_classes - 1))
     probs[np.arange(len(preds)), preds] = confidence
     return probs
@@ -154,7 +155,7 @@ def test_auroc_with_missing_class_uses_present_classes() -> None:
     # Independent count: AUC = fraction of (positive, negative) pairs ranked correctly (ties count half).
     def pairwise(k: int) -> float:
         pos, neg = probs[labels == k, k], probs[labels != k, k]
-        return np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+        return float(np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg]))
 
     assert pairwise(0) == pytest.approx(5 / 6) and pairwise(2) == pytest.approx(5 / 6)
     assert result["auroc"] == pytest.approx((pairwise(0) + pairwise(2)) / 2)
@@ -169,7 +170,7 @@ def test_auroc_with_missing_class_uses_present_classes() -> None:
 
 
 def test_summarise_folds_and_format() -> None:
-    folds = [
+    folds: list[dict[str, Any]] = [
         {"dice": 0.5, "auroc": float("nan"), "class_names": ["a"], "confusion_matrix": np.eye(2)},
         {"dice": 0.7, "auroc": 0.8},
         {"dice": 0.6, "auroc": 0.9},

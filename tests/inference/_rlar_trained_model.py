@@ -1,4 +1,4 @@
-"""One small model trained with the public API, shared by the inference, serving and CLI tests of a session.
+"""One small model trained with the public API, once per session (the ``trained_run`` fixture of tests/conftest.py).
 
 Trained on the synthetic phantom with radiomics guidance (guided_mtl, so the checkpoint has a standardiser and
 h_tirads is supervised): 40 cases at 64x64, 2 epochs, a narrow compact network -- about 15-25 s on 2 busy cores.
@@ -30,21 +30,17 @@ OVERRIDES = [
     "training.cpu_threads=1",
 ]
 
-_CACHE: dict[str, Path] = {}
+def train(factory: pytest.TempPathFactory) -> Path:
+    """Train the model in a new temporary folder and return its run folder. Tests take the session fixture
+    ``trained_run`` of tests/conftest.py, which calls this once per session."""
+    from rlar.training.config import load_config
+    from rlar.training.run import run_training
 
-
-def trained_run(factory: pytest.TempPathFactory) -> Path:
-    """The run folder of the session's model (trained on first use)."""
-    if "run" not in _CACHE:
-        from rlar.training.config import load_config
-        from rlar.training.run import run_training
-
-        torch.set_num_threads(1)
-        base = factory.mktemp("rlar_trained_model")
-        cfg = load_config(None, [*OVERRIDES, f"data.cache_dir={base / 'cache'}"])
-        run_training(cfg, base / "run", progress=False)
-        _CACHE["run"] = base / "run"
-    return _CACHE["run"]
+    torch.set_num_threads(1)
+    base = factory.mktemp("rlar_trained_model")
+    cfg = load_config(None, [*OVERRIDES, f"data.cache_dir={base / 'cache'}"])
+    run_training(cfg, base / "run", progress=False)
+    return base / "run"
 
 
 def phantom_png(folder: Path, index: int = 0, size: tuple[int, int] = (64, 64)) -> Path:

@@ -4,6 +4,7 @@ asked for, batch targets read from the sample records, per-descriptor scores and
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from rlar.models.output import MultitaskOutput
 from rlar.tasks import TASKS
 
 COMPOSITION = TASKS["composition"]
-SMALL = {"compact_channels": [4, 8, 8, 8]}
+SMALL: dict[str, Any] = {"compact_channels": [4, 8, 8, 8]}
 
 
 def _output(logits: torch.Tensor) -> MultitaskOutput:

@@ -15,13 +15,14 @@ EPS = 1e-5  # MONAI DiceLoss default smooth_nr / smooth_dr
 
 def manual_dice_bce(logits: torch.Tensor, mask: torch.Tensor) -> float:
     """Per-sample soft Dice (averaged) + pixel-mean BCE, written out from the definitions."""
-    dices, bces = [], []
+    dices: list[float] = []
+    bces: list[float] = []
     for lg, g in zip(logits.flatten(1).tolist(), mask.flatten(1).tolist()):
         p = [1 / (1 + math.exp(-v)) for v in lg]
         inter = sum(pi * gi for pi, gi in zip(p, g))
         dices.append(1 - (2 * inter + EPS) / (sum(p) + sum(g) + EPS))
         bces += [-(gi * math.log(pi) + (1 - gi) * math.log(1 - pi)) for pi, gi in zip(p, g)]
-    return sum(dices) / len(dices) + sum(bces) / len(bces)
+    return float(sum(dices) / len(dices) + sum(bces) / len(bces))
 
 
 # ---------------------------------------------------------------- segmentation
@@ -53,7 +54,7 @@ def test_seg_loss_no_mask_is_graph_zero() -> None:
     loss = SegmentationLoss()(logits, torch.ones(2, 1, 4, 4), torch.tensor([False, False]))
     assert loss.item() == 0.0 and loss.requires_grad
     loss.backward()
-    assert torch.equal(logits.grad, torch.zeros_like(logits))
+    assert logits.grad is not None and torch.equal(logits.grad, torch.zeros_like(logits))
 
 
 def test_seg_loss_shape_errors() -> None:
@@ -152,6 +153,7 @@ def test_multitask_weighted_components() -> None:
     seg = SegmentationLoss()(out.mask_logits, batch["mask"], batch["has_mask"])
     cls = ClassificationLoss()(out.class_logits, batch["label"])
     # sample 1 has radiomics but no mask: radiomics are only defined from a mask, so only sample 0 counts
+    assert out.h_tirads is not None
     rad = ((out.h_tirads[0] - batch["radiomics"][0]) ** 2).mean()
     assert losses["seg"].item() == pytest.approx(2.0 * seg.item(), rel=1e-6)
     assert losses["cls"].item() == pytest.approx(0.5 * cls.item(), rel=1e-6)
@@ -178,7 +180,7 @@ def test_multitask_empty_batch_gives_connected_zeros() -> None:
     assert all(v.item() == 0.0 for v in losses.values())
     total.backward()
     for t in (out.mask_logits, out.class_logits, out.h_tirads):
-        assert t.grad is not None and torch.equal(t.grad, torch.zeros_like(t))
+        assert t is not None and t.grad is not None and torch.equal(t.grad, torch.zeros_like(t))
 
 
 def test_multitask_missing_batch_key_named() -> None:
@@ -201,8 +203,10 @@ def test_multitask_with_real_model_backward() -> None:
     losses = MultitaskLoss()(out, batch)
     sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values())
-    assert model.classifier.embed.weight.grad.abs().sum() > 0
-    assert model.decoder.head.conv.weight.grad.abs().sum() > 0
+    embed_grad = model.get_parameter("classifier.embed.weight").grad
+    head_grad = model.get_parameter("decoder.head.conv.weight").grad
+    assert embed_grad is not None and embed_grad.abs().sum() > 0
+    assert head_grad is not None and head_grad.abs().sum() > 0
 
 
 def test_guidance_feature_mask_supervises_only_kept_features() -> None:
@@ -215,6 +219,6 @@ def test_guidance_feature_mask_supervises_only_kept_features() -> None:
     loss = RadiomicsGuidanceLoss(feature_mask=[True, True, False])(h, target, valid)
     assert loss.item() == pytest.approx((1 + 4 + 1 + 1) / 4)
     loss.backward()
-    assert h.grad[:, 2].abs().sum() == 0 and h.grad[:, :2].abs().sum() > 0
+    assert h.grad is not None and h.grad[:, 2].abs().sum() == 0 and h.grad[:, :2].abs().sum() > 0
     with pytest.raises(ValueError, match="at least one"):
         RadiomicsGuidanceLoss(feature_mask=[False, False, False])

@@ -51,7 +51,9 @@ def test_each_task_uses_exactly_the_samples_its_spec_calls_valid() -> None:
     losses = loss_fn(out, batch)
     for name, spec in TASKS.items():
         valid = spec.valid(batch)
-        pred = out.for_task(name)[valid]
+        output = out.for_task(name)
+        assert output is not None
+        pred = output[valid]
         target = batch[spec.target_keys[0]][valid]
         # the loss on the valid samples alone, every one of them marked valid, gives the same value
         alone = loss_fn.task_loss(name)(pred, target, torch.ones(int(valid.sum()), dtype=torch.bool))

@@ -8,6 +8,7 @@ import torch
 from rlar.errors import ConfigError
 from rlar.losses import MultitaskLoss
 from rlar.losses.multitask import deep_supervised
+from rlar.losses.segmentation import SegmentationLoss
 from rlar.models import build_model
 
 
@@ -39,10 +40,12 @@ def test_loss_is_the_normalised_weighted_mean_and_trains_the_aux_heads() -> None
     loss_fn = MultitaskLoss()
     total = loss_fn(out, batch)["seg"]
     seg = loss_fn.seg_loss
+    assert isinstance(seg, SegmentationLoss)
     parts = [seg(t, batch["mask"], batch["has_mask"]) for t in (out.mask_logits, *out.aux_mask_logits)]
     expected = (parts[0] + 0.5 * parts[1] + 0.25 * parts[2]) / 1.75
     assert torch.allclose(total, expected)
     total.backward()
+    assert model.decoder is not None
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.aux_heads.parameters())
     assert deep_supervised(torch.tensor(2.0), []) == 2.0
 

@@ -74,7 +74,8 @@ def test_pretrained_model_trains_one_step_and_cuts() -> None:
     torch.manual_seed(0)
     model = build_model("multitask", backbone="efficientnet-lite0", num_classes=3, pretrained=True,
                         drop_connect_rate=0.0)
-    stem = model.encoder.net._conv_stem.weight.detach().clone()
+    stem_weight = model.get_parameter("encoder.net._conv_stem.weight")
+    stem = stem_weight.detach().clone()
     batch = {
         "image": torch.rand(2, 1, 64, 64),
         "mask": (torch.rand(2, 1, 64, 64) > 0.5).float(),
@@ -84,15 +85,16 @@ def test_pretrained_model_trains_one_step_and_cuts() -> None:
         "has_radiomics": torch.tensor([True, True]),
     }
     out = model(batch["image"], cut_at="enc3")
+    assert out.mask_logits is not None and out.class_logits is not None
     assert out.mask_logits.shape == (2, 1, 64, 64) and out.class_logits.shape == (2, 3)
     assert out.z().shape == (2, 40, 8, 8)
     losses = MultitaskLoss()(out, batch)
     total = sum(losses.values())
     leaf_grads = torch.autograd.grad(total, [leaf for _, leaf in out.cut])
     torch.autograd.backward([trunk for trunk, _ in out.cut], leaf_grads)
-    assert model.encoder.net._conv_stem.weight.grad.abs().sum() > 0
+    assert stem_weight.grad is not None and stem_weight.grad.abs().sum() > 0
     torch.optim.SGD(model.parameters(), lr=0.01).step()
-    assert not torch.equal(model.encoder.net._conv_stem.weight, stem)
+    assert not torch.equal(stem_weight, stem)
 
 
 def test_pretrained_path_with_the_package_file() -> None:

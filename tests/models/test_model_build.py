@@ -34,11 +34,12 @@ def test_compact_outputs_and_size(arch: str) -> None:
     if arch == "classification":
         assert out.mask_logits is None
     else:
-        assert out.mask_logits.shape == (2, 1, 32, 48)
+        assert out.mask_logits is not None and out.mask_logits.shape == (2, 1, 32, 48)
     if arch == "segmentation":
         assert out.class_logits is None and out.h_tirads is None and out.h_deep is None
     else:
-        assert out.class_logits.shape == (2, 5)
+        assert out.class_logits is not None and out.class_logits.shape == (2, 5)
+        assert out.h_tirads is not None and out.h_deep is not None
         assert out.h_tirads.shape == (2, 13) and out.h_deep.shape == (2, 7)
 
 
@@ -90,21 +91,22 @@ def test_convnext_classifier_config() -> None:
     assert model.representation_names == ("enc1", "enc2", "bottleneck")
     assert model.stride == 16
     assert model.encoder.channels == (8, 16, 24)
-    assert len(model.encoder.stages[2]) == 2
+    third = model.get_submodule("encoder.stages.2")
+    assert isinstance(third, torch.nn.Sequential) and len(third) == 2
     out = model(torch.rand(3, 1, 32, 32))
-    assert out.class_logits.shape == (3, 6) and out.mask_logits is None
+    assert out.class_logits is not None and out.class_logits.shape == (3, 6) and out.mask_logits is None
     # layer scale starts near zero so each block starts near the identity
-    assert torch.allclose(model.encoder.stages[0][0].gamma, torch.full((8,), 1e-6))
+    assert torch.allclose(model.get_parameter("encoder.stages.0.0.gamma"), torch.full((8,), 1e-6))
     default = build_model("classification", backbone="convnext")
     assert default.encoder.channels == (32, 64, 128, 256)
-    assert [len(s) for s in default.encoder.stages] == [2, 2, 4, 2]
+    assert [len(list(s.children())) for s in default.get_submodule("encoder.stages").children()] == [2, 2, 4, 2]
 
 
 def test_mid_level_pooling() -> None:
     model = build_model("multitask", cls_levels=("enc4", "bottleneck"))
-    assert model.classifier.embed.in_features == 128 + 128
+    assert model.classifier is not None and model.classifier.embed.in_features == 128 + 128
     out = model(torch.rand(2, 1, 32, 32))
-    assert out.class_logits.shape == (2, 6)
+    assert out.class_logits is not None and out.class_logits.shape == (2, 6)
     with pytest.raises(ConfigError, match="enc9"):
         build_model("multitask", cls_levels=("enc9",))
 
@@ -112,10 +114,11 @@ def test_mid_level_pooling() -> None:
 def test_nodule_pooling_reads_the_predicted_nodule_without_teaching_it() -> None:
     torch.manual_seed(0)
     model = build_model("multitask", cls_pooling="nodule", cls_levels=("enc4", "bottleneck")).eval()
+    assert model.classifier is not None and model.decoder is not None
     assert model.classifier.embed.in_features == 2 * (128 + 128)  # global + nodule-weighted average of each map
     image = torch.rand(2, 1, 37, 50)  # padded inside: the weights must follow the maps' padded grid
     out = model(image)
-    assert out.class_logits.shape == (2, 6)
+    assert out.class_logits is not None and out.class_logits.shape == (2, 6)
     # The nodule half is the maps averaged under sigmoid(mask logits), area-resized to each map.
     feats = [out.features["enc4"], out.features["bottleneck"]]
     padded, _ = model._pad(image)
@@ -131,7 +134,9 @@ def test_nodule_pooling_reads_the_predicted_nodule_without_teaching_it() -> None
     torch.testing.assert_close(out.class_logits, expected, rtol=1e-5, atol=1e-6)
     # The TI-RADS loss reaches the encoder but never the decoder: the weights are detached.
     model.train().zero_grad(set_to_none=True)
-    model(image).class_logits.sum().backward()
+    class_logits = model(image).class_logits
+    assert class_logits is not None
+    class_logits.sum().backward()
     assert all(p.grad is None or not p.grad.any() for p in model.decoder.parameters())
     assert any(p.grad is not None and p.grad.any() for p in model.encoder.parameters())
 

@@ -22,6 +22,7 @@ def test_whole_network_round_trip(tmp_path: Path) -> None:
     for key, value in target.state_dict().items():
         assert torch.equal(value, ref[key]), key
     report = target.pretrained_report
+    assert report is not None
     assert report.target == "network" and not report.missing and not report.unexpected
     assert len(report.loaded) == len(ref)
 
@@ -47,12 +48,12 @@ def test_backbone_only_file_with_rgb_stem(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="unexpected"):
         model = build_model("multitask", backbone="resnet18", pretrained_path=path)
     report = model.pretrained_report
+    assert report is not None
     assert report.target == "backbone"
     assert report.adapted == ["conv1.weight"]
     assert report.unexpected == ["fc.weight"]
-    net = model.encoder.net
-    assert torch.equal(net.conv1.weight, state["conv1.weight"].sum(dim=1, keepdim=True))
-    assert torch.equal(net.layer3[0].conv1.weight, state["layer3.0.conv1.weight"])
+    assert torch.equal(model.get_parameter("encoder.net.conv1.weight"), state["conv1.weight"].sum(dim=1, keepdim=True))
+    assert torch.equal(model.get_parameter("encoder.net.layer3.0.conv1.weight"), state["layer3.0.conv1.weight"])
 
 
 def test_partial_file_reports_missing(tmp_path: Path) -> None:

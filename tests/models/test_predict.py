@@ -44,6 +44,9 @@ def test_tta_is_the_mean_of_the_plain_and_mirrored_passes(multitask: torch.nn.Mo
         plain = predict_batch(multitask, images)
         mirrored = predict_batch(multitask, images.flip(-1))
         tta = predict_batch(multitask, images, tta=True)
+    assert tta.mask_prob is not None and plain.mask_prob is not None and mirrored.mask_prob is not None
+    assert tta.class_prob is not None and plain.class_prob is not None and mirrored.class_prob is not None
+    assert tta.h_tirads is not None and plain.h_tirads is not None and mirrored.h_tirads is not None
     assert torch.allclose(tta.mask_prob, (plain.mask_prob + mirrored.mask_prob.flip(-1)) / 2)
     assert torch.allclose(tta.class_prob, (plain.class_prob + mirrored.class_prob) / 2)
     assert torch.allclose(tta.h_tirads, (plain.h_tirads + mirrored.h_tirads) / 2)
@@ -58,6 +61,8 @@ def test_tta_prediction_is_exactly_mirror_equivariant(multitask: torch.nn.Module
         tta_of_mirror = predict_batch(multitask, images.flip(-1), tta=True)
         symmetric = torch.cat([images[..., :16], images[..., :16].flip(-1)], dim=-1)
         tta_sym = predict_batch(multitask, symmetric, tta=True)
+    assert tta.mask_prob is not None and tta_of_mirror.mask_prob is not None and tta_sym.mask_prob is not None
+    assert tta.class_prob is not None and tta_of_mirror.class_prob is not None
     assert torch.equal(tta_of_mirror.mask_prob, tta.mask_prob.flip(-1))
     assert torch.equal(tta_of_mirror.class_prob, tta.class_prob)
     # a mirror-symmetric image gives a mirror-symmetric mask

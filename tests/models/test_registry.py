@@ -7,6 +7,7 @@ import importlib.util
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -55,7 +56,6 @@ def test_unknown_backbone_and_error_types() -> None:
 
 def test_errors_pass_through_a_pydantic_validator_with_their_key() -> None:
     """A config loader validates inside a pydantic validator: the error must come out as itself, key intact."""
-    from typing import Any
 
     from pydantic import BaseModel, model_validator
 
@@ -68,9 +68,10 @@ def test_errors_pass_through_a_pydantic_validator_with_their_key() -> None:
             validate_backbone_options(self.backbone, self.options)
             return self
 
-    for backbone, raw, key in [("compact", {"compact_channels": [8, 0]}, "model.options.compact_channels"),
+    cases: list[tuple[str, dict[str, Any], str]] = [("compact", {"compact_channels": [8, 0]}, "model.options.compact_channels"),
                                ("compact", {"chanels": 1}, "model.options.chanels"),
-                               ("vgg", {}, "model.backbone")]:
+                               ("vgg", {}, "model.backbone")]
+    for backbone, raw, key in cases:
         with pytest.raises(ConfigError) as info:
             ModelSection(backbone=backbone, options=raw)
         assert info.value.key == key

@@ -11,6 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from PIL import Image
 
 from rlar.cli.main import main
@@ -52,11 +55,11 @@ def _make_run(folder: Path, log: pd.DataFrame, strategy: dict | None = None, bes
     return folder
 
 
-def _axis(fig, column: str):
+def _axis(fig: Figure, column: str) -> Axes:
     return fig.axes[[p.column for p in PANELS].index(column)]
 
 
-def _run_lines(ax) -> list:
+def _run_lines(ax: Axes) -> list[Line2D]:
     return [line for line in ax.get_lines() if (line.get_gid() or "").startswith(RUN_GID_PREFIX)]
 
 
@@ -80,7 +83,7 @@ def test_single_run_png_written_with_all_panels(tmp_path: Path) -> None:
         assert len(lines) == 1, panel.column
         # The plotted values are the log's values, epoch by epoch.
         expected = _multitask_log(0)[panel.column].to_numpy()
-        np.testing.assert_allclose(lines[0].get_ydata(), expected)
+        np.testing.assert_allclose(np.asarray(lines[0].get_ydata()), expected)
         assert ax.get_title() and ax.get_xlabel() == "epoch"
 
 
@@ -113,12 +116,13 @@ def test_zero_line_and_tau_line_on_cosine_axis(tmp_path: Path) -> None:
     fig = make_figure([rlar, vanilla])
     ax = _axis(fig, "cosine")
     reference = [line for line in ax.get_lines() if line not in _run_lines(ax)]
-    levels = sorted(float(line.get_ydata()[0]) for line in reference)
+    levels = sorted(float(np.asarray(line.get_ydata())[0]) for line in reference)
     assert levels == pytest.approx([0.0, 0.3])
     # The tau line has the RLAR run's colour; its value is named in the legend.
-    tau_line = next(line for line in reference if line.get_ydata()[0] == pytest.approx(0.3))
+    tau_line = next(line for line in reference if np.asarray(line.get_ydata())[0] == pytest.approx(0.3))
     assert tau_line.get_color() == _run_lines(ax)[0].get_color()
-    assert any("tau = 0.3" in t.get_text() for t in ax.get_legend().get_texts())
+    legend = ax.get_legend()
+    assert legend is not None and any("tau = 0.3" in t.get_text() for t in legend.get_texts())
     low, high = ax.get_ylim()
     assert low <= 0.0 and high >= 0.3
 
@@ -169,7 +173,7 @@ def test_sparse_validation_joins_validated_epochs_and_stars_best(tmp_path: Path)
     (line,) = _run_lines(ax)
     np.testing.assert_array_equal(line.get_xdata(), [2, 4])  # NaN rows are skipped, the rest joined
     stars = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]
-    assert len(stars) == 1 and list(stars[0].get_xdata()) == [2]
+    assert len(stars) == 1 and list(np.asarray(stars[0].get_xdata())) == [2]
 
 
 def test_single_epoch_run(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _fake_grid import write_fake_grid
 
 from rlar.reporting.collect import load_grid_data
 from rlar.reporting.environments import (
@@ -21,6 +20,7 @@ from rlar.reporting.environments import (
 )
 from rlar.reporting.report import RUNS_FILE, build_tables, write_report
 from rlar.reporting.tables import caption
+from tests.reporting._fake_grid import write_fake_grid
 
 MACHINE_A = {"host": "vm", "cpu": "Intel(R) Xeon(R) Processor", "cpu_features": ["avx2", "avx512f"], "cpu_count": 2,
              "torch_threads": 1, "device": "cpu", "python": "3.11.7", "torch": "2.13.0+cpu", "numpy": "2.4.6",
@@ -54,6 +54,7 @@ def test_environment_name_ignores_host_and_os_but_not_cpu_features() -> None:
 
 def test_summary_counts_runs_per_environment_and_puts_unrecorded_last() -> None:
     a, b = numeric_environment(MACHINE_A), numeric_environment(MACHINE_B)
+    assert a is not None and b is not None
     summary = summarize([("rlar", a), ("rlar", a), ("pcgrad", b), ("vanilla_mtl", None), ("rlar", b), ("pcgrad", b)])
     assert [(s.name, s.n_runs, s.arms) for s in summary] == [
         (environment_id(b), 3, ("pcgrad", "rlar")), (environment_id(a), 2, ("rlar",)), (NOT_RECORDED, 1, ("vanilla_mtl",))]
@@ -69,7 +70,8 @@ def test_report_without_records_is_unchanged(plain_grid: Path, tmp_path: Path) -
     assert "## Environments" not in text and "recorded environment" not in text
 
 
-def test_report_names_the_environment_of_each_run_and_warns_when_a_table_mixes(plain_grid: Path, tmp_path: Path) -> None:
+def test_report_names_the_environment_of_each_run_and_warns_when_a_table_mixes(plain_grid: Path,
+                                                                               tmp_path: Path) -> None:
     grid_dir = tmp_path / "mixed"
     shutil.copytree(plain_grid, grid_dir)
     for run in sorted(grid_dir.glob("rlar/seed*/fold*")):

@@ -4,30 +4,20 @@ result out, notes through a callback, files written by separate functions."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
-
-import _rlar_trained_model  # noqa: E402
-
-from rlar.data.splits import load_splits  # noqa: E402
-from rlar.reporting.evaluate_model import (  # noqa: E402
+from rlar.data.splits import load_splits
+from rlar.reporting.evaluate_model import (
     EvaluationRequest,
     evaluate_trained_model,
     write_confusion_matrix,
     write_overlays,
     write_tables,
 )
-from rlar.reporting.figures import confusion_matrix_figure  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _rlar_trained_model.trained_run(tmp_path_factory)
+from rlar.reporting.figures import confusion_matrix_figure
 
 
 def test_confusion_matrix_figure_labels_every_cell() -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _fake_grid import write_fake_grid
 from sklearn.metrics import roc_auc_score
 
 from rlar.reporting.collect import TEST, GridData, load_grid_data
@@ -24,6 +23,7 @@ from rlar.reporting.hierarchical import (
 )
 from rlar.reporting.report import build_tables, write_report
 from rlar.reporting.tables import _macro_f1, compare
+from tests.reporting._fake_grid import write_fake_grid
 
 
 def _width(low: float, high: float) -> float:
@@ -123,7 +123,7 @@ def test_several_seeds_drop_the_fallback_note(grids: dict[str, GridData]) -> Non
 
 def test_deterministic_given_the_report_seed(grids: dict[str, GridData]) -> None:
     def numbers(seed: int) -> list[tuple[float, ...]]:
-        out = []
+        out: list[tuple[float, ...]] = []
         for table in build_tables(grids["noisy"], n_resamples=150, seed=seed):
             for c in table.comparisons:
                 h = c.hierarchical

@@ -3,16 +3,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
-
-import _rlar_trained_model  # noqa: E402
 
 
 def test_regenerate_line_keeps_the_folder_path_and_options(tmp_path: Path) -> None:
@@ -26,7 +21,7 @@ def test_regenerate_line_keeps_the_folder_path_and_options(tmp_path: Path) -> No
     assert line == "rlar report runs/ddti --reference rlar --format md --no-overlays --bootstrap 500"
 
 
-def test_overlay_figure_uses_the_prediction_path_and_predict_colours(tmp_path_factory: pytest.TempPathFactory,
+def test_overlay_figure_uses_the_prediction_path_and_predict_colours(trained_run: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import matplotlib
 
@@ -36,7 +31,7 @@ def test_overlay_figure_uses_the_prediction_path_and_predict_colours(tmp_path_fa
     from rlar.inference.outputs import PRED_COLOUR, TRUE_COLOUR
     from rlar.reporting import figures
 
-    run = _rlar_trained_model.trained_run(tmp_path_factory)
+    run = trained_run
     calls = []
     import importlib
 

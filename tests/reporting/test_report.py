@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _fake_grid import DICE_SHIFT, write_fake_grid
 
 from rlar.cli.main import main
 from rlar.errors import ConfigError, DataError
 from rlar.reporting.collect import load_grid_data
 from rlar.reporting.report import RUNS_FILE, build_tables, runs_table, write_report
 from rlar.reporting.tables import frame_metrics
+from tests.reporting._fake_grid import DICE_SHIFT, write_fake_grid
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,8 @@ def test_report_is_byte_for_byte_reproducible(grid_dir: Path, tmp_path: Path) ->
     assert tex.count(r"\begin{tabular}") == 2 and r"$\pm$" in tex
 
 
-def test_cli_report_with_reference_and_figures(grid_dir: Path, tmp_path: Path, capsys) -> None:
+def test_cli_report_with_reference_and_figures(grid_dir: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r"
     assert main(["report", str(grid_dir), "--reference", "guided_mtl", "--out", str(out), "--format", "md",
                  "--no-overlays", "--bootstrap", "100"]) == 0

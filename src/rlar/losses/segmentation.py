@@ -39,4 +39,5 @@ class SegmentationLoss(nn.Module):
         valid = has_mask.bool()
         if not bool(valid.any()):
             return graph_zero(logits)
-        return self.dice_ce(logits[valid], mask[valid].to(logits.dtype))
+        loss: torch.Tensor = self.dice_ce(logits[valid], mask[valid].to(logits.dtype))
+        return loss

@@ -61,7 +61,8 @@ class CompactEncoder(Encoder):
         self.strides = tuple(2**i for i in range(len(all_channels)))
 
     def run_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        return self.stages[index](x)
+        out: torch.Tensor = self.stages[index](x)
+        return out
 
     def stage_modules(self, index: int) -> list[nn.Module]:
         return [self.stages[index]]

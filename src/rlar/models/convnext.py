@@ -57,7 +57,8 @@ class ConvNeXtBlock(nn.Module):
         y = self.pwconv2(self.act(self.pwconv1(self.norm(y))))
         if self.gamma is not None:
             y = self.gamma * y
-        return x + self.drop_path(y.permute(0, 3, 1, 2))
+        residual: torch.Tensor = self.drop_path(y.permute(0, 3, 1, 2))
+        return x + residual
 
 
 class ConvNeXtEncoder(Encoder):
@@ -118,7 +119,8 @@ class ConvNeXtEncoder(Encoder):
                 nn.init.zeros_(m.bias)
 
     def run_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        return self.stages[index](self.downsample[index](x))
+        out: torch.Tensor = self.stages[index](self.downsample[index](x))
+        return out
 
     def stage_modules(self, index: int) -> list[nn.Module]:
         return [self.downsample[index], self.stages[index]]

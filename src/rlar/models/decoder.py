@@ -38,7 +38,8 @@ class DecoderBlock(nn.Module):
         x = self.up(x)
         if skip is not None:
             x = torch.cat([x, skip], dim=1)
-        return self.conv(x)
+        out: torch.Tensor = self.conv(x)
+        return out
 
 
 class UNetDecoder(nn.Module):

@@ -34,13 +34,16 @@ class ResNetEncoder(Encoder):
 
     def run_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         net = self.net
+        out: torch.Tensor  # the library's modules are called through nn.Module (untyped results)
         if index == 0:
-            return net.act(net.bn1(net.conv1(x)))
-        if index == 1:
+            out = net.act(net.bn1(net.conv1(x)))
+        elif index == 1:
             if not net.no_max_pool:
                 x = net.maxpool(x)
-            return net.layer1(x)
-        return getattr(net, f"layer{index}")(x)
+            out = net.layer1(x)
+        else:
+            out = getattr(net, f"layer{index}")(x)
+        return out
 
     def stage_modules(self, index: int) -> list[nn.Module]:
         net = self.net
