@@ -51,10 +51,7 @@ NOTEBOOK_WORDS = [
 
 #: Pages written before the convention, by folder, with why they are not rewritten yet; remove an entry when its
 #: page is rewritten (the strict xfail fails the run as soon as the page passes).
-PENDING: dict[str, str] = {
-    "ddti_seeds": "issue 22 item 8: the 3-seed grid's page is being written by its own engineer while the grid runs",
-    "phantom_annotators": "issue 22 item 8: the annotator study's page is being rewritten by its own engineer",
-}
+PENDING: dict[str, str] = {}
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
