@@ -33,8 +33,7 @@ from rlar.inference.evidence import (
 from rlar.inference.geometry import Geometry
 from rlar.inference.images import DEFAULT_MAX_PIXELS, InputImage, read_input
 from rlar.inference.loading import TrainedModel, load_trained_model, resolve_checkpoint
-from rlar.inference.pipeline import predict_pixels, prepare_frames
-from rlar.models import predict_batch
+from rlar.inference.pipeline import predict_pixels
 from rlar.radiomics import FEATURE_NAMES, RadiomicsParams, Standardiser, feature_mask
 from rlar.runs import chosen_checkpoint, find_runs, has_checkpoint, select_runs
 from rlar.training.config import RlarConfig
@@ -291,30 +290,12 @@ class Predictor:
     def _predict_frames(self, grey_frames: Sequence[np.ndarray]) -> list[FrameResult]:
         predicted = predict_pixels([m.model for m in self.members], grey_frames, self.preprocessing, self.options,
                                    self.device, crop=self.crop)
-        task_probs = self._task_probabilities(grey_frames)
         results = []
-        for i, p in enumerate(predicted):
+        for p in predicted:
             readouts = [model_readout(h, standardiser) for h, standardiser in zip(p.h_tirads, self.standardisers)]
             results.append(FrameResult(p.mask_prob, p.mask, p.class_prob, _mean_readout(readouts), p.geometry,
-                                       {name: prob[i] for name, prob in task_probs.items()}))
+                                       p.task_prob))
         return results
-
-    @torch.no_grad()
-    def _task_probabilities(self, grey_frames: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """Optional task -> (F, K) member-mean probabilities of ``grey_frames`` (empty without such heads).
-
-        A second forward pass on the same network input as :func:`predict_pixels` (which returns only the mask and
-        the TI-RADS probabilities); paid only by a model that has optional heads."""
-        if not self.extra_tasks:
-            return {}
-        prepared = prepare_frames(grey_frames, self.preprocessing, self.crop)
-        batch = torch.from_numpy(np.stack([array for array, _ in prepared])).to(self.device)
-        sums: dict[str, torch.Tensor] = {}
-        for member in self.members:
-            member.model.eval()
-            for name, prob in predict_batch(member.model, batch, tta=self.options.tta).task_prob.items():
-                sums[name] = prob if name not in sums else sums[name] + prob
-        return {name: (total / len(self.members)).cpu().numpy().astype(np.float64) for name, total in sums.items()}
 
     def _summarise(self, image: InputImage, frames: list[FrameResult], with_evidence: bool = True) -> ImageResult:
         warnings: list[str] = []
