@@ -311,54 +311,66 @@ def _fold_runs(runs: list[RunRecord], key: str) -> dict[int, list[RunRecord]]:
     return out
 
 
+def aligned_values(frames: Sequence[pd.DataFrame], metric: str, space: str
+                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, Kernel] | None:
+    """What a metric is computed from, for runs whose prediction ``frames`` hold the same images in the same order:
+    (values (S, n): per-image Dice, predicted class or binary score; labels (n,) or None for Dice; keep (n,): the
+    images that count for the metric; the metric's :class:`Kernel`). None when the metric is undefined here."""
+    from rlar.reporting.tables import classification_inputs
+
+    labels: np.ndarray | None = None
+    if metric == "dice":
+        if any("dice" not in f.columns for f in frames):
+            return None
+        values = np.stack([f["dice"].to_numpy(dtype=np.float64) for f in frames])
+        keep = np.all(np.isfinite(values), axis=0)
+        if "has_mask" in frames[0].columns:
+            keep &= frames[0]["has_mask"].astype(bool).to_numpy()
+        return values, labels, keep, Kernel("mean")
+    if metric == "auroc" and space != "binary":
+        return None
+    inputs = [classification_inputs(f, space) for f in frames]
+    if any(i is None for i in inputs):
+        return None
+    probs = [i[0] for i in inputs if i is not None]
+    first = inputs[0]
+    assert first is not None
+    labels, names = first[1], first[2]
+    keep = labels >= 0
+    if metric == "auroc":
+        return np.stack([p[:, 1] for p in probs]), labels, keep, Kernel("auroc")
+    return np.stack([p.argmax(axis=1) for p in probs]).astype(np.float64), labels, keep, Kernel("f1", len(names))
+
+
+def common_frames(runs: Sequence[RunRecord], key: str) -> list[pd.DataFrame]:
+    """The ``key`` prediction frames of ``runs``, restricted to the images every one of them scored, in image-id
+    order (an image counted twice in a frame counts once); empty frames when they share no image."""
+    frames = [r.frames[key].drop_duplicates("image_id").set_index("image_id", drop=False) for r in runs]
+    common = frames[0].index
+    for frame in frames[1:]:
+        common = common.intersection(frame.index, sort=False)
+    common = pd.Index(sorted(common))
+    return [f.loc[common] for f in frames]
+
+
 def build_folds(runs_a: list[RunRecord], runs_b: list[RunRecord], key: str, metric: str, space: str
                 ) -> tuple[list[FoldData], Kernel] | None:
     """The folds of a comparison of ``metric`` (``dice``, ``macro_f1``, or ``auroc`` in the binary space) for
     :func:`hierarchical_comparison`; None when the metric is undefined for these runs."""
-    from rlar.reporting.tables import classification_inputs
-
     by_a, by_b = _fold_runs(runs_a, key), _fold_runs(runs_b, key)
     folds: list[FoldData] = []
     kernel: Kernel | None = None
     for fold in sorted(set(by_a) & set(by_b)):
-        runs = [*by_a[fold], *by_b[fold]]
-        frames = [r.frames[key].drop_duplicates("image_id").set_index("image_id", drop=False) for r in runs]
-        common = frames[0].index
-        for frame in frames[1:]:
-            common = common.intersection(frame.index, sort=False)
-        common = pd.Index(sorted(common))
-        if common.empty:
+        frames = common_frames([*by_a[fold], *by_b[fold]], key)
+        if frames[0].empty:
             continue
-        frames = [f.loc[common] for f in frames]
-        n_a = len(by_a[fold])
-        labels: np.ndarray | None = None
-        if metric == "dice":
-            if any("dice" not in f.columns for f in frames):
-                return None
-            values = np.stack([f["dice"].to_numpy(dtype=np.float64) for f in frames])
-            keep = np.all(np.isfinite(values), axis=0)
-            if "has_mask" in frames[0].columns:
-                keep &= frames[0]["has_mask"].astype(bool).to_numpy()
-            kernel = Kernel("mean")
-        else:
-            if metric == "auroc" and space != "binary":
-                return None
-            inputs = [classification_inputs(f, space) for f in frames]
-            if any(i is None for i in inputs):
-                return None
-            probs = [i[0] for i in inputs if i is not None]
-            first = inputs[0]
-            assert first is not None
-            labels, names = first[1], first[2]
-            keep = labels >= 0
-            if metric == "auroc":
-                values = np.stack([p[:, 1] for p in probs])
-                kernel = Kernel("auroc")
-            else:
-                values = np.stack([p.argmax(axis=1) for p in probs]).astype(np.float64)
-                kernel = Kernel("f1", len(names))
+        aligned = aligned_values(frames, metric, space)
+        if aligned is None:
+            return None
+        values, labels, keep, kernel = aligned
         if not keep.any():
             continue
+        n_a = len(by_a[fold])
         patients = frames[0]["patient_id"].astype(str).to_numpy()[keep]
         uniq, index = np.unique(patients, return_inverse=True)
         folds.append(FoldData(fold, index.astype(np.int64), len(uniq), values[:n_a][:, keep], values[n_a:][:, keep],
@@ -377,5 +389,6 @@ def compare_hierarchical(runs_a: list[RunRecord], runs_b: list[RunRecord], key: 
     return hierarchical_comparison(built[0], built[1], n_resamples, seed)
 
 
-__all__ = ["HIERARCHICAL_METRICS", "Z_MDE", "FoldData", "HierarchicalResult", "Kernel", "build_folds",
-           "compare_hierarchical", "group_sums", "hierarchical_comparison", "macro_f1_from_counts", "weighted_auroc"]
+__all__ = ["HIERARCHICAL_METRICS", "Z_MDE", "FoldData", "HierarchicalResult", "Kernel", "aligned_values",
+           "build_folds", "common_frames", "compare_hierarchical", "group_sums", "hierarchical_comparison",
+           "macro_f1_from_counts", "weighted_auroc"]

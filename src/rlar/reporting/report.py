@@ -7,6 +7,8 @@ Output folder (default ``<grid>/report``)::
     runs.csv                         every run's own metrics (one row per run, evaluation and label space), and
                                      the environment that trained it when any run recorded one
     descriptors.csv                  the optional tasks' (ACR descriptors') scores per arm, when runs have them
+    annotator.csv, annotator_trend.csv   the annotator study's per-level means, and the slope of each method
+                                     difference across its levels (rlar.reporting.trend)
     learning_curves.png, cosine.png, confusion.png, reliability.png, forest.png, overlays.png, annotator.png
 
 Tables are byte-for-byte reproducible from the run folders: rows follow the grid's order, the bootstrap has a
@@ -44,6 +46,7 @@ from rlar.reporting.tables import (
     to_latex,
     to_markdown,
 )
+from rlar.reporting.trend import annotator_trends, trend_section
 
 FORMATS: tuple[str, ...] = ("md", "csv", "tex")
 
@@ -138,6 +141,8 @@ def write_figures(grid: GridData, tables: list[Table], out: Path, overlays: bool
 RUNS_FILE = "runs.csv"
 #: The annotator study's summary: what annotator.png draws, as numbers.
 ANNOTATOR_FILE = "annotator.csv"
+#: The annotator study's test of its claim: the slope of each method difference across the levels.
+ANNOTATOR_TREND_FILE = "annotator_trend.csv"
 
 
 def runs_table(grid: GridData) -> pd.DataFrame:
@@ -232,6 +237,7 @@ def make_report(root: str | Path, out: str | Path | None = None, reference: str 
             (out / f"{table.slug}.tex").write_text(to_latex(table))
             written.append(out / f"{table.slug}.tex")
     annotator_points = _annotator_points(grid)
+    trends = annotator_trends(grid, n_resamples, seed) if not annotator_points.empty else pd.DataFrame()
     descriptors = descriptor_table(grid)
     if "csv" in formats:
         runs_table(grid).to_csv(out / RUNS_FILE, index=False, float_format="%.6f")
@@ -242,6 +248,9 @@ def make_report(root: str | Path, out: str | Path | None = None, reference: str 
         if not annotator_points.empty:
             figures.annotator_summary(annotator_points).to_csv(out / ANNOTATOR_FILE, index=False, float_format="%.6f")
             written.append(out / ANNOTATOR_FILE)
+        if not trends.empty:
+            trends.to_csv(out / ANNOTATOR_TREND_FILE, index=False, float_format="%.6f")
+            written.append(out / ANNOTATOR_TREND_FILE)
     pictures = write_figures(grid, tables, out, overlays, annotator_points) if draw_figures else []
     n_runs = len(grid.runs)
     lines = [f"# Report: {grid.root.name}", "",
@@ -252,6 +261,7 @@ def make_report(root: str | Path, out: str | Path | None = None, reference: str 
     if missing:
         lines += [f"Arms of the grid without a finished run (left out): {', '.join(missing)}.", ""]
     lines += [to_markdown(t) for t in tables]
+    lines += trend_section(trends, ANNOTATOR_TREND_FILE if "csv" in formats else None)
     lines += descriptor_section(descriptors)
     lines += environments_section(grid)
     if "csv" in formats:
