@@ -68,6 +68,8 @@ def test_the_slope_is_the_least_squares_line_of_the_level_differences() -> None:
     assert trend.slope == pytest.approx(np.polyfit(np.arange(4), by_hand, 1)[0])
     assert trend.slope == pytest.approx(0.02, abs=0.005)
     assert trend.low > 0 and trend.p_value < 0.01  # a built-in gain is found
+    # the MDE is 2.8 bootstrap SEs, about 2.8 / (2 * 1.96) of the interval's width
+    assert trend.mde == pytest.approx(2.8016 * (trend.high - trend.low) / (2 * 1.96), rel=0.25)
     assert (trend.seeds_a, trend.seeds_b, trend.n_patients, trend.n_folds) == (2, 2, N, 1)
 
 
@@ -147,4 +149,4 @@ def test_the_report_writes_the_trend_table(tmp_path: Path) -> None:
     row = next(line for line in text.splitlines() if line.startswith("| rlar - vanilla_mtl | truth | Dice |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert [abs(float(c)) < 0.01 for c in cells[3:7]] == [True, False, False, False]  # the gain grows by level
-    assert cells[-1] == "1/1"
+    assert cells[-1] == "1/1" and float(cells[-2]) > 0  # seeds, then the MDE

@@ -17,7 +17,9 @@ level, so it is tested on the slope:
   noise it repeats, so with several seeds the interval errs on the wide side; with one seed per arm it is the
   patient bootstrap and leaves out the spread between trainings;
 - ``p`` is the two-sided bootstrap p-value of a zero slope: twice the smaller share of replicates on either side of
-  0, at least ``1 / n_resamples``.
+  0, at least ``1 / n_resamples``;
+- the minimum detectable slope (80 % power, two-sided alpha 0.05) is ``Z_MDE`` times the bootstrap replicates'
+  standard deviation; with one seed per arm it leaves out retraining, so it is a lower bound.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from rlar.reporting.collect import GridData, RunRecord
-from rlar.reporting.hierarchical import aligned_values, common_frames
+from rlar.reporting.hierarchical import Z_MDE, aligned_values, common_frames
 
 #: The metrics whose trend the report gives (six-level or five-level macro-F1: the study's own scale).
 TREND_METRICS: tuple[str, ...] = ("dice", "macro_f1")
@@ -49,6 +51,8 @@ class LevelTrend:
     low: float
     high: float
     p_value: float
+    #: The smallest slope the design detects at 80 % power (a lower bound with one seed per arm).
+    mde: float
     #: The fewest seeds of A (B) at any level and fold: 1 means the interval leaves out retraining.
     seeds_a: int
     seeds_b: int
@@ -123,11 +127,12 @@ def level_trend(levels: Sequence[tuple[str, Sequence[RunRecord], Sequence[RunRec
         low, high = (float(x) for x in np.quantile(slopes, [alpha, 1.0 - alpha]))
         tail = min(float(np.mean(slopes <= 0)), float(np.mean(slopes >= 0)))
         p_value = min(1.0, max(2.0 * tail, 1.0 / n_resamples))
+        mde = Z_MDE * float(slopes.std(ddof=1))
     else:
-        low = high = p_value = nan
+        low = high = p_value = mde = nan
     seeds = np.array([entry[4] for entry in prepared])  # (folds, 2L)
     return LevelTrend(levels=tuple(name for name, _, _ in levels), differences=tuple(float(d) for d in differences),
-                      slope=float(_slope(differences)), low=low, high=high, p_value=p_value,
+                      slope=float(_slope(differences)), low=low, high=high, p_value=p_value, mde=mde,
                       seeds_a=int(seeds[:, 0::2].min()), seeds_b=int(seeds[:, 1::2].min()),
                       n_patients=int(sum(entry[3] for entry in prepared)), n_folds=len(prepared))
 
@@ -169,10 +174,10 @@ def annotator_trends(grid: GridData, n_resamples: int = 2000, seed: int = 0) -> 
                              "levels": ";".join(trend.levels),
                              "differences": ";".join(f"{d:.6f}" for d in trend.differences),
                              "slope": trend.slope, "ci_low": trend.low, "ci_high": trend.high,
-                             "p_bootstrap": trend.p_value, "seeds_a": trend.seeds_a, "seeds_b": trend.seeds_b,
+                             "p_bootstrap": trend.p_value, "mde": trend.mde, "seeds_a": trend.seeds_a, "seeds_b": trend.seeds_b,
                              "patients": trend.n_patients, "folds": trend.n_folds})
     return pd.DataFrame(rows, columns=["a", "b", "evaluation", "metric", "levels", "differences", "slope", "ci_low",
-                                       "ci_high", "p_bootstrap", "seeds_a", "seeds_b", "patients", "folds"])
+                                       "ci_high", "p_bootstrap", "mde", "seeds_a", "seeds_b", "patients", "folds"])
 
 
 def trend_section(trends: pd.DataFrame, csv_name: str | None) -> list[str]:
@@ -183,10 +188,11 @@ def trend_section(trends: pd.DataFrame, csv_name: str | None) -> list[str]:
     lines = ["## Does the difference grow with disagreement?", "",
              "Slope of A - B per level step (least squares over the levels), 95 % bootstrap interval over patients "
              "and seeds (the same patients at every level), two-sided bootstrap p of a zero slope; a positive slope "
-             "means A gains on B as the readers disagree more. Seeds 1 (either side): the interval leaves out the "
-             "spread between trainings.", "",
-             "| A - B | against | metric | " + " | ".join(levels) + " | slope per level [95 % CI] | p | seeds a/b |",
-             "|---|---|---|" + "---|" * len(levels) + "---|---|---|"]
+             "means A gains on B as the readers disagree more. MDE: the smallest slope detected at 80 % power. Seeds 1 "
+             "(either side): the interval and MDE leave out the spread between trainings (the MDE is a lower bound).",
+             "",
+             "| A - B | against | metric | " + " | ".join(levels) + " | slope per level [95 % CI] | p | MDE | seeds a/b |",
+             "|---|---|---|" + "---|" * len(levels) + "---|---|---|---|"]
     for row in trends.itertuples(index=False):
         cells = [f"{float(d):+.3f}" for d in str(row.differences).split(";")]
         cells += [""] * (len(levels) - len(cells))
@@ -195,7 +201,7 @@ def trend_section(trends: pd.DataFrame, csv_name: str | None) -> list[str]:
             "<0.001" if row.p_bootstrap < 0.001 else f"{row.p_bootstrap:.3f}")
         metric = "Dice" if row.metric == "dice" else "macro-F1"
         lines.append(f"| {row.a} - {row.b} | {row.evaluation} | {metric} | " + " | ".join(cells)
-                     + f" | {interval} | {p} | {row.seeds_a}/{row.seeds_b} |")
+                     + f" | {interval} | {p} | {row.mde:.4f} | {row.seeds_a}/{row.seeds_b} |")
     if csv_name:
         lines += ["", f"The numbers: [{csv_name}]({csv_name})."]
     return [*lines, ""]
