@@ -46,7 +46,7 @@ from rlar.reporting.tables import (
     to_latex,
     to_markdown,
 )
-from rlar.reporting.trend import annotator_trends, trend_section
+from rlar.reporting.trend import ANNOTATOR_EVALUATIONS, TREND_METRICS, annotator_trends, trend_section
 
 FORMATS: tuple[str, ...] = ("md", "csv", "tex")
 
@@ -83,13 +83,13 @@ def _annotator_points(grid: GridData) -> pd.DataFrame:
             continue
         for run in grid.runs_of(arm.name):
             for key, frame in sorted(run.frames.items()):
-                if key not in ("test", "truth"):
+                if key not in ANNOTATOR_EVALUATIONS:
                     continue
                 metrics = frame_metrics(frame, "levels")
-                for metric in ("dice", "macro_f1"):
+                for metric in TREND_METRICS:
                     rows.append({"level": arm.meta["level"], "level_index": arm.meta["level_index"],
                                  "method": arm.meta.get("method", arm.method),
-                                 "evaluation": "readers" if key == "test" else "truth", "metric": metric,
+                                 "evaluation": ANNOTATOR_EVALUATIONS[key], "metric": metric,
                                  "value": metrics[metric]})
     return pd.DataFrame(rows)
 

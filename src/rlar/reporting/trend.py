@@ -34,10 +34,11 @@ import pandas as pd
 from rlar.reporting.collect import GridData, RunRecord
 from rlar.reporting.hierarchical import Z_MDE, aligned_values, common_frames
 
-#: The metrics whose trend the report gives (six-level or five-level macro-F1: the study's own scale).
+#: The metrics of the annotator study's figure and trend (macro-F1 on the study's own level scale).
 TREND_METRICS: tuple[str, ...] = ("dice", "macro_f1")
-#: Run frame key -> the name the annotator study gives that evaluation (rlar.reporting.report._annotator_points).
-TREND_EVALUATIONS: dict[str, str] = {"truth": "truth", "test": "readers"}
+#: Run frame key -> the name the annotator study gives that evaluation: the test frame is scored against the
+#: readers the run trained on, the truth frame against the phantom's truth.
+ANNOTATOR_EVALUATIONS: dict[str, str] = {"truth": "truth", "test": "readers"}
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def annotator_trends(grid: GridData, n_resamples: int = 2000, seed: int = 0) -> 
     for a, b in annotator_pairs(grid):
         indices = [i for i in sorted(names) if (i, a) in by_level and (i, b) in by_level]
         levels = [(names[i], grid.runs_of(by_level[(i, a)]), grid.runs_of(by_level[(i, b)])) for i in indices]
-        for key, evaluation in TREND_EVALUATIONS.items():
+        for key, evaluation in ANNOTATOR_EVALUATIONS.items():
             for metric in TREND_METRICS:
                 trend = level_trend(levels, key, metric, n_resamples=n_resamples, seed=seed)
                 if trend is None:
@@ -207,5 +208,5 @@ def trend_section(trends: pd.DataFrame, csv_name: str | None) -> list[str]:
     return [*lines, ""]
 
 
-__all__ = ["TREND_EVALUATIONS", "TREND_METRICS", "LevelTrend", "annotator_pairs", "annotator_trends",
+__all__ = ["ANNOTATOR_EVALUATIONS", "TREND_METRICS", "LevelTrend", "annotator_pairs", "annotator_trends",
            "level_trend", "trend_section"]
